@@ -1,0 +1,675 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {Address} from "@openzeppelin/contracts/utils/Address.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {KeeperRegistry} from "./KeeperRegistry.sol";
+
+/// @title TaskManager
+/// @notice Jobs (registration, funding, validation), threshold-signed execution and billing.
+/// @dev Every execution must raise the job's monotonic cursor, which makes execution exactly-once
+///      for every trigger kind. Job state that every execution touches is packed in one slot.
+contract TaskManager is EIP712, ReentrancyGuardTransient {
+    enum TriggerKind {
+        Time,
+        Cron,
+        Event,
+        Condition
+    }
+
+    enum JobStatus {
+        None,
+        Active,
+        Paused,
+        Cancelled
+    }
+
+    /// @notice What a job owner registers. `trigger` is abi-encoded per kind:
+    ///         Time `(uint64 interval)`, Cron `(string expr)`,
+    ///         Event `(address emitter, bytes32[4] topics, uint16 confirmations)`,
+    ///         Condition `(address resolver, bytes resolverCalldata, uint8 mode, uint64 minInterval)`.
+    struct JobSpec {
+        address target;
+        bytes callData;
+        TriggerKind kind;
+        bytes trigger;
+        uint32 gasLimit;
+        uint16 thresholdBps;
+        uint64 startTime;
+        uint64 endTime;
+        uint32 maxExecutions;
+    }
+
+    /// @notice The EIP-712 message a quorum signs for one execution.
+    struct Report {
+        uint256 jobId;
+        uint64 round;
+        uint64 epoch;
+        uint256 cursor;
+        uint64 checkBlock;
+        bytes32 checkBlockHash;
+        bytes32 payloadHash;
+        address executor;
+        uint64 deadline;
+    }
+
+    /// @dev Slot read and written by every execution.
+    struct JobState {
+        uint96 balance;
+        uint64 lastCursor;
+        uint64 round;
+        JobStatus status;
+        TriggerKind kind;
+        uint16 thresholdBps;
+    }
+
+    /// @dev Slot read by every execution.
+    struct JobConfig {
+        address target;
+        uint24 gasLimit;
+        uint32 maxExecutions;
+        uint40 endTime;
+    }
+
+    /// @dev Slot read by Time, Event and Condition executions.
+    struct JobSchedule {
+        uint64 startTime;
+        uint64 interval; // Time: seconds; Event: confirmations; Condition: minInterval in blocks
+        uint8 mode; // Condition: 0 resolver calldata, 1 performUpkeep(data)
+    }
+
+    struct Job {
+        JobState state;
+        JobConfig config;
+        JobSchedule schedule;
+        bytes32 callDataHash;
+        address owner;
+    }
+
+    /// @notice Everything about a job in one value, for clients.
+    struct JobView {
+        address owner;
+        JobStatus status;
+        TriggerKind kind;
+        address target;
+        uint32 gasLimit;
+        uint16 thresholdBps;
+        uint64 startTime;
+        uint64 endTime;
+        uint32 maxExecutions;
+        uint64 interval;
+        uint8 mode;
+        uint256 balance;
+        uint64 round;
+        uint64 lastCursor;
+        bytes32 callDataHash;
+    }
+
+    bytes32 public constant REPORT_TYPEHASH = keccak256(
+        "Report(uint256 jobId,uint64 round,uint64 epoch,uint256 cursor,uint64 checkBlock,"
+        "bytes32 checkBlockHash,bytes32 payloadHash,address executor,uint64 deadline)"
+    );
+    uint32 public constant MIN_GAS_LIMIT = 10_000;
+    uint32 public constant MAX_GAS_LIMIT = 5_000_000;
+    uint64 public constant MIN_INTERVAL = 10; // seconds, Time jobs
+    uint16 public constant MAX_CONFIRMATIONS = 64; // Event jobs
+    uint256 public constant MAX_CALLDATA = 4096; // bytes of a job's callData or resolver calldata
+    uint256 public constant MAX_CRON_LENGTH = 128;
+    uint64 public constant MAX_CHECK_AGE = 128; // blocks a report's checkBlock may lag
+    uint256 public constant MAX_MEMBERS = 256; // one bit each in signerBitmap
+    /// @notice Gas reserved for the work after the target returns (payment, event).
+    uint256 public constant POST_CALL_GAS = 30_000;
+    /// @notice Gas billed on top of what `execute` measures: the transaction base and calldata.
+    uint256 public constant BILLING_BASE_GAS = 21_000;
+    /// @notice Worst-case gas of `execute` beyond the target's, used for the funding check.
+    uint256 public constant MAX_EXECUTION_OVERHEAD_GAS = 250_000;
+    bytes4 private constant PERFORM_UPKEEP_SELECTOR = 0x4585e33b; // performUpkeep(bytes)
+
+    KeeperRegistry public immutable registry;
+    /// @notice Highest gas price an execution is billed at.
+    uint256 public immutable gasPriceCap;
+    /// @notice Flat fee per execution on top of gas, in wei.
+    uint256 public immutable premium;
+
+    uint256 public nextJobId = 1;
+    mapping(uint256 jobId => Job) private _jobs;
+    mapping(address keeper => uint256) public earnings;
+
+    event JobCreated(uint256 indexed jobId, address indexed owner, TriggerKind kind, JobSpec spec, uint256 deposit);
+    event JobFunded(uint256 indexed jobId, address indexed from, uint256 amount, uint256 balance);
+    event JobPaused(uint256 indexed jobId);
+    event JobResumed(uint256 indexed jobId);
+    event JobCancelled(uint256 indexed jobId, uint256 refund);
+    event JobExecuted(
+        uint256 indexed jobId,
+        uint64 round,
+        uint256 cursor,
+        address indexed executor,
+        bool success,
+        uint256 gasUsed,
+        uint256 payment
+    );
+    event EarningsWithdrawn(address indexed keeper, uint256 amount);
+    event EquivocationProven(address indexed keeper, address indexed reporter, uint256 indexed jobId, uint64 round);
+
+    // createJob validation
+    error TargetNotContract(address target);
+    error GasLimitOutOfRange(uint32 gasLimit, uint32 min, uint32 max);
+    error ThresholdOutOfRange(uint16 thresholdBps);
+    error InvalidTimeWindow(uint64 startTime, uint64 endTime);
+    error IntervalTooShort(uint64 interval, uint64 min);
+    error ZeroEmitter();
+    error MalformedTrigger(TriggerKind kind);
+    error ConfirmationsTooHigh(uint16 confirmations, uint16 max);
+    error ResolverNotContract(address resolver);
+    error CallDataTooLong(uint256 length, uint256 max);
+    error DepositTooLow(uint256 deposit, uint256 required);
+    error BalanceOverflow();
+    // job management
+    error UnknownJob(uint256 jobId);
+    error NotJobOwner(address caller, address owner);
+    error JobIsPaused(uint256 jobId);
+    error JobIsCancelled(uint256 jobId);
+    error JobNotPaused(uint256 jobId);
+    error ZeroValue();
+    error NothingToWithdraw();
+    // execute
+    error NotExecutor(address sender, address executor);
+    error ReportExpired(uint64 deadline, uint256 blockNumber);
+    error WrongRound(uint64 expected, uint64 got);
+    error MaxExecutionsReached(uint32 maxExecutions);
+    error JobExpired(uint64 endTime);
+    error JobNotStarted(uint64 startTime);
+    error InsufficientBalance(uint256 balance, uint256 required);
+    error CheckBlockInFuture(uint64 checkBlock, uint256 blockNumber);
+    error StaleCheckBlock(uint64 checkBlock, uint256 blockNumber);
+    error CheckBlockHashMismatch(uint64 checkBlock);
+    error PayloadHashMismatch();
+    error PayloadMismatch();
+    error CursorOutOfRange(uint256 cursor);
+    error CursorNotRaised(uint256 cursor, uint64 lastCursor);
+    error CursorOffGrid(uint256 cursor);
+    error CursorBeforeStart(uint256 cursor, uint64 startTime);
+    error CursorInFuture(uint256 cursor, uint256 timestamp);
+    error CursorMismatch(uint256 cursor, uint64 checkBlock);
+    error LogNotConfirmed(uint256 logBlock, uint64 checkBlock, uint64 confirmations);
+    error ConditionTooSoon(uint256 cursor, uint64 lastCursor, uint64 minInterval);
+    error EpochNotActive(uint64 epoch, uint64 currentEpoch); // raised by KeeperRegistry.quorumFor
+    error JobNotInQuorum(uint256 jobId, uint16 quorum);
+    error QuorumMismatch();
+    error TooManyMembers(uint256 count);
+    error BitmapOutOfRange();
+    error SignatureCountMismatch(uint256 expected, uint256 got);
+    error InvalidSignature(uint256 index);
+    error MalleableSignature(uint256 index);
+    error SignerNotMember(uint256 index, address signer);
+    error DuplicateSignature(uint256 index, address signer);
+    error SignatureOrderMismatch(uint256 index, address signer);
+    error InsufficientStake(uint256 signedStake, uint256 totalStake, uint16 thresholdBps);
+    error InsufficientGasForTarget(uint256 available, uint256 required);
+    // equivocation
+    error NotEquivocation();
+    error DifferentSigners(address a, address b);
+
+    /// @param registry_ the KeeperRegistry whose quorums sign reports
+    /// @param gasPriceCap_ highest gas price (wei) an execution is billed at
+    /// @param premium_ flat fee per execution (wei)
+    constructor(KeeperRegistry registry_, uint256 gasPriceCap_, uint256 premium_) EIP712("KeeperTaskManager", "1") {
+        registry = registry_;
+        gasPriceCap = gasPriceCap_;
+        premium = premium_;
+    }
+
+    // ------------------------------------------------------------------ job owners
+
+    /// @notice Registers a job; `msg.value` funds it and must cover one worst-case execution.
+    /// @return jobId the new job's id
+    function createJob(JobSpec calldata spec) external payable returns (uint256 jobId) {
+        if (spec.target.code.length == 0) revert TargetNotContract(spec.target);
+        if (spec.gasLimit < MIN_GAS_LIMIT || spec.gasLimit > MAX_GAS_LIMIT) {
+            revert GasLimitOutOfRange(spec.gasLimit, MIN_GAS_LIMIT, MAX_GAS_LIMIT);
+        }
+        if (spec.thresholdBps <= 5000 || spec.thresholdBps > 10_000) revert ThresholdOutOfRange(spec.thresholdBps);
+        uint64 start = spec.startTime == 0 ? uint64(block.timestamp) : spec.startTime;
+        if (spec.endTime != 0 && (spec.endTime <= start || spec.endTime <= block.timestamp)) {
+            revert InvalidTimeWindow(start, spec.endTime);
+        }
+        if (spec.endTime > type(uint40).max || start > type(uint40).max) revert InvalidTimeWindow(start, spec.endTime);
+        if (spec.callData.length > MAX_CALLDATA) revert CallDataTooLong(spec.callData.length, MAX_CALLDATA);
+        (uint64 interval, uint8 mode) = _validateTrigger(spec.kind, spec.trigger);
+        uint256 required = _minBalance(spec.gasLimit);
+        if (msg.value < required) revert DepositTooLow(msg.value, required);
+        if (msg.value > type(uint96).max) revert BalanceOverflow();
+
+        jobId = nextJobId++;
+        Job storage job = _jobs[jobId];
+        uint64 lastCursor = 0;
+        // Logs of the creation block or older never fire.
+        if (spec.kind == TriggerKind.Event) lastCursor = uint64((block.number << 32) | 0xffffffff);
+        job.state = JobState({
+            balance: uint96(msg.value),
+            lastCursor: lastCursor,
+            round: 0,
+            status: JobStatus.Active,
+            kind: spec.kind,
+            thresholdBps: spec.thresholdBps
+        });
+        job.config = JobConfig({
+            target: spec.target,
+            gasLimit: uint24(spec.gasLimit),
+            maxExecutions: spec.maxExecutions,
+            endTime: uint40(spec.endTime)
+        });
+        job.schedule = JobSchedule({startTime: start, interval: interval, mode: mode});
+        job.callDataHash = keccak256(spec.callData);
+        job.owner = msg.sender;
+        emit JobCreated(jobId, msg.sender, spec.kind, spec, msg.value);
+    }
+
+    /// @notice Adds `msg.value` to a job's balance. Anyone may fund a job that is not cancelled.
+    function fund(uint256 jobId) external payable {
+        JobState storage s = _jobs[jobId].state;
+        if (s.status == JobStatus.None) revert UnknownJob(jobId);
+        if (s.status == JobStatus.Cancelled) revert JobIsCancelled(jobId);
+        if (msg.value == 0) revert ZeroValue();
+        uint256 balance = uint256(s.balance) + msg.value;
+        if (balance > type(uint96).max) revert BalanceOverflow();
+        s.balance = uint96(balance);
+        emit JobFunded(jobId, msg.sender, msg.value, balance);
+    }
+
+    /// @notice Stops executions until `resume`. Owner only.
+    function pause(uint256 jobId) external {
+        JobState storage s = _ownedJob(jobId);
+        if (s.status == JobStatus.Paused) revert JobIsPaused(jobId);
+        if (s.status == JobStatus.Cancelled) revert JobIsCancelled(jobId);
+        s.status = JobStatus.Paused;
+        emit JobPaused(jobId);
+    }
+
+    /// @notice Lets a paused job execute again. Owner only.
+    function resume(uint256 jobId) external {
+        JobState storage s = _ownedJob(jobId);
+        if (s.status != JobStatus.Paused) revert JobNotPaused(jobId);
+        s.status = JobStatus.Active;
+        emit JobResumed(jobId);
+    }
+
+    /// @notice Ends a job for good and refunds its balance to the owner. Owner only.
+    function cancel(uint256 jobId) external nonReentrant {
+        JobState storage s = _ownedJob(jobId);
+        if (s.status == JobStatus.Cancelled) revert JobIsCancelled(jobId);
+        uint256 refund = s.balance;
+        s.balance = 0;
+        s.status = JobStatus.Cancelled;
+        emit JobCancelled(jobId, refund);
+        if (refund != 0) Address.sendValue(payable(msg.sender), refund);
+    }
+
+    // ------------------------------------------------------------------ keepers
+
+    /// @notice Executes one round of a job, proven by the threshold signatures of its quorum.
+    /// @param report the signed report; `msg.sender` must be `report.executor`
+    /// @param payload calldata for the target (Condition mode 1: the `performData`)
+    /// @param members the quorum's member words (`address << 96 | stake`), sorted, as committed
+    /// @param signerBitmap bit i set when members[i] signed
+    /// @param signatures 65-byte signatures, one per set bit, in member order
+    function execute(
+        Report calldata report,
+        bytes calldata payload,
+        bytes32[] calldata members,
+        uint256 signerBitmap,
+        bytes calldata signatures
+    ) external nonReentrant {
+        uint256 startGas = gasleft();
+        uint256 jobId = report.jobId;
+        Job storage job = _jobs[jobId];
+        JobState memory s = job.state;
+        JobConfig memory cfg = job.config;
+        _checkReportContext(report, s, cfg);
+        bytes32 payloadHash = keccak256(payload);
+        if (payloadHash != report.payloadHash) revert PayloadHashMismatch();
+        if (s.kind != TriggerKind.Condition && payloadHash != job.callDataHash) revert PayloadMismatch();
+        uint8 mode = _checkCursor(report, s, cfg, job);
+        _checkSignatures(report, members, signerBitmap, signatures, s.thresholdBps);
+
+        // Effects before the interaction: the round and cursor are spent whatever the target does.
+        job.state.round = s.round + 1;
+        job.state.lastCursor = uint64(report.cursor);
+
+        uint256 gasLimit = cfg.gasLimit;
+        uint256 needed = (gasLimit * 64) / 63 + POST_CALL_GAS;
+        if (gasleft() < needed) revert InsufficientGasForTarget(gasleft(), needed);
+        bytes memory data = mode == 1 ? abi.encodeWithSelector(PERFORM_UPKEEP_SELECTOR, payload) : payload;
+        address target = cfg.target;
+        bool success;
+        uint256 before = gasleft();
+        assembly ("memory-safe") {
+            // No return data is copied: a target cannot make the executor pay for a huge return.
+            success := call(gasLimit, target, 0, add(data, 0x20), mload(data), 0, 0)
+        }
+        uint256 gasUsed = before - gasleft();
+
+        uint256 price = tx.gasprice < gasPriceCap ? tx.gasprice : gasPriceCap;
+        uint256 payment = (startGas - gasleft() + BILLING_BASE_GAS + 16 * msg.data.length) * price + premium;
+        if (payment > s.balance) payment = s.balance;
+        job.state.balance = s.balance - uint96(payment);
+        earnings[msg.sender] += payment;
+        emit JobExecuted(jobId, s.round, report.cursor, msg.sender, success, gasUsed, payment);
+    }
+
+    /// @notice Proves that one keeper signed two conflicting reports for the same
+    ///         (jobId, round, checkBlock, checkBlockHash); slashes it and rewards the caller.
+    function slashEquivocation(Report calldata a, bytes calldata sigA, Report calldata b, bytes calldata sigB)
+        external
+    {
+        if (
+            a.jobId != b.jobId || a.round != b.round || a.checkBlock != b.checkBlock
+                || a.checkBlockHash != b.checkBlockHash || (a.cursor == b.cursor && a.payloadHash == b.payloadHash)
+        ) revert NotEquivocation();
+        address signerA = _recoverOrRevert(hashReport(a), sigA, 0);
+        address signerB = _recoverOrRevert(hashReport(b), sigB, 1);
+        if (signerA != signerB) revert DifferentSigners(signerA, signerB);
+        emit EquivocationProven(signerA, msg.sender, a.jobId, a.round);
+        registry.slash(signerA, msg.sender);
+    }
+
+    /// @notice Pays out what the caller earned by executing jobs.
+    function withdrawEarnings() external nonReentrant {
+        uint256 amount = earnings[msg.sender];
+        if (amount == 0) revert NothingToWithdraw();
+        earnings[msg.sender] = 0;
+        emit EarningsWithdrawn(msg.sender, amount);
+        Address.sendValue(payable(msg.sender), amount);
+    }
+
+    // ------------------------------------------------------------------ views
+
+    /// @notice The EIP-712 digest keepers sign for `report`.
+    function hashReport(Report calldata report) public view returns (bytes32) {
+        return _hashTypedDataV4(keccak256(abi.encode(REPORT_TYPEHASH, report)));
+    }
+
+    function domainSeparator() external view returns (bytes32) {
+        return _domainSeparatorV4();
+    }
+
+    /// @notice Smallest balance with which a job may execute: one worst-case execution.
+    function minBalance(uint256 jobId) external view returns (uint256) {
+        Job storage job = _jobs[jobId];
+        if (job.state.status == JobStatus.None) revert UnknownJob(jobId);
+        return _minBalance(job.config.gasLimit);
+    }
+
+    /// @notice The deposit `createJob` requires for a job with this gas limit.
+    function requiredDeposit(uint32 gasLimit) external view returns (uint256) {
+        return _minBalance(gasLimit);
+    }
+
+    function getJob(uint256 jobId) external view returns (JobView memory v) {
+        Job storage job = _jobs[jobId];
+        JobState memory s = job.state;
+        if (s.status == JobStatus.None) revert UnknownJob(jobId);
+        JobConfig memory c = job.config;
+        JobSchedule memory sc = job.schedule;
+        v = JobView({
+            owner: job.owner,
+            status: s.status,
+            kind: s.kind,
+            target: c.target,
+            gasLimit: c.gasLimit,
+            thresholdBps: s.thresholdBps,
+            startTime: sc.startTime,
+            endTime: c.endTime,
+            maxExecutions: c.maxExecutions,
+            interval: sc.interval,
+            mode: sc.mode,
+            balance: s.balance,
+            round: s.round,
+            lastCursor: s.lastCursor,
+            callDataHash: job.callDataHash
+        });
+    }
+
+    // ------------------------------------------------------------------ internals
+
+    function _ownedJob(uint256 jobId) private view returns (JobState storage s) {
+        Job storage job = _jobs[jobId];
+        s = job.state;
+        if (s.status == JobStatus.None) revert UnknownJob(jobId);
+        if (job.owner != msg.sender) revert NotJobOwner(msg.sender, job.owner);
+    }
+
+    function _minBalance(uint256 gasLimit) private view returns (uint256) {
+        return (gasLimit + MAX_EXECUTION_OVERHEAD_GAS) * gasPriceCap + premium;
+    }
+
+    /// @dev Status, executor, deadline, round, limits, funding and the check block.
+    function _checkReportContext(Report calldata report, JobState memory s, JobConfig memory cfg) private view {
+        if (s.status != JobStatus.Active) {
+            if (s.status == JobStatus.None) revert UnknownJob(report.jobId);
+            if (s.status == JobStatus.Paused) revert JobIsPaused(report.jobId);
+            revert JobIsCancelled(report.jobId);
+        }
+        if (msg.sender != report.executor) revert NotExecutor(msg.sender, report.executor);
+        if (block.number > report.deadline) revert ReportExpired(report.deadline, block.number);
+        if (report.round != s.round) revert WrongRound(s.round, report.round);
+        if (cfg.maxExecutions != 0 && s.round >= cfg.maxExecutions) revert MaxExecutionsReached(cfg.maxExecutions);
+        uint256 required = _minBalance(cfg.gasLimit);
+        if (s.balance < required) revert InsufficientBalance(s.balance, required);
+        uint64 checkBlock = report.checkBlock;
+        if (checkBlock >= block.number) revert CheckBlockInFuture(checkBlock, block.number);
+        if (block.number - checkBlock > MAX_CHECK_AGE) revert StaleCheckBlock(checkBlock, block.number);
+        if (blockhash(checkBlock) != report.checkBlockHash) revert CheckBlockHashMismatch(checkBlock);
+    }
+
+    /// @dev The trigger rule of the job's kind; returns the Condition mode (0 otherwise).
+    function _checkCursor(Report calldata report, JobState memory s, JobConfig memory cfg, Job storage job)
+        private
+        view
+        returns (uint8 mode)
+    {
+        uint256 cursor = report.cursor;
+        if (cursor > type(uint64).max) revert CursorOutOfRange(cursor);
+        if (cursor <= s.lastCursor) revert CursorNotRaised(cursor, s.lastCursor);
+        uint64 endTime = cfg.endTime;
+        TriggerKind kind = s.kind;
+        if (kind == TriggerKind.Time || kind == TriggerKind.Cron) {
+            if (cursor > block.timestamp) revert CursorInFuture(cursor, block.timestamp);
+            if (endTime != 0 && cursor > endTime) revert JobExpired(endTime);
+            JobSchedule memory sc = job.schedule;
+            if (cursor < sc.startTime) revert CursorBeforeStart(cursor, sc.startTime);
+            if (kind == TriggerKind.Time && (cursor - sc.startTime) % sc.interval != 0) revert CursorOffGrid(cursor);
+            return 0;
+        }
+        if (endTime != 0 && block.timestamp > endTime) revert JobExpired(endTime);
+        JobSchedule memory sched = job.schedule;
+        if (block.timestamp < sched.startTime) revert JobNotStarted(sched.startTime);
+        if (kind == TriggerKind.Event) {
+            uint256 logBlock = cursor >> 32;
+            if (logBlock + sched.interval > report.checkBlock) {
+                revert LogNotConfirmed(logBlock, report.checkBlock, sched.interval);
+            }
+            return 0;
+        }
+        // Condition: the cursor is the check block, spaced by minInterval.
+        if (cursor != report.checkBlock) revert CursorMismatch(cursor, report.checkBlock);
+        if (s.lastCursor != 0 && cursor < uint256(s.lastCursor) + sched.interval) {
+            revert ConditionTooSoon(cursor, s.lastCursor, sched.interval);
+        }
+        return sched.mode;
+    }
+
+    /// @dev Members against the committed quorum, then one signature per set bit, then stake.
+    function _checkSignatures(
+        Report calldata report,
+        bytes32[] calldata members,
+        uint256 bitmap,
+        bytes calldata signatures,
+        uint16 thresholdBps
+    ) private view {
+        uint256 n = members.length;
+        if (n > MAX_MEMBERS) revert TooManyMembers(n);
+        (uint16 quorum, bytes32 committed) = registry.quorumFor(report.epoch, report.jobId);
+        bytes32 membersHash;
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            calldatacopy(ptr, members.offset, mul(n, 0x20))
+            membersHash := keccak256(ptr, mul(n, 0x20))
+        }
+        if (membersHash != committed) _revertQuorumMismatch(report, membersHash, quorum);
+        if (n < 256 && bitmap >> n != 0) revert BitmapOutOfRange();
+        uint256 count = _popcount(bitmap);
+        if (signatures.length != count * 65) revert SignatureCountMismatch(count * 65, signatures.length);
+
+        bytes32 digest = hashReport(report);
+        uint256 totalStake;
+        uint256 signedStake;
+        uint256 sigIndex;
+        for (uint256 i = 0; i < n; ++i) {
+            uint256 word = uint256(members[i]);
+            uint256 stake = uint96(word);
+            totalStake += stake;
+            if ((bitmap >> i) & 1 == 0) continue;
+            bytes32 r;
+            bytes32 sv;
+            uint8 v;
+            uint256 off = sigIndex * 65;
+            assembly ("memory-safe") {
+                let p := add(signatures.offset, off)
+                r := calldataload(p)
+                sv := calldataload(add(p, 0x20))
+                v := byte(0, calldataload(add(p, 0x40)))
+            }
+            (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, v, r, sv);
+            if (signer != address(uint160(word >> 96))) _revertBadSignature(members, bitmap, i, sigIndex, signer, err);
+            signedStake += stake;
+            ++sigIndex;
+        }
+        if (signedStake * 10_000 < totalStake * thresholdBps) {
+            revert InsufficientStake(signedStake, totalStake, thresholdBps);
+        }
+    }
+
+    /// @dev Failure path only: tells a member list of another quorum from a tampered one.
+    function _revertQuorumMismatch(Report calldata report, bytes32 membersHash, uint16 quorum) private view {
+        uint16 count = registry.quorumCount(report.epoch);
+        for (uint16 q = 0; q < count; ++q) {
+            if (q != quorum && registry.quorumHash(report.epoch, q) == membersHash) {
+                revert JobNotInQuorum(report.jobId, q);
+            }
+        }
+        revert QuorumMismatch();
+    }
+
+    /// @dev Failure path only: names what is wrong with the signature at `sigIndex`.
+    function _revertBadSignature(
+        bytes32[] calldata members,
+        uint256 bitmap,
+        uint256 memberIndex,
+        uint256 sigIndex,
+        address signer,
+        ECDSA.RecoverError err
+    ) private pure {
+        if (err == ECDSA.RecoverError.InvalidSignatureS) revert MalleableSignature(sigIndex);
+        if (signer == address(0)) revert InvalidSignature(sigIndex);
+        for (uint256 j = 0; j < members.length; ++j) {
+            if (address(uint160(uint256(members[j]) >> 96)) != signer) continue;
+            if ((bitmap >> j) & 1 == 0) revert SignerNotMember(sigIndex, signer);
+            if (j < memberIndex) revert DuplicateSignature(sigIndex, signer);
+            revert SignatureOrderMismatch(sigIndex, signer);
+        }
+        revert SignerNotMember(sigIndex, signer);
+    }
+
+    function _recoverOrRevert(bytes32 digest, bytes calldata sig, uint256 index) private pure returns (address) {
+        if (sig.length != 65) revert InvalidSignature(index);
+        (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, sig);
+        if (err == ECDSA.RecoverError.InvalidSignatureS) revert MalleableSignature(index);
+        if (signer == address(0)) revert InvalidSignature(index);
+        return signer;
+    }
+
+    function _popcount(uint256 x) private pure returns (uint256 c) {
+        unchecked {
+            while (x != 0) {
+                x &= x - 1;
+                ++c;
+            }
+        }
+    }
+
+    /// @dev Decodes and checks `trigger` for `kind` with named errors; abi.decode would revert
+    ///      without a reason on malformed bytes. Returns the schedule's interval and mode.
+    function _validateTrigger(TriggerKind kind, bytes calldata trigger) private view returns (uint64, uint8) {
+        if (kind == TriggerKind.Time) {
+            if (trigger.length != 32) revert MalformedTrigger(kind);
+            uint256 interval = uint256(bytes32(trigger[0:32]));
+            if (interval > type(uint64).max) revert MalformedTrigger(kind);
+            if (interval < MIN_INTERVAL) revert IntervalTooShort(uint64(interval), MIN_INTERVAL);
+            return (uint64(interval), 0);
+        }
+        if (kind == TriggerKind.Cron) {
+            bytes calldata expr = _decodeBytesAt(trigger, 0, 1, kind);
+            if (expr.length == 0 || expr.length > MAX_CRON_LENGTH || !_isFiveFields(expr)) revert MalformedTrigger(kind);
+            return (0, 0);
+        }
+        if (kind == TriggerKind.Event) {
+            if (trigger.length != 192) revert MalformedTrigger(kind);
+            uint256 emitter = uint256(bytes32(trigger[0:32]));
+            uint256 confirmations = uint256(bytes32(trigger[160:192]));
+            if (emitter > type(uint160).max || confirmations > type(uint16).max) revert MalformedTrigger(kind);
+            if (emitter == 0) revert ZeroEmitter();
+            if (confirmations > MAX_CONFIRMATIONS) revert ConfirmationsTooHigh(uint16(confirmations), MAX_CONFIRMATIONS);
+            return (uint64(confirmations), 0);
+        }
+        // Condition: (address resolver, bytes resolverCalldata, uint8 mode, uint64 minInterval)
+        if (trigger.length < 160) revert MalformedTrigger(kind);
+        uint256 resolver = uint256(bytes32(trigger[0:32]));
+        uint256 mode = uint256(bytes32(trigger[64:96]));
+        uint256 minInterval = uint256(bytes32(trigger[96:128]));
+        if (resolver > type(uint160).max || mode > 1 || minInterval > type(uint64).max) revert MalformedTrigger(kind);
+        bytes calldata data = _decodeBytesAt(trigger, 1, 4, kind);
+        if (data.length > MAX_CALLDATA) revert CallDataTooLong(data.length, MAX_CALLDATA);
+        if (address(uint160(resolver)).code.length == 0) revert ResolverNotContract(address(uint160(resolver)));
+        if (minInterval == 0) revert IntervalTooShort(0, 1);
+        return (uint64(minInterval), uint8(mode));
+    }
+
+    /// @dev The dynamic `bytes`/`string` at head slot `slot` of a tuple with `headWords` head words,
+    ///      requiring the canonical encoding (offset right after the head, nothing trailing).
+    function _decodeBytesAt(bytes calldata enc, uint256 slot, uint256 headWords, TriggerKind kind)
+        private
+        pure
+        returns (bytes calldata out)
+    {
+        uint256 head = headWords * 32;
+        if (enc.length < head + 32) revert MalformedTrigger(kind);
+        uint256 offset = uint256(bytes32(enc[slot * 32:slot * 32 + 32]));
+        if (offset != head) revert MalformedTrigger(kind);
+        uint256 len = uint256(bytes32(enc[head:head + 32]));
+        if (len > MAX_CALLDATA) revert MalformedTrigger(kind);
+        uint256 padded = (len + 31) & ~uint256(31);
+        if (enc.length != head + 32 + padded) revert MalformedTrigger(kind);
+        out = enc[head + 32:head + 32 + len];
+    }
+
+    /// @dev Five fields separated by single spaces, no leading or trailing space.
+    function _isFiveFields(bytes calldata expr) private pure returns (bool) {
+        uint256 spaces;
+        bytes1 prev = " ";
+        for (uint256 i = 0; i < expr.length; ++i) {
+            bytes1 ch = expr[i];
+            if (ch == " ") {
+                if (prev == " ") return false;
+                ++spaces;
+            } else if (uint8(ch) < 0x21 || uint8(ch) > 0x7e) {
+                return false;
+            }
+            prev = ch;
+        }
+        return spaces == 4 && prev != " ";
+    }
+}

@@ -1,0 +1,1 @@
+"""Pure protocol rules: functions of values, no I/O, no clock, no asyncio."""

@@ -1,0 +1,145 @@
+"""Quorum membership, assignment, leader ranking and the stake threshold.
+
+Mirrors KeeperRegistry.rotate / quorumOf and TaskManager's signature check exactly, so a node
+can predict and check what the contracts will accept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from eth_abi import encode as abi_encode
+from eth_utils import keccak, to_checksum_address
+
+BPS = 10_000
+STAKE_BITS = 96
+STAKE_MASK = (1 << STAKE_BITS) - 1
+MAX_MEMBERS = 256
+
+
+@dataclass(frozen=True)
+class Member:
+    """One quorum member as committed on-chain: operator address and stake snapshot."""
+
+    address: str
+    stake: int
+
+    @property
+    def word(self) -> bytes:
+        """`address << 96 | stake` as the 32-byte word `execute` takes."""
+        return pack_member(self.address, self.stake)
+
+
+def pack_member(address: str, stake: int) -> bytes:
+    if not 0 <= stake <= STAKE_MASK:
+        raise ValueError(f"stake {stake} does not fit in uint96")
+    return ((int(address, 16) << STAKE_BITS) | stake).to_bytes(32, "big")
+
+
+def unpack_member(word: bytes) -> Member:
+    value = int.from_bytes(word, "big")
+    address = to_checksum_address((value >> STAKE_BITS).to_bytes(20, "big"))
+    return Member(address=address, stake=value & STAKE_MASK)
+
+
+def compute_quorum_hash(members: Sequence[Member]) -> bytes:
+    """keccak256(abi.encodePacked(members)) as stored by the registry."""
+    return keccak(b"".join(m.word for m in members))
+
+
+def compute_quorum_of(seed: bytes, job_id: int, count: int) -> int:
+    """The quorum serving `job_id`: keccak256(abi.encode(seed, jobId)) % count."""
+    if count <= 0:
+        raise ValueError("an epoch has at least one quorum")
+    return int.from_bytes(keccak(abi_encode(["bytes32", "uint256"], [seed, job_id])), "big") % count
+
+
+def compute_sort_key(seed: bytes, keeper: str) -> int:
+    """Top 96 bits of keccak256(abi.encode(seed, keeper)), then the address as tie-break."""
+    h = int.from_bytes(keccak(abi_encode(["bytes32", "address"], [seed, keeper])), "big")
+    return ((h >> 160) << 160) | int(keeper, 16)
+
+
+def compute_quorums(
+    seed: bytes, active: Mapping[str, int], target_size: int
+) -> list[list[Member]]:
+    """The quorums `rotate()` forms from the active keepers (address -> stake).
+
+    Keepers are ordered by their sort key and dealt round-robin into max(1, K // target)
+    quorums; each quorum is sorted by address.
+    """
+    if not active:
+        raise ValueError("no active keepers")
+    order = sorted(active, key=lambda a: compute_sort_key(seed, a))
+    count = max(1, len(order) // target_size)
+    quorums: list[list[Member]] = []
+    for j in range(count):
+        chosen = order[j::count]
+        members = [Member(to_checksum_address(a), active[a]) for a in chosen]
+        quorums.append(sorted(members, key=lambda m: int(m.address, 16)))
+    return quorums
+
+
+def compute_total_stake(members: Iterable[Member]) -> int:
+    return sum(m.stake for m in members)
+
+
+def is_threshold_met(signed_stake: int, total_stake: int, threshold_bps: int) -> bool:
+    """The contract's rule: signed * 10000 >= total * thresholdBps."""
+    return signed_stake * BPS >= total_stake * threshold_bps
+
+
+def compute_signer_bitmap(members: Sequence[Member], signers: Iterable[str]) -> int:
+    """Bit i set when members[i] signed; raises ValueError for a signer outside the quorum."""
+    index = {m.address.lower(): i for i, m in enumerate(members)}
+    bitmap = 0
+    for signer in signers:
+        i = index.get(signer.lower())
+        if i is None:
+            raise ValueError(f"{signer} is not a member of this quorum")
+        bitmap |= 1 << i
+    return bitmap
+
+
+def pack_signatures(members: Sequence[Member], signatures: Mapping[str, bytes]) -> tuple[int, bytes]:
+    """(signerBitmap, concatenated signatures in member order) for `execute`."""
+    by_address = {a.lower(): s for a, s in signatures.items()}
+    bitmap = 0
+    packed = b""
+    for i, m in enumerate(members):
+        sig = by_address.get(m.address.lower())
+        if sig is not None:
+            bitmap |= 1 << i
+            packed += sig
+    return bitmap, packed
+
+
+def compute_rank_key(job_id: int, round_: int, member: str) -> bytes:
+    """keccak256(abi.encode(jobId, round, member)): the per-round leader order."""
+    return keccak(abi_encode(["uint256", "uint64", "address"], [job_id, round_, member]))
+
+
+def rank_members(
+    job_id: int, round_: int, members: Iterable[str], overloaded: Iterable[str] = ()
+) -> list[str]:
+    """Members in leader order for one round; overloaded members move to the back."""
+    shed = {a.lower() for a in overloaded}
+    return sorted(
+        members,
+        key=lambda a: (a.lower() in shed, compute_rank_key(job_id, round_, a)),
+    )
+
+
+def compute_turn_start(due_block: int, rank: int, turn_blocks: int) -> int:
+    """First block at which the member of `rank` leads: dueBlock + rank * turnBlocks."""
+    if rank < 0 or turn_blocks <= 0:
+        raise ValueError("rank must be >= 0 and turn_blocks > 0")
+    return due_block + rank * turn_blocks
+
+
+def compute_current_leader_rank(due_block: int, block: int, turn_blocks: int, size: int) -> int:
+    """Which rank leads at `block` (the last rank keeps leading after its turn)."""
+    if block < due_block:
+        return 0
+    return min((block - due_block) // turn_blocks, size - 1)

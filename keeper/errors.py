@@ -1,0 +1,110 @@
+"""The keeper's exception tree: one root, one branch per concern.
+
+Lower-layer errors (web3, aiohttp, sqlite) are translated into these at the shell
+boundary with ``raise ... from exc``, so callers only ever catch ``KeeperError``s::
+
+    KeeperError
+    ├── ConfigError              settings missing, malformed or contradictory
+    ├── ChainError               anything between us and the chain
+    │   ├── RpcUnavailable       node unreachable, timed out or behind
+    │   ├── ContractRevert       a call or estimate reverted (decoded custom error)
+    │   └── TransactionFailed    a sent transaction reverted, was dropped or never mined
+    ├── StoreError               the local database
+    │   └── StoreMismatch        the database belongs to another chain or deployment
+    ├── PeerError                talking to other keepers
+    │   └── PeerRejected         a peer answered with an error status
+    └── ValidationError          bad user input
+        ├── InvalidAmount
+        ├── InvalidAddress
+        └── InvalidCron
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class KeeperError(Exception):
+    """Root of every error the keeper raises on purpose."""
+
+
+class ConfigError(KeeperError):
+    """Settings are missing, malformed or contradictory."""
+
+
+class ChainError(KeeperError):
+    """Something went wrong between the keeper and the chain."""
+
+
+class RpcUnavailable(ChainError):
+    """The JSON-RPC node is unreachable, timed out or is not synced."""
+
+
+class ContractRevert(ChainError):
+    """A contract call reverted with a (decoded) custom error.
+
+    ``error_name`` is the Solidity error's name (e.g. ``"NotInQuorum"``, or ``"Error"`` for a
+    plain ``revert("...")``) and ``args`` its decoded arguments. ``args`` deliberately replaces
+    ``BaseException.args`` so that the exception carries the revert data and nothing else.
+    """
+
+    error_name: str
+    args: tuple[Any, ...]
+
+    def __init__(self, error_name: str, args: tuple[Any, ...] = ()) -> None:
+        super().__init__(error_name, *args)
+        self.error_name = error_name
+        self.args = tuple(args)
+
+    def __str__(self) -> str:
+        return f"contract reverted: {self.error_name}({', '.join(map(repr, self.args))})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.error_name, self.args))
+
+
+class TransactionFailed(ChainError):
+    """A sent transaction reverted, was dropped, or was not mined in time."""
+
+
+class StoreError(KeeperError):
+    """The local database failed or holds unusable data."""
+
+
+class StoreMismatch(StoreError):
+    """The database was written for a different chain or deployment than configured."""
+
+
+class PeerError(KeeperError):
+    """Communication with another keeper failed."""
+
+
+class PeerRejected(PeerError):
+    """A peer answered a request with an error status."""
+
+    status: int
+    reason: str
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"peer rejected request: {status} {reason}")
+        self.status = status
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.status, self.reason))
+
+
+class ValidationError(KeeperError):
+    """User input (flags, job definitions, amounts) is invalid."""
+
+
+class InvalidAmount(ValidationError):
+    """An amount is negative, zero where it must be positive, or not a whole number of wei."""
+
+
+class InvalidAddress(ValidationError):
+    """A string is not a valid (checksummed) Ethereum address."""
+
+
+class InvalidCron(ValidationError):
+    """A cron expression does not parse or can never fire."""

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Every check the CI runs: setup, lint, types, tests. Extra arguments go to pytest.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+bash scripts/setup.sh
+
+echo "test: ruff" >&2
+.venv/bin/ruff check keeper tests benchmarks scripts
+
+echo "test: mypy" >&2
+.venv/bin/mypy keeper
+
+echo "test: pytest" >&2
+status=0
+.venv/bin/pytest -q "$@" || status=$?
+if [[ "$status" == 5 ]]; then
+    echo "test: pytest collected no tests" >&2
+fi
+exit "$status"

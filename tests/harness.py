@@ -1,0 +1,288 @@
+"""A deployed keeper network on the in-process chain, driven the way the protocol describes.
+
+Tests read as: given a network with keepers and a job, when the quorum signs a report and the
+executor submits it, then the chain records (or rejects) it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from eth_abi import encode as abi_encode
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
+from web3 import AsyncWeb3
+from web3.logs import DISCARD
+from web3.contract import AsyncContract
+from web3.types import TxReceipt
+
+from keeper.chain.contracts import (
+    DeployParams,
+    Deployment,
+    bind,
+    deploy_contract,
+    deploy_contracts,
+    transact,
+)
+from keeper.chain.embedded import EmbeddedChain
+from keeper.core.quorum import Member, compute_quorum_of, pack_signatures, unpack_member
+from keeper.core.report import Domain, Report, sign_report
+
+TIME, CRON, EVENT, CONDITION = 0, 1, 2, 3
+ETHER = 10**18
+ZERO32 = b"\x00" * 32
+
+
+def time_trigger(interval: int) -> bytes:
+    return abi_encode(["uint64"], [interval])
+
+
+def cron_trigger(expr: str) -> bytes:
+    return abi_encode(["string"], [expr])
+
+
+def event_trigger(emitter: str, topics: Sequence[bytes] = (), confirmations: int = 0) -> bytes:
+    padded = list(topics) + [ZERO32] * (4 - len(topics))
+    return abi_encode(["address", "bytes32[4]", "uint16"], [emitter, padded, confirmations])
+
+
+def condition_trigger(resolver: str, calldata: bytes, mode: int = 0, min_interval: int = 1) -> bytes:
+    return abi_encode(["address", "bytes", "uint8", "uint64"], [resolver, calldata, mode, min_interval])
+
+
+def selector(signature: str) -> bytes:
+    return keccak(text=signature)[:4]
+
+
+@dataclass
+class Net:
+    """A deployed network: deployer, a job owner, keeper accounts, a demo target."""
+
+    chain: EmbeddedChain
+    w3: AsyncWeb3[Any]
+    deployment: Deployment
+    params: DeployParams
+    registry: AsyncContract
+    tm: AsyncContract
+    target: AsyncContract
+    deployer: LocalAccount
+    owner: LocalAccount
+    keepers: list[LocalAccount]
+    domain: Domain
+    registered: list[LocalAccount] = field(default_factory=list)
+
+    # ----------------------------------------------------------------- plumbing
+
+    async def tx(self, fn: Any, sender: LocalAccount | str, value: int = 0, gas: int | None = None) -> TxReceipt:
+        """Sends a contract call; reverts raise keeper.errors.ContractRevert with the error name."""
+        address = sender if isinstance(sender, str) else sender.address
+        params: dict[str, Any] = {"from": address, "value": value}
+        if gas is not None:
+            params["gas"] = gas
+        return await transact(self.w3, fn, params)  # type: ignore[arg-type]
+
+    async def block_number(self) -> int:
+        return int(await self.w3.eth.block_number)
+
+    async def timestamp(self) -> int:
+        return int((await self.w3.eth.get_block("latest"))["timestamp"])
+
+    def mine(self, blocks: int = 1) -> None:
+        self.chain.mine(blocks)
+
+    def time_travel(self, timestamp: int) -> None:
+        self.chain.time_travel(timestamp)
+
+    async def balance(self, address: str) -> int:
+        return int(await self.w3.eth.get_balance(address))
+
+    async def events(self, contract: AsyncContract, name: str, receipt: TxReceipt) -> list[Any]:
+        return list(getattr(contract.events, name)().process_receipt(receipt, errors=DISCARD))
+
+    # ----------------------------------------------------------------- keepers
+
+    async def register(self, keeper: LocalAccount, stake: int = ETHER, endpoint: str | None = None) -> TxReceipt:
+        url = endpoint or f"http://127.0.0.1:{9000 + self.keepers.index(keeper)}"
+        receipt = await self.tx(self.registry.functions.register(url), keeper, value=stake)
+        self.registered.append(keeper)
+        return receipt
+
+    async def register_keepers(self, stakes: Sequence[int]) -> list[LocalAccount]:
+        chosen = self.keepers[len(self.registered) : len(self.registered) + len(stakes)]
+        for keeper, stake in zip(chosen, stakes, strict=True):
+            await self.register(keeper, stake)
+        return chosen
+
+    async def rotate(self, sender: LocalAccount | None = None) -> TxReceipt:
+        return await self.tx(self.registry.functions.rotate(), sender or self.deployer)
+
+    async def epoch(self) -> int:
+        return int(await self.registry.functions.currentEpoch().call())
+
+    async def quorums(self, epoch: int | None = None) -> list[list[Member]]:
+        """Member lists of an epoch, read from QuorumFormed logs as keepers do."""
+        e = await self.epoch() if epoch is None else epoch
+        logs = await self.registry.events.QuorumFormed().get_logs(
+            from_block=self.deployment.block, argument_filters={"epoch": e}
+        )
+        ordered = sorted(logs, key=lambda log: log["args"]["quorum"])
+        return [[unpack_member(bytes(w)) for w in log["args"]["members"]] for log in ordered]
+
+    async def quorum_for_job(self, job_id: int, epoch: int | None = None) -> tuple[int, list[Member]]:
+        e = await self.epoch() if epoch is None else epoch
+        seed = bytes(await self.registry.functions.epochSeed(e).call())
+        quorums = await self.quorums(e)
+        index = compute_quorum_of(seed, job_id, len(quorums))
+        return index, quorums[index]
+
+    def account_of(self, address: str) -> LocalAccount:
+        for acct in self.keepers:
+            if acct.address.lower() == address.lower():
+                return acct
+        raise KeyError(address)
+
+    # ----------------------------------------------------------------- jobs
+
+    def spec(
+        self,
+        kind: int,
+        trigger: bytes,
+        call_data: bytes,
+        target: str | None = None,
+        gas_limit: int = 200_000,
+        threshold_bps: int = 6667,
+        start_time: int = 0,
+        end_time: int = 0,
+        max_executions: int = 0,
+    ) -> tuple[Any, ...]:
+        return (
+            target or self.target.address,
+            call_data,
+            kind,
+            trigger,
+            gas_limit,
+            threshold_bps,
+            start_time,
+            end_time,
+            max_executions,
+        )
+
+    async def required_deposit(self, gas_limit: int = 200_000) -> int:
+        return int(await self.tm.functions.requiredDeposit(gas_limit).call())
+
+    async def create_job(self, spec: tuple[Any, ...], value: int | None = None,
+                         owner: LocalAccount | None = None) -> int:
+        deposit = value if value is not None else 10 * await self.required_deposit(spec[4])
+        receipt = await self.tx(self.tm.functions.createJob(spec), owner or self.owner, value=deposit)
+        (event,) = await self.events(self.tm, "JobCreated", receipt)
+        return int(event["args"]["jobId"])
+
+    async def job(self, job_id: int) -> dict[str, Any]:
+        names = [
+            "owner", "status", "kind", "target", "gasLimit", "thresholdBps", "startTime", "endTime",
+            "maxExecutions", "interval", "mode", "balance", "round", "lastCursor", "callDataHash",
+        ]
+        return dict(zip(names, await self.tm.functions.getJob(job_id).call(), strict=True))
+
+    # ----------------------------------------------------------------- reports
+
+    async def make_report(
+        self,
+        job_id: int,
+        cursor: int,
+        payload: bytes,
+        executor: str,
+        *,
+        round_: int | None = None,
+        epoch: int | None = None,
+        check_block: int | None = None,
+        check_block_hash: bytes | None = None,
+        payload_hash: bytes | None = None,
+        deadline: int | None = None,
+    ) -> Report:
+        """A report as an honest leader builds it: latest block as check block, next round."""
+        latest = await self.block_number()
+        cb = latest if check_block is None else check_block
+        cb_hash = check_block_hash
+        if cb_hash is None:
+            cb_hash = bytes((await self.w3.eth.get_block(cb))["hash"]) if cb <= latest else ZERO32
+        rnd = (await self.job(job_id))["round"] if round_ is None else round_
+        return Report(
+            jobId=job_id,
+            round=rnd,
+            epoch=await self.epoch() if epoch is None else epoch,
+            cursor=cursor,
+            checkBlock=cb,
+            checkBlockHash=cb_hash,
+            payloadHash=keccak(payload) if payload_hash is None else payload_hash,
+            executor=executor,
+            deadline=latest + 20 if deadline is None else deadline,
+        )
+
+    def sign(self, report: Report, signers: Sequence[LocalAccount]) -> dict[str, bytes]:
+        return {s.address: sign_report(s.key, report, self.domain) for s in signers}
+
+    async def execute(
+        self,
+        report: Report,
+        payload: bytes,
+        members: Sequence[Member],
+        signatures: dict[str, bytes] | None = None,
+        *,
+        bitmap: int | None = None,
+        packed: bytes | None = None,
+        sender: LocalAccount | str | None = None,
+        gas: int | None = None,
+    ) -> TxReceipt:
+        """Submits `execute`; by default signed by every member, sent by the report's executor."""
+        sigs = signatures if signatures is not None else self.sign(
+            report, [self.account_of(m.address) for m in members]
+        )
+        auto_bitmap, auto_packed = pack_signatures(members, sigs)
+        return await self.tx(
+            self.tm.functions.execute(
+                report.as_tuple(),
+                payload,
+                [m.word for m in members],
+                auto_bitmap if bitmap is None else bitmap,
+                auto_packed if packed is None else packed,
+            ),
+            sender or report.executor,
+            gas=gas,
+        )
+
+    async def execute_round(self, job_id: int, cursor: int, payload: bytes, **kw: Any) -> TxReceipt:
+        """The honest path: the job's quorum signs the next round and its first member submits."""
+        _, members = await self.quorum_for_job(job_id)
+        executor = members[0].address
+        report = await self.make_report(job_id, cursor, payload, executor, **kw)
+        return await self.execute(report, payload, members)
+
+
+async def make_net(
+    keepers: int = 8, params: DeployParams | None = None, chain: EmbeddedChain | None = None
+) -> Net:
+    """Deploys a fresh network: accounts[0] deploys, [1] owns jobs, the rest are keepers."""
+    chain = chain or EmbeddedChain(accounts=keepers + 2)
+    w3 = chain.web3()
+    p = params or DeployParams(min_stake=ETHER, unbonding_period=100, epoch_length=3600, target_quorum_size=4,
+                               gas_price_cap=100 * 10**9, premium=10**14)
+    deployer, owner, *keeper_accounts = chain.accounts
+    deployment = await deploy_contracts(w3, deployer.address, p)
+    contracts = bind(w3, deployment)
+    target = await deploy_contract(w3, "DemoTarget", deployer.address, 60)
+    return Net(
+        chain=chain,
+        w3=w3,
+        deployment=deployment,
+        params=p,
+        registry=contracts.registry,
+        tm=contracts.task_manager,
+        target=target,
+        deployer=deployer,
+        owner=owner,
+        keepers=keeper_accounts,
+        domain=Domain(chain_id=deployment.chain_id, verifying_contract=deployment.task_manager),
+    )
