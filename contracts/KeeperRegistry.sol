@@ -27,12 +27,18 @@ contract KeeperRegistry is ReentrancyGuardTransient {
         uint32 index; // position in `_keeperList` + 1 (0 = not listed)
     }
 
-    /// @dev The current epoch's header, packed in one slot: it is read by every execution.
+    /// @dev The current epoch's header, packed in one slot: it is all an execution reads here
+    ///      besides the quorum's hash. The seed is the top 128 bits of its keccak256.
     struct Current {
         uint64 epoch;
-        uint64 startBlock;
-        uint64 startTime;
+        uint48 startBlock;
         uint16 count;
+        bytes16 seed;
+    }
+
+    /// @dev What only rotation and the keeper-set functions touch.
+    struct Timing {
+        uint64 startTime;
         bool setChanged;
     }
 
@@ -56,6 +62,7 @@ contract KeeperRegistry is ReentrancyGuardTransient {
     uint256 public slashedFunds;
 
     Current private _current;
+    Timing private _timing;
     mapping(address keeper => Keeper) private _keepers;
     mapping(address keeper => string) private _endpoints;
     address[] private _keeperList;
@@ -144,7 +151,7 @@ contract KeeperRegistry is ReentrancyGuardTransient {
         k.unbondAt = 0;
         k.index = uint32(_keeperList.length);
         _endpoints[msg.sender] = endpoint;
-        _current.setChanged = true;
+        _timing.setChanged = true;
         emit KeeperRegistered(msg.sender, msg.value, endpoint);
     }
 
@@ -156,7 +163,7 @@ contract KeeperRegistry is ReentrancyGuardTransient {
         uint256 total = uint256(k.stake) + msg.value;
         if (total > type(uint96).max) revert StakeOverflow();
         k.stake = uint96(total);
-        _current.setChanged = true;
+        _timing.setChanged = true;
         emit StakeAdded(msg.sender, msg.value, total);
     }
 
@@ -176,7 +183,7 @@ contract KeeperRegistry is ReentrancyGuardTransient {
         k.status = Status.Exiting;
         k.exitEpoch = _current.epoch;
         k.unbondAt = uint64(block.timestamp) + unbondingPeriod;
-        _current.setChanged = true;
+        _timing.setChanged = true;
         emit ExitRequested(msg.sender, k.exitEpoch, k.unbondAt);
     }
 
@@ -212,7 +219,7 @@ contract KeeperRegistry is ReentrancyGuardTransient {
         k.status = Status.Slashed;
         _unlist(keeper);
         slashedFunds += amount - reward;
-        _current.setChanged = true;
+        _timing.setChanged = true;
         emit Slashed(keeper, reporter, amount, reward);
         if (reward != 0) Address.sendValue(payable(reporter), reward);
     }
@@ -223,13 +230,14 @@ contract KeeperRegistry is ReentrancyGuardTransient {
     ///         after the keeper set changed; re-forms the quorums from the active, staked keepers.
     function rotate() external {
         Current memory c = _current;
+        Timing memory t = _timing;
         if (c.epoch != 0) {
-            bool due = block.timestamp >= uint256(c.startTime) + epochLength;
-            bool early = c.setChanged && block.number > c.startBlock;
-            if (!due && !early) revert RotationNotDue(uint256(c.startTime) + epochLength);
+            bool due = block.timestamp >= uint256(t.startTime) + epochLength;
+            bool early = t.setChanged && block.number > c.startBlock;
+            if (!due && !early) revert RotationNotDue(uint256(t.startTime) + epochLength);
         }
         uint64 epoch = c.epoch + 1;
-        bytes32 seed = keccak256(abi.encode(block.prevrandao, blockhash(block.number - 1), epoch));
+        bytes32 seed = bytes16(keccak256(abi.encode(block.prevrandao, blockhash(block.number - 1), epoch)));
 
         (address[] memory active, uint256 k) = _activeKeepers();
         if (k == 0) revert NoActiveKeepers();
@@ -243,13 +251,8 @@ contract KeeperRegistry is ReentrancyGuardTransient {
         if (q == 0) q = 1;
         if (q > type(uint16).max) q = type(uint16).max;
 
-        _current = Current({
-            epoch: epoch,
-            startBlock: uint64(block.number),
-            startTime: uint64(block.timestamp),
-            count: uint16(q),
-            setChanged: false
-        });
+        _current = Current({epoch: epoch, startBlock: uint48(block.number), count: uint16(q), seed: bytes16(seed)});
+        _timing = Timing({startTime: uint64(block.timestamp), setChanged: false});
         _epochSeed[epoch] = seed;
         _epochCount[epoch] = uint16(q);
         emit EpochStarted(epoch, seed, uint16(q));
@@ -285,16 +288,21 @@ contract KeeperRegistry is ReentrancyGuardTransient {
         returns (uint64 epoch, uint64 startBlock, uint64 startTime, uint16 count, bool setChanged, uint256 dueAt)
     {
         Current memory c = _current;
-        return (c.epoch, c.startBlock, c.startTime, c.count, c.setChanged, uint256(c.startTime) + epochLength);
+        Timing memory t = _timing;
+        return (c.epoch, c.startBlock, t.startTime, c.count, t.setChanged, uint256(t.startTime) + epochLength);
     }
 
     /// @notice Whether `rotate()` would succeed in the next block.
     function canRotate() external view returns (bool) {
         Current memory c = _current;
+        Timing memory t = _timing;
         if (c.epoch == 0) return _keeperList.length != 0;
-        return block.timestamp >= uint256(c.startTime) + epochLength || c.setChanged;
+        return block.timestamp >= uint256(t.startTime) + epochLength || t.setChanged;
     }
 
+    /// @notice The epoch's seed: the top 128 bits of keccak256(abi.encode(prevrandao,
+    ///         blockhash(block.number - 1), epoch)), left-aligned in a bytes32. Member order and
+    ///         quorumOf hash this bytes32; 128 bits keep the current epoch's header in one slot.
     function epochSeed(uint64 epoch) external view returns (bytes32) {
         return _epochSeed[epoch];
     }
@@ -322,14 +330,15 @@ contract KeeperRegistry is ReentrancyGuardTransient {
     function quorumFor(uint64 epoch, uint256 jobId) external view returns (uint16 quorum, bytes32 hash) {
         Current memory c = _current;
         uint16 count;
+        bytes32 seed;
         if (epoch == c.epoch && epoch != 0) {
-            count = c.count;
+            (count, seed) = (c.count, bytes32(c.seed));
         } else if (epoch != 0 && epoch + 1 == c.epoch && block.number <= c.startBlock + EPOCH_GRACE_BLOCKS) {
-            count = _epochCount[epoch];
+            (count, seed) = (_epochCount[epoch], _epochSeed[epoch]);
         } else {
             revert EpochNotActive(epoch, c.epoch);
         }
-        quorum = uint16(uint256(keccak256(abi.encode(_epochSeed[epoch], jobId))) % count);
+        quorum = uint16(uint256(keccak256(abi.encode(seed, jobId))) % count);
         hash = _quorumHash[epoch][quorum];
     }
 

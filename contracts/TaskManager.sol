@@ -57,34 +57,35 @@ contract TaskManager is EIP712, ReentrancyGuardTransient {
 
     /// @dev Slot read and written by every execution.
     struct JobState {
-        uint96 balance;
+        uint88 balance;
         uint64 lastCursor;
-        uint64 round;
+        uint32 round;
         JobStatus status;
         TriggerKind kind;
         uint16 thresholdBps;
+        uint24 gasLimit;
+        bool limited; // maxExecutions or endTime set: only then is `limits` read
     }
 
     /// @dev Slot read by every execution.
     struct JobConfig {
         address target;
-        uint24 gasLimit;
-        uint32 maxExecutions;
-        uint40 endTime;
+        uint40 startTime;
+        uint48 interval; // Time: seconds; Event: confirmations; Condition: minInterval in blocks
+        uint8 mode; // Condition: 0 resolver calldata, 1 performUpkeep(data)
     }
 
-    /// @dev Slot read by Time, Event and Condition executions.
-    struct JobSchedule {
-        uint64 startTime;
-        uint64 interval; // Time: seconds; Event: confirmations; Condition: minInterval in blocks
-        uint8 mode; // Condition: 0 resolver calldata, 1 performUpkeep(data)
+    /// @dev Slot read only by jobs with an end or an execution cap.
+    struct JobLimits {
+        uint32 maxExecutions;
+        uint40 endTime;
     }
 
     struct Job {
         JobState state;
         JobConfig config;
-        JobSchedule schedule;
-        bytes32 callDataHash;
+        JobLimits limits;
+        bytes32 callDataHash; // read by every kind but Condition
         address owner;
     }
 
@@ -238,32 +239,30 @@ contract TaskManager is EIP712, ReentrancyGuardTransient {
         }
         if (spec.endTime > type(uint40).max || start > type(uint40).max) revert InvalidTimeWindow(start, spec.endTime);
         if (spec.callData.length > MAX_CALLDATA) revert CallDataTooLong(spec.callData.length, MAX_CALLDATA);
-        (uint64 interval, uint8 mode) = _validateTrigger(spec.kind, spec.trigger);
+        (uint48 interval, uint8 mode) = _validateTrigger(spec.kind, spec.trigger);
         uint256 required = _minBalance(spec.gasLimit);
         if (msg.value < required) revert DepositTooLow(msg.value, required);
-        if (msg.value > type(uint96).max) revert BalanceOverflow();
+        if (msg.value > type(uint88).max) revert BalanceOverflow();
 
         jobId = nextJobId++;
         Job storage job = _jobs[jobId];
         uint64 lastCursor = 0;
         // Logs of the creation block or older never fire.
         if (spec.kind == TriggerKind.Event) lastCursor = uint64((block.number << 32) | 0xffffffff);
+        bool limited = spec.maxExecutions != 0 || spec.endTime != 0;
         job.state = JobState({
-            balance: uint96(msg.value),
+            balance: uint88(msg.value),
             lastCursor: lastCursor,
             round: 0,
             status: JobStatus.Active,
             kind: spec.kind,
-            thresholdBps: spec.thresholdBps
-        });
-        job.config = JobConfig({
-            target: spec.target,
+            thresholdBps: spec.thresholdBps,
             gasLimit: uint24(spec.gasLimit),
-            maxExecutions: spec.maxExecutions,
-            endTime: uint40(spec.endTime)
+            limited: limited
         });
-        job.schedule = JobSchedule({startTime: start, interval: interval, mode: mode});
-        job.callDataHash = keccak256(spec.callData);
+        job.config = JobConfig({target: spec.target, startTime: uint40(start), interval: interval, mode: mode});
+        if (limited) job.limits = JobLimits({maxExecutions: spec.maxExecutions, endTime: uint40(spec.endTime)});
+        if (spec.kind != TriggerKind.Condition) job.callDataHash = keccak256(spec.callData);
         job.owner = msg.sender;
         emit JobCreated(jobId, msg.sender, spec.kind, spec, msg.value);
     }
@@ -275,8 +274,8 @@ contract TaskManager is EIP712, ReentrancyGuardTransient {
         if (s.status == JobStatus.Cancelled) revert JobIsCancelled(jobId);
         if (msg.value == 0) revert ZeroValue();
         uint256 balance = uint256(s.balance) + msg.value;
-        if (balance > type(uint96).max) revert BalanceOverflow();
-        s.balance = uint96(balance);
+        if (balance > type(uint88).max) revert BalanceOverflow();
+        s.balance = uint88(balance);
         emit JobFunded(jobId, msg.sender, msg.value, balance);
     }
 
@@ -327,22 +326,24 @@ contract TaskManager is EIP712, ReentrancyGuardTransient {
         uint256 jobId = report.jobId;
         Job storage job = _jobs[jobId];
         JobState memory s = job.state;
+        _checkReportContext(report, s, job);
         JobConfig memory cfg = job.config;
-        _checkReportContext(report, s, cfg);
         bytes32 payloadHash = keccak256(payload);
         if (payloadHash != report.payloadHash) revert PayloadHashMismatch();
         if (s.kind != TriggerKind.Condition && payloadHash != job.callDataHash) revert PayloadMismatch();
-        uint8 mode = _checkCursor(report, s, cfg, job);
+        _checkCursor(report, s, cfg);
         _checkSignatures(report, members, signerBitmap, signatures, s.thresholdBps);
 
         // Effects before the interaction: the round and cursor are spent whatever the target does.
         job.state.round = s.round + 1;
         job.state.lastCursor = uint64(report.cursor);
 
-        uint256 gasLimit = cfg.gasLimit;
+        uint256 gasLimit = s.gasLimit;
         uint256 needed = (gasLimit * 64) / 63 + POST_CALL_GAS;
         if (gasleft() < needed) revert InsufficientGasForTarget(gasleft(), needed);
-        bytes memory data = mode == 1 ? abi.encodeWithSelector(PERFORM_UPKEEP_SELECTOR, payload) : payload;
+        bytes memory data = s.kind == TriggerKind.Condition && cfg.mode == 1
+            ? abi.encodeWithSelector(PERFORM_UPKEEP_SELECTOR, payload)
+            : payload;
         address target = cfg.target;
         bool success;
         uint256 before = gasleft();
@@ -355,7 +356,7 @@ contract TaskManager is EIP712, ReentrancyGuardTransient {
         uint256 price = tx.gasprice < gasPriceCap ? tx.gasprice : gasPriceCap;
         uint256 payment = (startGas - gasleft() + BILLING_BASE_GAS + 16 * msg.data.length) * price + premium;
         if (payment > s.balance) payment = s.balance;
-        job.state.balance = s.balance - uint96(payment);
+        job.state.balance = s.balance - uint88(payment);
         earnings[msg.sender] += payment;
         emit JobExecuted(jobId, s.round, report.cursor, msg.sender, success, gasUsed, payment);
     }
@@ -400,7 +401,7 @@ contract TaskManager is EIP712, ReentrancyGuardTransient {
     function minBalance(uint256 jobId) external view returns (uint256) {
         Job storage job = _jobs[jobId];
         if (job.state.status == JobStatus.None) revert UnknownJob(jobId);
-        return _minBalance(job.config.gasLimit);
+        return _minBalance(job.state.gasLimit);
     }
 
     /// @notice The deposit `createJob` requires for a job with this gas limit.
@@ -413,19 +414,19 @@ contract TaskManager is EIP712, ReentrancyGuardTransient {
         JobState memory s = job.state;
         if (s.status == JobStatus.None) revert UnknownJob(jobId);
         JobConfig memory c = job.config;
-        JobSchedule memory sc = job.schedule;
+        JobLimits memory l = job.limits;
         v = JobView({
             owner: job.owner,
             status: s.status,
             kind: s.kind,
             target: c.target,
-            gasLimit: c.gasLimit,
+            gasLimit: s.gasLimit,
             thresholdBps: s.thresholdBps,
-            startTime: sc.startTime,
-            endTime: c.endTime,
-            maxExecutions: c.maxExecutions,
-            interval: sc.interval,
-            mode: sc.mode,
+            startTime: c.startTime,
+            endTime: l.endTime,
+            maxExecutions: l.maxExecutions,
+            interval: c.interval,
+            mode: c.mode,
             balance: s.balance,
             round: s.round,
             lastCursor: s.lastCursor,
@@ -447,7 +448,7 @@ contract TaskManager is EIP712, ReentrancyGuardTransient {
     }
 
     /// @dev Status, executor, deadline, round, limits, funding and the check block.
-    function _checkReportContext(Report calldata report, JobState memory s, JobConfig memory cfg) private view {
+    function _checkReportContext(Report calldata report, JobState memory s, Job storage job) private view {
         if (s.status != JobStatus.Active) {
             if (s.status == JobStatus.None) revert UnknownJob(report.jobId);
             if (s.status == JobStatus.Paused) revert JobIsPaused(report.jobId);
@@ -456,8 +457,16 @@ contract TaskManager is EIP712, ReentrancyGuardTransient {
         if (msg.sender != report.executor) revert NotExecutor(msg.sender, report.executor);
         if (block.number > report.deadline) revert ReportExpired(report.deadline, block.number);
         if (report.round != s.round) revert WrongRound(s.round, report.round);
-        if (cfg.maxExecutions != 0 && s.round >= cfg.maxExecutions) revert MaxExecutionsReached(cfg.maxExecutions);
-        uint256 required = _minBalance(cfg.gasLimit);
+        if (s.limited) {
+            JobLimits memory l = job.limits;
+            if (l.maxExecutions != 0 && s.round >= l.maxExecutions) revert MaxExecutionsReached(l.maxExecutions);
+            if (l.endTime != 0 && block.timestamp > l.endTime) {
+                // A Time or Cron slot at or before the end may still be executed late.
+                if (s.kind != TriggerKind.Time && s.kind != TriggerKind.Cron) revert JobExpired(l.endTime);
+                if (report.cursor > l.endTime) revert JobExpired(l.endTime);
+            }
+        }
+        uint256 required = _minBalance(s.gasLimit);
         if (s.balance < required) revert InsufficientBalance(s.balance, required);
         uint64 checkBlock = report.checkBlock;
         if (checkBlock >= block.number) revert CheckBlockInFuture(checkBlock, block.number);
@@ -465,41 +474,32 @@ contract TaskManager is EIP712, ReentrancyGuardTransient {
         if (blockhash(checkBlock) != report.checkBlockHash) revert CheckBlockHashMismatch(checkBlock);
     }
 
-    /// @dev The trigger rule of the job's kind; returns the Condition mode (0 otherwise).
-    function _checkCursor(Report calldata report, JobState memory s, JobConfig memory cfg, Job storage job)
-        private
-        view
-        returns (uint8 mode)
-    {
+    /// @dev The trigger rule of the job's kind.
+    function _checkCursor(Report calldata report, JobState memory s, JobConfig memory cfg) private view {
         uint256 cursor = report.cursor;
         if (cursor > type(uint64).max) revert CursorOutOfRange(cursor);
         if (cursor <= s.lastCursor) revert CursorNotRaised(cursor, s.lastCursor);
-        uint64 endTime = cfg.endTime;
         TriggerKind kind = s.kind;
         if (kind == TriggerKind.Time || kind == TriggerKind.Cron) {
+            // (A slot after endTime is caught in _checkReportContext: it would lie in the future.)
             if (cursor > block.timestamp) revert CursorInFuture(cursor, block.timestamp);
-            if (endTime != 0 && cursor > endTime) revert JobExpired(endTime);
-            JobSchedule memory sc = job.schedule;
-            if (cursor < sc.startTime) revert CursorBeforeStart(cursor, sc.startTime);
-            if (kind == TriggerKind.Time && (cursor - sc.startTime) % sc.interval != 0) revert CursorOffGrid(cursor);
-            return 0;
+            if (cursor < cfg.startTime) revert CursorBeforeStart(cursor, cfg.startTime);
+            if (kind == TriggerKind.Time && (cursor - cfg.startTime) % cfg.interval != 0) revert CursorOffGrid(cursor);
+            return;
         }
-        if (endTime != 0 && block.timestamp > endTime) revert JobExpired(endTime);
-        JobSchedule memory sched = job.schedule;
-        if (block.timestamp < sched.startTime) revert JobNotStarted(sched.startTime);
+        if (block.timestamp < cfg.startTime) revert JobNotStarted(cfg.startTime);
         if (kind == TriggerKind.Event) {
             uint256 logBlock = cursor >> 32;
-            if (logBlock + sched.interval > report.checkBlock) {
-                revert LogNotConfirmed(logBlock, report.checkBlock, sched.interval);
+            if (logBlock + cfg.interval > report.checkBlock) {
+                revert LogNotConfirmed(logBlock, report.checkBlock, cfg.interval);
             }
-            return 0;
+            return;
         }
         // Condition: the cursor is the check block, spaced by minInterval.
         if (cursor != report.checkBlock) revert CursorMismatch(cursor, report.checkBlock);
-        if (s.lastCursor != 0 && cursor < uint256(s.lastCursor) + sched.interval) {
-            revert ConditionTooSoon(cursor, s.lastCursor, sched.interval);
+        if (s.lastCursor != 0 && cursor < uint256(s.lastCursor) + cfg.interval) {
+            revert ConditionTooSoon(cursor, s.lastCursor, cfg.interval);
         }
-        return sched.mode;
     }
 
     /// @dev Members against the committed quorum, then one signature per set bit, then stake.
@@ -533,18 +533,26 @@ contract TaskManager is EIP712, ReentrancyGuardTransient {
             uint256 stake = uint96(word);
             totalStake += stake;
             if ((bitmap >> i) & 1 == 0) continue;
-            bytes32 r;
-            bytes32 sv;
-            uint8 v;
-            uint256 off = sigIndex * 65;
+            address signer;
+            bool highS;
             assembly ("memory-safe") {
-                let p := add(signatures.offset, off)
-                r := calldataload(p)
-                sv := calldataload(add(p, 0x20))
-                v := byte(0, calldataload(add(p, 0x40)))
+                // ecrecover straight from calldata into scratch memory; rejects high-s (malleable)
+                // signatures like OpenZeppelin's ECDSA, which the failure path below names.
+                let p := add(signatures.offset, mul(sigIndex, 65))
+                let sv := calldataload(add(p, 0x20))
+                highS := gt(sv, 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0)
+                let m := mload(0x40)
+                mstore(m, digest)
+                mstore(add(m, 0x20), byte(0, calldataload(add(p, 0x40))))
+                mstore(add(m, 0x40), calldataload(p))
+                mstore(add(m, 0x60), sv)
+                mstore(0, 0)
+                pop(staticcall(gas(), 0x01, m, 0x80, 0, 0x20))
+                signer := mul(iszero(highS), mload(0))
             }
-            (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, v, r, sv);
-            if (signer != address(uint160(word >> 96))) _revertBadSignature(members, bitmap, i, sigIndex, signer, err);
+            if (signer != address(uint160(word >> 96))) {
+                _revertBadSignature(members, bitmap, i, sigIndex, signer, highS);
+            }
             signedStake += stake;
             ++sigIndex;
         }
@@ -571,9 +579,9 @@ contract TaskManager is EIP712, ReentrancyGuardTransient {
         uint256 memberIndex,
         uint256 sigIndex,
         address signer,
-        ECDSA.RecoverError err
+        bool highS
     ) private pure {
-        if (err == ECDSA.RecoverError.InvalidSignatureS) revert MalleableSignature(sigIndex);
+        if (highS) revert MalleableSignature(sigIndex);
         if (signer == address(0)) revert InvalidSignature(sigIndex);
         for (uint256 j = 0; j < members.length; ++j) {
             if (address(uint160(uint256(members[j]) >> 96)) != signer) continue;
@@ -603,13 +611,13 @@ contract TaskManager is EIP712, ReentrancyGuardTransient {
 
     /// @dev Decodes and checks `trigger` for `kind` with named errors; abi.decode would revert
     ///      without a reason on malformed bytes. Returns the schedule's interval and mode.
-    function _validateTrigger(TriggerKind kind, bytes calldata trigger) private view returns (uint64, uint8) {
+    function _validateTrigger(TriggerKind kind, bytes calldata trigger) private view returns (uint48, uint8) {
         if (kind == TriggerKind.Time) {
             if (trigger.length != 32) revert MalformedTrigger(kind);
             uint256 interval = uint256(bytes32(trigger[0:32]));
-            if (interval > type(uint64).max) revert MalformedTrigger(kind);
+            if (interval > type(uint48).max) revert MalformedTrigger(kind);
             if (interval < MIN_INTERVAL) revert IntervalTooShort(uint64(interval), MIN_INTERVAL);
-            return (uint64(interval), 0);
+            return (uint48(interval), 0);
         }
         if (kind == TriggerKind.Cron) {
             bytes calldata expr = _decodeBytesAt(trigger, 0, 1, kind);
@@ -623,19 +631,19 @@ contract TaskManager is EIP712, ReentrancyGuardTransient {
             if (emitter > type(uint160).max || confirmations > type(uint16).max) revert MalformedTrigger(kind);
             if (emitter == 0) revert ZeroEmitter();
             if (confirmations > MAX_CONFIRMATIONS) revert ConfirmationsTooHigh(uint16(confirmations), MAX_CONFIRMATIONS);
-            return (uint64(confirmations), 0);
+            return (uint48(confirmations), 0);
         }
         // Condition: (address resolver, bytes resolverCalldata, uint8 mode, uint64 minInterval)
         if (trigger.length < 160) revert MalformedTrigger(kind);
         uint256 resolver = uint256(bytes32(trigger[0:32]));
         uint256 mode = uint256(bytes32(trigger[64:96]));
         uint256 minInterval = uint256(bytes32(trigger[96:128]));
-        if (resolver > type(uint160).max || mode > 1 || minInterval > type(uint64).max) revert MalformedTrigger(kind);
+        if (resolver > type(uint160).max || mode > 1 || minInterval > type(uint48).max) revert MalformedTrigger(kind);
         bytes calldata data = _decodeBytesAt(trigger, 1, 4, kind);
         if (data.length > MAX_CALLDATA) revert CallDataTooLong(data.length, MAX_CALLDATA);
         if (address(uint160(resolver)).code.length == 0) revert ResolverNotContract(address(uint160(resolver)));
         if (minInterval == 0) revert IntervalTooShort(0, 1);
-        return (uint64(minInterval), uint8(mode));
+        return (uint48(minInterval), uint8(mode));
     }
 
     /// @dev The dynamic `bytes`/`string` at head slot `slot` of a tuple with `headWords` head words,
@@ -650,7 +658,7 @@ contract TaskManager is EIP712, ReentrancyGuardTransient {
         uint256 offset = uint256(bytes32(enc[slot * 32:slot * 32 + 32]));
         if (offset != head) revert MalformedTrigger(kind);
         uint256 len = uint256(bytes32(enc[head:head + 32]));
-        if (len > MAX_CALLDATA) revert MalformedTrigger(kind);
+        if (len > enc.length) revert MalformedTrigger(kind); // bounds the padding arithmetic only
         uint256 padded = (len + 31) & ~uint256(31);
         if (enc.length != head + 32 + padded) revert MalformedTrigger(kind);
         out = enc[head + 32:head + 32 + len];
