@@ -47,8 +47,14 @@ def min_signers(n: int, bps: int) -> int:
 
 
 async def single_quorum_net(n: int) -> Net:
-    params = DeployParams(min_stake=ETHER, unbonding_period=100, epoch_length=3600,
-                          target_quorum_size=n, gas_price_cap=100 * 10**9, premium=10**14)
+    params = DeployParams(
+        min_stake=ETHER,
+        unbonding_period=100,
+        epoch_length=3600,
+        target_quorum_size=n,
+        gas_price_cap=100 * 10**9,
+        premium=10**14,
+    )
     net = await make_net(keepers=max(n, 1), params=params)
     await net.register_keepers([ETHER] * n)
     await net.rotate()
@@ -91,8 +97,13 @@ async def measure_execute(n: int) -> dict[str, Any]:
     calldata = CALLDATA_GAS[0]
     first_total, first_target = rows[0]
     result: dict[str, Any] = {
-        "n": n, "signers": k, "total": total, "target": target, "overhead": total - target,
-        "first_overhead": first_total - first_target, "calldata": calldata,
+        "n": n,
+        "signers": k,
+        "total": total,
+        "target": target,
+        "overhead": total - target,
+        "first_overhead": first_total - first_target,
+        "calldata": calldata,
         "evm": total - target - 21_000 - calldata,
     }
     if n > k:  # marginal cost of one more signature at this quorum size
@@ -122,8 +133,14 @@ async def measure_create_job() -> dict[str, int]:
 
 
 async def measure_rotate(k: int) -> int:
-    params = DeployParams(min_stake=ETHER, unbonding_period=100, epoch_length=3600,
-                          target_quorum_size=4, gas_price_cap=100 * 10**9, premium=10**14)
+    params = DeployParams(
+        min_stake=ETHER,
+        unbonding_period=100,
+        epoch_length=3600,
+        target_quorum_size=4,
+        gas_price_cap=100 * 10**9,
+        premium=10**14,
+    )
     net = await make_net(keepers=k, params=params, chain=EmbeddedChain(accounts=k + 2))
     await net.register_keepers([ETHER + i for i in range(k)])
     await net.rotate()  # the first epoch writes fresh slots; measure a re-formation
@@ -201,11 +218,19 @@ def render(execs: list[dict[str, Any]], creates: dict[str, int], rotates: dict[i
     four = next((r for r in execs if r["n"] == 4), None)
     if seven is not None and four is not None:
         lines += ANALYSIS.format(
-            overhead=seven["overhead"], calldata=seven["calldata"], evm=seven["evm"],
-            per_signer=seven.get("per_signer", 0), four=four["overhead"],
+            overhead=seven["overhead"],
+            calldata=seven["calldata"],
+            evm=seven["evm"],
+            per_signer=seven.get("per_signer", 0),
+            four=four["overhead"],
         ).splitlines()
-    lines += ["", "### `rotate()` (target quorum size 4, re-forming an existing epoch)", "",
-              "| keepers | quorums | gas |", "|---:|---:|---:|"]
+    lines += [
+        "",
+        "### `rotate()` (target quorum size 4, re-forming an existing epoch)",
+        "",
+        "| keepers | quorums | gas |",
+        "|---:|---:|---:|",
+    ]
     lines += [f"| {k} | {max(1, k // 4)} | {v:,} |" for k, v in rotates.items()]
     lines += ["", END]
     return "\n".join(lines)

@@ -80,18 +80,25 @@ class PeerError(KeeperError):
 
 
 class PeerRejected(PeerError):
-    """A peer answered a request with an error status."""
+    """A peer answered a request with an error status.
+
+    ``code`` is the machine-readable error name of the peer API's JSON error body
+    (``{"error": code, "reason": reason}``), e.g. ``"NotInQuorum"``; the same exception raised
+    by a node's request handler tells the peer server which status and code to answer with.
+    """
 
     status: int
     reason: str
+    code: str
 
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(f"peer rejected request: {status} {reason}")
+    def __init__(self, status: int, reason: str, code: str = "Rejected") -> None:
+        super().__init__(f"peer rejected request: {status} {code}: {reason}")
         self.status = status
         self.reason = reason
+        self.code = code
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.status, self.reason))
+        return (type(self), (self.status, self.reason, self.code))
 
 
 class ValidationError(KeeperError):

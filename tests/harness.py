@@ -14,13 +14,13 @@ from eth_abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 from web3 import AsyncWeb3
-from web3.logs import DISCARD
 from web3.contract import AsyncContract
+from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from keeper.chain.contracts import (
-    DeployParams,
     Deployment,
+    DeployParams,
     bind,
     deploy_contract,
     deploy_contracts,
@@ -48,8 +48,12 @@ def event_trigger(emitter: str, topics: Sequence[bytes] = (), confirmations: int
     return abi_encode(["address", "bytes32[4]", "uint16"], [emitter, padded, confirmations])
 
 
-def condition_trigger(resolver: str, calldata: bytes, mode: int = 0, min_interval: int = 1) -> bytes:
-    return abi_encode(["address", "bytes", "uint8", "uint64"], [resolver, calldata, mode, min_interval])
+def condition_trigger(
+    resolver: str, calldata: bytes, mode: int = 0, min_interval: int = 1
+) -> bytes:
+    return abi_encode(
+        ["address", "bytes", "uint8", "uint64"], [resolver, calldata, mode, min_interval]
+    )
 
 
 def selector(signature: str) -> bytes:
@@ -75,7 +79,9 @@ class Net:
 
     # ----------------------------------------------------------------- plumbing
 
-    async def tx(self, fn: Any, sender: LocalAccount | str, value: int = 0, gas: int | None = None) -> TxReceipt:
+    async def tx(
+        self, fn: Any, sender: LocalAccount | str, value: int = 0, gas: int | None = None
+    ) -> TxReceipt:
         """Sends a contract call; reverts raise keeper.errors.ContractRevert with the error name."""
         address = sender if isinstance(sender, str) else sender.address
         params: dict[str, Any] = {"from": address, "value": value}
@@ -103,7 +109,9 @@ class Net:
 
     # ----------------------------------------------------------------- keepers
 
-    async def register(self, keeper: LocalAccount, stake: int = ETHER, endpoint: str | None = None) -> TxReceipt:
+    async def register(
+        self, keeper: LocalAccount, stake: int = ETHER, endpoint: str | None = None
+    ) -> TxReceipt:
         url = endpoint or f"http://127.0.0.1:{9000 + self.keepers.index(keeper)}"
         receipt = await self.tx(self.registry.functions.register(url), keeper, value=stake)
         self.registered.append(keeper)
@@ -130,7 +138,9 @@ class Net:
         ordered = sorted(logs, key=lambda log: log["args"]["quorum"])
         return [[unpack_member(bytes(w)) for w in log["args"]["members"]] for log in ordered]
 
-    async def quorum_for_job(self, job_id: int, epoch: int | None = None) -> tuple[int, list[Member]]:
+    async def quorum_for_job(
+        self, job_id: int, epoch: int | None = None
+    ) -> tuple[int, list[Member]]:
         e = await self.epoch() if epoch is None else epoch
         seed = bytes(await self.registry.functions.epochSeed(e).call())
         quorums = await self.quorums(e)
@@ -172,17 +182,33 @@ class Net:
     async def required_deposit(self, gas_limit: int = 200_000) -> int:
         return int(await self.tm.functions.requiredDeposit(gas_limit).call())
 
-    async def create_job(self, spec: tuple[Any, ...], value: int | None = None,
-                         owner: LocalAccount | None = None) -> int:
+    async def create_job(
+        self, spec: tuple[Any, ...], value: int | None = None, owner: LocalAccount | None = None
+    ) -> int:
         deposit = value if value is not None else 10 * await self.required_deposit(spec[4])
-        receipt = await self.tx(self.tm.functions.createJob(spec), owner or self.owner, value=deposit)
+        receipt = await self.tx(
+            self.tm.functions.createJob(spec), owner or self.owner, value=deposit
+        )
         (event,) = await self.events(self.tm, "JobCreated", receipt)
         return int(event["args"]["jobId"])
 
     async def job(self, job_id: int) -> dict[str, Any]:
         names = [
-            "owner", "status", "kind", "target", "gasLimit", "thresholdBps", "startTime", "endTime",
-            "maxExecutions", "interval", "mode", "balance", "round", "lastCursor", "callDataHash",
+            "owner",
+            "status",
+            "kind",
+            "target",
+            "gasLimit",
+            "thresholdBps",
+            "startTime",
+            "endTime",
+            "maxExecutions",
+            "interval",
+            "mode",
+            "balance",
+            "round",
+            "lastCursor",
+            "callDataHash",
         ]
         return dict(zip(names, await self.tm.functions.getJob(job_id).call(), strict=True))
 
@@ -237,8 +263,10 @@ class Net:
         gas: int | None = None,
     ) -> TxReceipt:
         """Submits `execute`; by default signed by every member, sent by the report's executor."""
-        sigs = signatures if signatures is not None else self.sign(
-            report, [self.account_of(m.address) for m in members]
+        sigs = (
+            signatures
+            if signatures is not None
+            else self.sign(report, [self.account_of(m.address) for m in members])
         )
         auto_bitmap, auto_packed = pack_signatures(members, sigs)
         return await self.tx(
@@ -267,8 +295,14 @@ async def make_net(
     """Deploys a fresh network: accounts[0] deploys, [1] owns jobs, the rest are keepers."""
     chain = chain or EmbeddedChain(accounts=keepers + 2)
     w3 = chain.web3()
-    p = params or DeployParams(min_stake=ETHER, unbonding_period=100, epoch_length=3600, target_quorum_size=4,
-                               gas_price_cap=100 * 10**9, premium=10**14)
+    p = params or DeployParams(
+        min_stake=ETHER,
+        unbonding_period=100,
+        epoch_length=3600,
+        target_quorum_size=4,
+        gas_price_cap=100 * 10**9,
+        premium=10**14,
+    )
     deployer, owner, *keeper_accounts = chain.accounts
     deployment = await deploy_contracts(w3, deployer.address, p)
     contracts = bind(w3, deployment)

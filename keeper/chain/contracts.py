@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from eth_abi import decode as abi_decode
-from eth_utils import to_checksum_address
+from eth_abi.abi import decode as abi_decode
+from eth_utils.address import to_checksum_address
 from web3 import AsyncWeb3
 from web3.contract import AsyncContract
 from web3.contract.async_contract import AsyncContractFunction
@@ -110,7 +110,7 @@ def decode_revert_data(data: bytes) -> ContractRevert:
     name, types = known
     try:
         return ContractRevert(name, tuple(abi_decode(types, body)))
-    except Exception:  # noqa: BLE001 - malformed revert data still deserves a name
+    except Exception:  # malformed revert data still deserves a name
         return ContractRevert(name, ())
 
 
@@ -152,9 +152,7 @@ def revert_of(exc: BaseException) -> ContractRevert | None:
     return None
 
 
-async def transact(
-    w3: AsyncWeb3[Any], fn: AsyncContractFunction, params: TxParams
-) -> TxReceipt:
+async def transact(w3: AsyncWeb3[Any], fn: AsyncContractFunction, params: TxParams) -> TxReceipt:
     """Sends a contract call from an account the provider (or a signing middleware) controls.
 
     A revert during estimation or in the receipt becomes a ContractRevert / TransactionFailed.
@@ -172,7 +170,9 @@ async def transact(
     return receipt
 
 
-async def call(fn: AsyncContractFunction, params: TxParams | None = None, block: Any = "latest") -> Any:
+async def call(
+    fn: AsyncContractFunction, params: TxParams | None = None, block: Any = "latest"
+) -> Any:
     """eth_call with the revert decoded."""
     try:
         return await fn.call(params or {}, block_identifier=block)

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from eth_abi import encode as abi_encode
-from eth_utils import keccak, to_checksum_address
+from eth_abi.abi import encode as abi_encode
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 
 BPS = 10_000
 STAKE_BITS = 96
@@ -61,9 +62,7 @@ def compute_sort_key(seed: bytes, keeper: str) -> int:
     return ((h >> 160) << 160) | int(keeper, 16)
 
 
-def compute_quorums(
-    seed: bytes, active: Mapping[str, int], target_size: int
-) -> list[list[Member]]:
+def compute_quorums(seed: bytes, active: Mapping[str, int], target_size: int) -> list[list[Member]]:
     """The quorums `rotate()` forms from the active keepers (address -> stake).
 
     Keepers are ordered by their sort key and dealt round-robin into max(1, K // target)
@@ -102,7 +101,9 @@ def compute_signer_bitmap(members: Sequence[Member], signers: Iterable[str]) -> 
     return bitmap
 
 
-def pack_signatures(members: Sequence[Member], signatures: Mapping[str, bytes]) -> tuple[int, bytes]:
+def pack_signatures(
+    members: Sequence[Member], signatures: Mapping[str, bytes]
+) -> tuple[int, bytes]:
     """(signerBitmap, concatenated signatures in member order) for `execute`."""
     by_address = {a.lower(): s for a, s in signatures.items()}
     bitmap = 0

@@ -11,7 +11,8 @@ from typing import Any
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
-from eth_utils import keccak, to_checksum_address
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 
 DOMAIN_NAME = "KeeperTaskManager"
 DOMAIN_VERSION = "1"
@@ -52,13 +53,13 @@ class Domain:
 class Report:
     """One proposed execution: what the quorum agrees on and who may submit it until when."""
 
-    jobId: int  # noqa: N815 - field names are the Solidity struct's
+    jobId: int
     round: int
     epoch: int
     cursor: int
-    checkBlock: int  # noqa: N815
-    checkBlockHash: bytes  # noqa: N815
-    payloadHash: bytes  # noqa: N815
+    checkBlock: int
+    checkBlockHash: bytes
+    payloadHash: bytes
     executor: str
     deadline: int
 
@@ -94,7 +95,9 @@ def compute_report_digest(report: Report, domain: Domain) -> bytes:
 
 def sign_report(private_key: bytes | str, report: Report, domain: Domain) -> bytes:
     """A 65-byte (r, s, v) signature with low s, as OpenZeppelin's ECDSA requires."""
-    signed = Account.sign_typed_data(private_key, domain.as_dict(), REPORT_TYPES, report.as_message())
+    signed = Account.sign_typed_data(
+        private_key, domain.as_dict(), REPORT_TYPES, report.as_message()
+    )
     return bytes(signed.signature)
 
 

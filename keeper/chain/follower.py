@@ -1,0 +1,224 @@
+"""Follows the chain: new blocks by number and hash, contract events from a persisted cursor,
+logs for Event jobs, and reorgs detected by parent hash and rolled back in the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eth_utils.address import to_checksum_address
+from hexbytes import HexBytes
+from web3 import AsyncWeb3
+from web3._utils.events import get_event_data
+from web3.contract import AsyncContract
+
+from keeper.chain.rpc import rpc_guard
+from keeper.core.jobs import Job, JobStatus, decode_trigger, is_log_match
+from keeper.core.triggers import TriggerKind, compute_event_cursor
+from keeper.store.db import ChainEvent, Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """What one `sync` call did: the new local head, and where a reorg rolled back to."""
+
+    head: int
+    chain_head: int
+    new_blocks: int
+    reorg_to: int | None = None
+
+
+def to_jsonable(value: Any) -> Any:
+    """web3's decoded values -> JSON-safe values (bytes as 0x-hex, structs as dicts)."""
+    if isinstance(value, bytes | bytearray | HexBytes):
+        return "0x" + bytes(value).hex()
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, str) and value.startswith("0x") and len(value) == 42:
+        return to_checksum_address(value)
+    return value
+
+
+class EventDecoder:
+    """Decodes logs of the registry and the TaskManager by topic0, from the artifacts' ABIs."""
+
+    def __init__(self, contracts: Sequence[AsyncContract], codec: Any) -> None:
+        self._codec = codec
+        self._by_topic: dict[tuple[str, bytes], dict[str, Any]] = {}
+        for contract in contracts:
+            for item in contract.abi:
+                entry = dict(item)
+                if entry.get("type") != "event":
+                    continue
+                topic = bytes(HexBytes(contract.events[str(entry["name"])].topic))
+                self._by_topic[(str(contract.address).lower(), topic)] = entry
+        self.addresses = [str(c.address) for c in contracts]
+
+    def decode(self, raw: Any, timestamp: int) -> ChainEvent | None:
+        topics = raw["topics"]
+        if not topics:
+            return None
+        abi = self._by_topic.get((str(raw["address"]).lower(), bytes(topics[0])))
+        if abi is None:
+            return None
+        data = get_event_data(self._codec, abi, raw)
+        return ChainEvent(
+            name=str(data["event"]),
+            block_number=int(raw["blockNumber"]),
+            log_index=int(raw["logIndex"]),
+            block_hash=bytes(raw["blockHash"]),
+            tx_hash=bytes(raw["transactionHash"]),
+            args=to_jsonable(dict(data["args"])),
+            block_timestamp=timestamp,
+        )
+
+
+class ChainFollower:
+    """Keeps the store's view of the chain current, one bounded range at a time."""
+
+    def __init__(
+        self,
+        w3: AsyncWeb3[Any],
+        registry: AsyncContract,
+        task_manager: AsyncContract,
+        store: Store,
+        *,
+        start_block: int,
+        reorg_depth: int = 12,
+        max_range: int = 200,
+    ) -> None:
+        self._w3 = w3
+        self._store = store
+        self._decoder = EventDecoder([registry, task_manager], w3.codec)
+        self._start_block = start_block
+        self._reorg_depth = reorg_depth
+        self._max_range = max_range
+        self._lock = asyncio.Lock()
+
+    async def resume(self) -> None:
+        """After a restart: forget the last `reorg_depth` blocks and learn them again, so a
+        reorg that happened while the node was down cannot leave orphaned state behind."""
+        head = await self._store.head()
+        if head is not None:
+            back_to = max(self._start_block - 1, head[0] - self._reorg_depth)
+            await self._store.rollback_to(back_to)
+            log.info("sync.resume from=%d stored_head=%d", back_to, head[0])
+
+    async def sync(self) -> SyncResult:
+        """Applies up to `max_range` new blocks; call repeatedly until `head == chain_head`."""
+        async with self._lock, rpc_guard("sync"):
+            return await self._sync_once()
+
+    async def _sync_once(self) -> SyncResult:
+        chain_head = int(await self._w3.eth.block_number)
+        local = await self._store.head()
+        reorg_to: int | None = None
+        if local is not None:
+            reorg_to = await self._check_reorg(local, chain_head)
+            local = await self._store.head()
+        first = local[0] + 1 if local else self._start_block
+        if first > chain_head:
+            return SyncResult(local[0] if local else first - 1, chain_head, 0, reorg_to)
+        last = min(chain_head, first + self._max_range - 1)
+        headers = await self._headers(first, last)
+        if local is not None and headers[0][2] != local[1]:
+            # The chain moved under us between the reorg check and now: step back, retry later.
+            await self._store.rollback_to(local[0] - 1)
+            return SyncResult(local[0] - 1, chain_head, 0, local[0] - 1)
+        for prev, cur in itertools.pairwise(headers):
+            if cur[2] != prev[1]:
+                return SyncResult(first - 1, chain_head, 0, reorg_to)
+        hashes = {h[0]: h[1] for h in headers}
+        stamps = {h[0]: h[3] for h in headers}
+        raw_logs = await self._w3.eth.get_logs(
+            {"fromBlock": first, "toBlock": last, "address": self._decoder.addresses}  # type: ignore[typeddict-item]
+        )
+        events: list[ChainEvent] = []
+        for raw in raw_logs:
+            if bytes(raw["blockHash"]) != hashes.get(int(raw["blockNumber"])):
+                return SyncResult(first - 1, chain_head, 0, reorg_to)  # reorg mid-fetch
+            event = self._decoder.decode(raw, stamps[int(raw["blockNumber"])])
+            if event is not None:
+                events.append(event)
+        job_logs = await self._event_job_logs(first, last, events, hashes)
+        if job_logs is None:
+            return SyncResult(first - 1, chain_head, 0, reorg_to)
+        await self._store.apply_blocks(headers, events, job_logs)
+        if events:
+            log.debug("sync.events from=%d to=%d count=%d", first, last, len(events))
+        return SyncResult(last, chain_head, last - first + 1, reorg_to)
+
+    async def _headers(self, first: int, last: int) -> list[tuple[int, bytes, bytes, int]]:
+        blocks = await asyncio.gather(*(self._w3.eth.get_block(n) for n in range(first, last + 1)))
+        return [
+            (int(b["number"]), bytes(b["hash"]), bytes(b["parentHash"]), int(b["timestamp"]))
+            for b in blocks
+        ]
+
+    async def _check_reorg(self, local: tuple[int, bytes], chain_head: int) -> int | None:
+        """Walks back from the local head to the newest block the chain still has, rolls the
+        store back to it and returns its number; None when there was no reorg."""
+        number, stored_hash = local
+        if number > chain_head:
+            number = chain_head  # the chain got shorter
+        elif bytes((await self._w3.eth.get_block(number))["hash"]) == stored_hash:
+            return None
+        while number >= self._start_block:
+            ours = await self._store.block_hash(number)
+            if ours is None:
+                break
+            theirs = bytes((await self._w3.eth.get_block(number))["hash"])
+            if ours == theirs:
+                break
+            number -= 1
+        await self._store.rollback_to(number)
+        log.warning("sync.reorg rolled_back_to=%d previous_head=%d", number, local[0])
+        return number
+
+    async def _event_job_logs(
+        self,
+        first: int,
+        last: int,
+        events: list[ChainEvent],
+        hashes: dict[int, bytes],
+    ) -> list[tuple[int, int, int, bytes]] | None:
+        """(job_id, cursor, block, hash) of logs matching Event jobs, created ones included."""
+        jobs: list[tuple[int, int, Any]] = []
+        for job in await self._store.jobs():
+            if job.kind == TriggerKind.Event and job.status != JobStatus.Cancelled:
+                jobs.append((job.job_id, job.created_block, job.trigger))
+        for ev in events:
+            if ev.name == "JobCreated" and int(ev.args["spec"]["kind"]) == TriggerKind.Event:
+                trigger_bytes = bytes.fromhex(str(ev.args["spec"]["trigger"])[2:])
+                trigger = decode_trigger(TriggerKind.Event, trigger_bytes)
+                jobs.append((int(ev.args["jobId"]), ev.block_number, trigger))
+        if not jobs:
+            return []
+        emitters = sorted({t.emitter for _, _, t in jobs})
+        raw_logs = await self._w3.eth.get_logs(
+            {"fromBlock": first, "toBlock": last, "address": emitters}
+        )
+        out: list[tuple[int, int, int, bytes]] = []
+        for raw in raw_logs:
+            block = int(raw["blockNumber"])
+            if bytes(raw["blockHash"]) != hashes.get(block):
+                return None
+            topics = [bytes(t) for t in raw["topics"]]
+            for job_id, created_block, trigger in jobs:
+                if block > created_block and is_log_match(trigger, str(raw["address"]), topics):
+                    cursor = compute_event_cursor(block, int(raw["logIndex"]))
+                    out.append((job_id, cursor, block, bytes(raw["blockHash"])))
+        return out
+
+
+def is_event_job(job: Job) -> bool:
+    return job.kind == TriggerKind.Event

@@ -1,0 +1,190 @@
+"""A job as keepers know it: the spec from `JobCreated` plus state folded from later events.
+
+Folding events (created, funded, paused, resumed, cancelled, executed) into a `Job` is pure,
+so the store can rebuild any job after a reorg by replaying the events that survived.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import IntEnum
+from typing import Any
+
+from eth_abi.abi import decode as abi_decode
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
+
+from keeper.core.triggers import JobRules, TriggerKind
+
+ZERO_TOPIC = b"\x00" * 32
+
+
+class JobStatus(IntEnum):
+    """TaskManager.JobStatus, same numbering."""
+
+    Active = 1
+    Paused = 2
+    Cancelled = 3
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """The decoded `trigger` bytes; only the fields of the job's kind are set."""
+
+    kind: TriggerKind
+    interval: int = 0  # Time seconds
+    cron: str = ""
+    emitter: str = ""
+    topics: tuple[bytes, bytes, bytes, bytes] = (ZERO_TOPIC,) * 4
+    confirmations: int = 0
+    resolver: str = ""
+    resolver_calldata: bytes = b""
+    mode: int = 0
+    min_interval: int = 0
+
+    @property
+    def schedule_interval(self) -> int:
+        """The contract's overloaded `interval` field for this kind."""
+        if self.kind == TriggerKind.Time:
+            return self.interval
+        if self.kind == TriggerKind.Event:
+            return self.confirmations
+        if self.kind == TriggerKind.Condition:
+            return self.min_interval
+        return 0
+
+
+def decode_trigger(kind: int, data: bytes) -> Trigger:
+    """Decodes trigger bytes that `createJob` already validated."""
+    k = TriggerKind(kind)
+    if k == TriggerKind.Time:
+        (interval,) = abi_decode(["uint64"], data)
+        return Trigger(kind=k, interval=int(interval))
+    if k == TriggerKind.Cron:
+        (expr,) = abi_decode(["string"], data)
+        return Trigger(kind=k, cron=str(expr))
+    if k == TriggerKind.Event:
+        emitter, topics, confirmations = abi_decode(["address", "bytes32[4]", "uint16"], data)
+        t = tuple(bytes(x) for x in topics)
+        return Trigger(
+            kind=k,
+            emitter=to_checksum_address(emitter),
+            topics=(t[0], t[1], t[2], t[3]),
+            confirmations=int(confirmations),
+        )
+    resolver, calldata, mode, min_interval = abi_decode(
+        ["address", "bytes", "uint8", "uint64"], data
+    )
+    return Trigger(
+        kind=k,
+        resolver=to_checksum_address(resolver),
+        resolver_calldata=bytes(calldata),
+        mode=int(mode),
+        min_interval=int(min_interval),
+    )
+
+
+def is_log_match(trigger: Trigger, address: str, topics: list[bytes]) -> bool:
+    """A log matches an Event trigger when the emitter matches and every non-zero topic does."""
+    if trigger.kind != TriggerKind.Event or address.lower() != trigger.emitter.lower():
+        return False
+    for i, wanted in enumerate(trigger.topics):
+        if wanted == ZERO_TOPIC:
+            continue
+        if i >= len(topics) or topics[i] != wanted:
+            return False
+    return True
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job: immutable spec and the state the chain holds for it."""
+
+    job_id: int
+    owner: str
+    target: str
+    call_data: bytes
+    trigger: Trigger
+    gas_limit: int
+    threshold_bps: int
+    start_time: int
+    end_time: int
+    max_executions: int
+    created_block: int
+    status: JobStatus = JobStatus.Active
+    round: int = 0
+    last_cursor: int = 0
+    balance: int = 0
+
+    @property
+    def kind(self) -> TriggerKind:
+        return self.trigger.kind
+
+    @property
+    def call_data_hash(self) -> bytes:
+        return keccak(self.call_data)
+
+    @property
+    def rules(self) -> JobRules:
+        return JobRules(
+            kind=self.kind,
+            start_time=self.start_time,
+            end_time=self.end_time,
+            interval=self.trigger.schedule_interval,
+            max_executions=self.max_executions,
+            round=self.round,
+            last_cursor=self.last_cursor,
+        )
+
+    @property
+    def is_exhausted(self) -> bool:
+        return self.max_executions != 0 and self.round >= self.max_executions
+
+
+def compute_min_balance(gas_limit: int, gas_price_cap: int, premium: int) -> int:
+    """TaskManager._minBalance: one worst-case execution (MAX_EXECUTION_OVERHEAD_GAS = 250,000)."""
+    return (gas_limit + 250_000) * gas_price_cap + premium
+
+
+def job_from_created(args: dict[str, Any], block_number: int, block_timestamp: int) -> Job:
+    """A new Job from `JobCreated` args (`spec` as the ABI tuple's named fields)."""
+    spec = args["spec"]
+    kind = int(spec["kind"])
+    trigger = decode_trigger(kind, bytes(spec["trigger"]))
+    start = int(spec["startTime"]) or block_timestamp
+    last_cursor = (block_number << 32) | 0xFFFFFFFF if kind == TriggerKind.Event else 0
+    return Job(
+        job_id=int(args["jobId"]),
+        owner=to_checksum_address(args["owner"]),
+        target=to_checksum_address(spec["target"]),
+        call_data=bytes(spec["callData"]),
+        trigger=trigger,
+        gas_limit=int(spec["gasLimit"]),
+        threshold_bps=int(spec["thresholdBps"]),
+        start_time=start,
+        end_time=int(spec["endTime"]),
+        max_executions=int(spec["maxExecutions"]),
+        created_block=block_number,
+        last_cursor=last_cursor,
+        balance=int(args["deposit"]),
+    )
+
+
+def apply_job_event(job: Job, name: str, args: dict[str, Any]) -> Job:
+    """The job after one of its events (JobCreated is handled by `job_from_created`)."""
+    if name == "JobFunded":
+        return replace(job, balance=int(args["balance"]))
+    if name == "JobPaused":
+        return replace(job, status=JobStatus.Paused)
+    if name == "JobResumed":
+        return replace(job, status=JobStatus.Active)
+    if name == "JobCancelled":
+        return replace(job, status=JobStatus.Cancelled, balance=0)
+    if name == "JobExecuted":
+        return replace(
+            job,
+            round=int(args["round"]) + 1,
+            last_cursor=int(args["cursor"]),
+            balance=max(0, job.balance - int(args["payment"])),
+        )
+    return job

@@ -1,0 +1,1 @@
+"""Operational watch over the node: psutil load sampling and Prometheus metrics."""

@@ -1,0 +1,189 @@
+"""The node's HTTP API: the peer endpoint `POST /v1/reports` plus status, health and metrics.
+
+The server does everything that needs no node state before the handler sees a request: media
+type, size, body signature, decoding and signer == sender. Each failure is its own 4xx with a
+JSON body `{"error": code, "reason": one line}`, and the handler is never called, so a
+malformed or unsigned message changes nothing (protocol step 6). Whether the sender belongs to
+the quorum, and whether to sign, is the handler's decision; it refuses with `PeerRejected`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from keeper.core.messages import (
+    BAD_SIGNATURE,
+    SIGNATURE_HEADER,
+    MessageError,
+    ReportRequest,
+    ReportResponse,
+    decode_request,
+    encode_response,
+    parse_signature_header,
+    recover_body_signer,
+)
+from keeper.errors import PeerRejected
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BODY = 65536
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+MAX_REASON_CHARS = 300
+_ERROR_CODES = {404: "NotFound", 405: "MethodNotAllowed", 413: "BodyTooLarge"}
+
+
+class PeerHandler(Protocol):
+    """What the node provides behind the API; the server owns HTTP, the handler the protocol."""
+
+    async def handle_report(self, req: ReportRequest) -> ReportResponse:
+        """Sign `req.report` or raise `PeerRejected(status, reason, code)`."""
+        ...
+
+    async def status(self) -> dict[str, Any]:
+        """The node's view (epoch, quorums, jobs, rounds, load) as JSON-safe values."""
+        ...
+
+    async def health(self) -> tuple[bool, dict[str, Any]]:
+        """(healthy, details); details of an unhealthy node should include a `reason`."""
+        ...
+
+    def metrics(self) -> bytes:
+        """The Prometheus text exposition."""
+        ...
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:MAX_REASON_CHARS]
+
+
+def error_response(
+    status: int, code: str, reason: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    """The API's one error shape."""
+    body = {"error": code, "reason": _one_line(reason)}
+    return web.json_response(body, status=status, headers=headers)
+
+
+@web.middleware
+async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Routing errors as JSON, and no traceback ever reaching a peer."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _ERROR_CODES.get(exc.status, "".join(exc.reason.split()))
+        allow = exc.headers.get("Allow")
+        headers = {"Allow": allow} if allow is not None else None
+        return error_response(exc.status, code, exc.reason, headers)
+    except Exception:
+        log.exception("peer_api.internal_error method=%s path=%s", request.method, request.path)
+        return error_response(500, "InternalError", "internal error")
+
+
+class _Routes:
+    def __init__(self, handler: PeerHandler, max_body: int) -> None:
+        self._handler = handler
+        self._max_body = max_body
+
+    async def post_report(self, request: web.Request) -> web.Response:
+        charset = (request.charset or "utf-8").lower()
+        if request.content_type != "application/json" or charset != "utf-8":
+            return error_response(415, "UnsupportedMediaType", "content type must be JSON")
+        too_large = f"body exceeds {self._max_body} bytes"
+        length = request.content_length
+        if length is not None and length > self._max_body:
+            return error_response(413, "BodyTooLarge", too_large)
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return error_response(413, "BodyTooLarge", too_large)
+        if len(body) > self._max_body:
+            return error_response(413, "BodyTooLarge", too_large)
+
+        headers = request.headers.getall(SIGNATURE_HEADER, [])
+        if not headers:
+            return error_response(401, "Unsigned", f"missing {SIGNATURE_HEADER} header")
+        if len(headers) > 1:
+            return error_response(401, BAD_SIGNATURE, f"more than one {SIGNATURE_HEADER}")
+        # Recover before decoding (both are pure and bounded) so a body that does not decode
+        # still gets its own 400, and a decoded one is trusted only if its sender signed it.
+        try:
+            signer = recover_body_signer(body, parse_signature_header(headers[0]))
+        except MessageError as exc:
+            return error_response(401, BAD_SIGNATURE, exc.reason)
+        try:
+            req = decode_request(body)
+        except MessageError as exc:
+            return error_response(400, exc.code, exc.reason)
+        if signer != req.sender:
+            return error_response(401, BAD_SIGNATURE, "body is not signed by its sender")
+
+        try:
+            resp = await self._handler.handle_report(req)
+        except PeerRejected as exc:
+            status = exc.status if 400 <= exc.status <= 599 else 500
+            return error_response(status, exc.code, exc.reason)
+        return web.Response(body=encode_response(resp), content_type="application/json")
+
+    async def status(self, request: web.Request) -> web.Response:
+        return web.json_response(await self._handler.status())
+
+    async def health(self, request: web.Request) -> web.Response:
+        ok, details = await self._handler.health()
+        body = {**details, "ok": ok}
+        if not ok:
+            body.setdefault("reason", "unhealthy")
+        return web.json_response(body, status=200 if ok else 503)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        return web.Response(
+            body=self._handler.metrics(), headers={"Content-Type": METRICS_CONTENT_TYPE}
+        )
+
+
+def create_app(handler: PeerHandler, *, max_body: int = DEFAULT_MAX_BODY) -> web.Application:
+    """The aiohttp application; `client_max_size` backs the size check while reading."""
+    app = web.Application(client_max_size=max_body, middlewares=[_json_errors])
+    routes = _Routes(handler, max_body)
+    app.router.add_post("/v1/reports", routes.post_report)
+    app.router.add_get("/v1/status", routes.status)
+    app.router.add_get("/healthz", routes.health)
+    app.router.add_get("/metrics", routes.metrics)
+    return app
+
+
+class PeerServer:
+    """Runs `create_app` on one TCP address until `stop`."""
+
+    def __init__(self, handler: PeerHandler, *, max_body: int = DEFAULT_MAX_BODY) -> None:
+        self._app = create_app(handler, max_body=max_body)
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    async def start(self, host: str, port: int) -> int:
+        """Listen on host:port (port 0 picks a free one) and return the bound port."""
+        if self._runner is not None:
+            raise RuntimeError("peer server already started")
+        runner = web.AppRunner(self._app)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, host, port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self.port = int(runner.addresses[0][1])
+        log.info("peer_api.listening host=%s port=%d", host, self.port)
+        return self.port
+
+    async def stop(self) -> None:
+        """Stop listening and finish in-flight requests; harmless if not started."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()

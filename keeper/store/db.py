@@ -1,0 +1,674 @@
+"""The node's repository over aiosqlite.
+
+One connection, WAL journal, every multi-row change in one transaction. Jobs, keepers and epochs
+are folds of the followed events (keeper.core.jobs), so a reorg is undone by deleting what came
+from orphaned blocks and folding again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+from eth_utils.address import to_checksum_address
+
+from keeper.core.jobs import Job, JobStatus, Trigger, apply_job_event, job_from_created
+from keeper.core.quorum import Member
+from keeper.core.report import Report
+from keeper.core.triggers import TriggerKind
+from keeper.errors import StoreError, StoreMismatch
+from keeper.store.schema import MIGRATIONS, SCHEMA_VERSION
+
+JOB_EVENTS = ("JobCreated", "JobFunded", "JobPaused", "JobResumed", "JobCancelled", "JobExecuted")
+KEEPER_EVENTS = (
+    "KeeperRegistered",
+    "StakeAdded",
+    "EndpointSet",
+    "ExitRequested",
+    "Withdrawn",
+    "Slashed",
+)
+
+
+@dataclass(frozen=True)
+class ChainEvent:
+    """A decoded contract event with where it came from. `args` holds JSON-safe values:
+    bytes as 0x-hex strings, addresses checksummed, tuples as dicts."""
+
+    name: str
+    block_number: int
+    log_index: int
+    block_hash: bytes
+    tx_hash: bytes
+    args: dict[str, Any]
+    block_timestamp: int = 0
+
+
+@dataclass(frozen=True)
+class SignedReport:
+    """A report this node signed, with its signature."""
+
+    report: Report
+    signature: bytes
+
+
+@dataclass(frozen=True)
+class PendingTx:
+    """A transaction this node signed; `status` is pending, mined, replaced or failed."""
+
+    tx_hash: bytes
+    nonce: int
+    raw: bytes
+    purpose: str
+    max_fee: int
+    priority_fee: int
+    sent_block: int
+    status: str
+
+
+@dataclass(frozen=True)
+class Epoch:
+    epoch: int
+    seed: bytes
+    count: int
+    start_block: int
+
+
+def to_bytes(value: Any) -> bytes:
+    """JSON-safe hex (or bytes) back to bytes."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    text = str(value)
+    return bytes.fromhex(text[2:] if text.startswith("0x") else text)
+
+
+def _job_to_json(job: Job) -> str:
+    t = job.trigger
+    return json.dumps(
+        {
+            "job_id": job.job_id,
+            "owner": job.owner,
+            "target": job.target,
+            "call_data": "0x" + job.call_data.hex(),
+            "trigger": {
+                "kind": int(t.kind),
+                "interval": t.interval,
+                "cron": t.cron,
+                "emitter": t.emitter,
+                "topics": ["0x" + x.hex() for x in t.topics],
+                "confirmations": t.confirmations,
+                "resolver": t.resolver,
+                "resolver_calldata": "0x" + t.resolver_calldata.hex(),
+                "mode": t.mode,
+                "min_interval": t.min_interval,
+            },
+            "gas_limit": job.gas_limit,
+            "threshold_bps": job.threshold_bps,
+            "start_time": job.start_time,
+            "end_time": job.end_time,
+            "max_executions": job.max_executions,
+            "created_block": job.created_block,
+            "status": int(job.status),
+            "round": job.round,
+            "last_cursor": job.last_cursor,
+            "balance": job.balance,
+        }
+    )
+
+
+def _job_from_json(text: str) -> Job:
+    d = json.loads(text)
+    t = d["trigger"]
+    topics = tuple(to_bytes(x) for x in t["topics"])
+    trigger = Trigger(
+        kind=TriggerKind(t["kind"]),
+        interval=t["interval"],
+        cron=t["cron"],
+        emitter=t["emitter"],
+        topics=(topics[0], topics[1], topics[2], topics[3]),
+        confirmations=t["confirmations"],
+        resolver=t["resolver"],
+        resolver_calldata=to_bytes(t["resolver_calldata"]),
+        mode=t["mode"],
+        min_interval=t["min_interval"],
+    )
+    return Job(
+        job_id=d["job_id"],
+        owner=d["owner"],
+        target=d["target"],
+        call_data=to_bytes(d["call_data"]),
+        trigger=trigger,
+        gas_limit=d["gas_limit"],
+        threshold_bps=d["threshold_bps"],
+        start_time=d["start_time"],
+        end_time=d["end_time"],
+        max_executions=d["max_executions"],
+        created_block=d["created_block"],
+        status=JobStatus(d["status"]),
+        round=d["round"],
+        last_cursor=d["last_cursor"],
+        balance=d["balance"],
+    )
+
+
+def _report_to_json(report: Report) -> str:
+    m = report.as_message()
+    m["checkBlockHash"] = "0x" + report.checkBlockHash.hex()
+    m["payloadHash"] = "0x" + report.payloadHash.hex()
+    return json.dumps(m)
+
+
+def report_from_dict(m: dict[str, Any]) -> Report:
+    return Report(
+        jobId=int(m["jobId"]),
+        round=int(m["round"]),
+        epoch=int(m["epoch"]),
+        cursor=int(m["cursor"]),
+        checkBlock=int(m["checkBlock"]),
+        checkBlockHash=to_bytes(m["checkBlockHash"]),
+        payloadHash=to_bytes(m["payloadHash"]),
+        executor=to_checksum_address(m["executor"]),
+        deadline=int(m["deadline"]),
+    )
+
+
+class Store:
+    """Async repository of one node's state. Open with `Store.open`, close with `close`."""
+
+    def __init__(self, conn: aiosqlite.Connection, path: str) -> None:
+        self._db = conn
+        self.path = path
+        # One writer at a time: coroutines share the connection, so a transaction must not
+        # interleave with another coroutine's statements.
+        self._write = asyncio.Lock()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    async def open(
+        cls, path: str | Path, *, chain_id: int, registry: str, task_manager: str, operator: str
+    ) -> Store:
+        """Opens (creating or migrating) the database and checks it belongs to this deployment.
+
+        A database written for another chain, deployment or operator raises StoreMismatch: its
+        signatures and pending transactions mean nothing here and must not be reused.
+        """
+        try:
+            conn = await aiosqlite.connect(str(path))
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open store {path}: {exc}") from exc
+        store = cls(conn, str(path))
+        try:
+            await conn.execute("PRAGMA journal_mode=WAL")
+            await conn.execute("PRAGMA synchronous=NORMAL")
+            await conn.execute("PRAGMA foreign_keys=ON")
+            await store._migrate()
+            await store._check_identity(
+                {
+                    "chain_id": str(chain_id),
+                    "registry": registry.lower(),
+                    "task_manager": task_manager.lower(),
+                    "operator": operator.lower(),
+                }
+            )
+        except sqlite3.DatabaseError as exc:
+            await conn.close()
+            raise StoreError(f"{path} is not a keeper store: {exc}") from exc
+        except BaseException:
+            await conn.close()
+            raise
+        return store
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def _migrate(self) -> None:
+        async with self._db.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"store schema v{version} is newer than this keeper (v{SCHEMA_VERSION})"
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            await self._db.executescript(
+                "BEGIN;" + MIGRATIONS[target] + f"PRAGMA user_version={target}; COMMIT;"
+            )
+
+    async def _check_identity(self, identity: dict[str, str]) -> None:
+        async with self._db.execute("SELECT key, value FROM meta") as cur:
+            existing = {str(k): str(v) for k, v in await cur.fetchall()}
+        for key, value in identity.items():
+            if key in existing and existing[key] != value:
+                raise StoreMismatch(
+                    f"store {self.path} was written for {key}={existing[key]}, not {value}"
+                )
+        await self._db.executemany(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", list(identity.items())
+        )
+        await self._db.commit()
+
+    # ------------------------------------------------------------------ blocks and sync cursor
+
+    async def head(self) -> tuple[int, bytes] | None:
+        """The last block whose events were applied (the sync cursor)."""
+        async with self._db.execute(
+            "SELECT number, hash FROM blocks ORDER BY number DESC LIMIT 1"
+        ) as cur:
+            row = await cur.fetchone()
+        return (int(row[0]), bytes(row[1])) if row else None
+
+    async def block_hash(self, number: int) -> bytes | None:
+        async with self._db.execute("SELECT hash FROM blocks WHERE number = ?", (number,)) as cur:
+            row = await cur.fetchone()
+        return bytes(row[0]) if row else None
+
+    async def block_timestamp(self, number: int) -> int | None:
+        async with self._db.execute(
+            "SELECT timestamp FROM blocks WHERE number = ?", (number,)
+        ) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else None
+
+    async def apply_blocks(
+        self,
+        headers: Iterable[tuple[int, bytes, bytes, int]],
+        events: Iterable[ChainEvent],
+        job_logs: Iterable[tuple[int, int, int, bytes]] = (),
+        keep_blocks: int = 256,
+    ) -> None:
+        """Records headers (number, hash, parent, timestamp), their events and matched Event-job
+        logs (job_id, cursor, block, hash), and folds the events, all in one transaction."""
+        async with self._write:
+            await self._apply_blocks_locked(headers, events, job_logs, keep_blocks)
+
+    async def _apply_blocks_locked(
+        self,
+        headers: Iterable[tuple[int, bytes, bytes, int]],
+        events: Iterable[ChainEvent],
+        job_logs: Iterable[tuple[int, int, int, bytes]] = (),
+        keep_blocks: int = 256,
+    ) -> None:
+        """Records headers (number, hash, parent, timestamp), their events and matched Event-job
+        logs (job_id, cursor, block, hash), and folds the events, all in one transaction."""
+        headers = list(headers)
+        events = sorted(events, key=lambda e: (e.block_number, e.log_index))
+        try:
+            await self._db.executemany(
+                "INSERT OR REPLACE INTO blocks (number, hash, parent_hash, timestamp) "
+                "VALUES (?, ?, ?, ?)",
+                headers,
+            )
+            for ev in events:
+                await self._db.execute(
+                    "INSERT OR IGNORE INTO events "
+                    "(block_number, log_index, block_hash, tx_hash, name, job_id, args) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        ev.block_number,
+                        ev.log_index,
+                        ev.block_hash,
+                        ev.tx_hash,
+                        ev.name,
+                        ev.args.get("jobId"),
+                        json.dumps({**ev.args, "_ts": ev.block_timestamp}),
+                    ),
+                )
+                await self._fold(ev.name, ev.args, ev.block_number, ev.block_timestamp)
+            await self._db.executemany(
+                "INSERT OR IGNORE INTO job_logs (job_id, cursor, block_number, block_hash) "
+                "VALUES (?, ?, ?, ?)",
+                list(job_logs),
+            )
+            if headers:
+                top = max(h[0] for h in headers)
+                await self._db.execute("DELETE FROM blocks WHERE number <= ?", (top - keep_blocks,))
+            await self._db.commit()
+        except BaseException:
+            await self._db.rollback()
+            raise
+
+    async def rollback_to(self, number: int) -> None:
+        """Forgets everything learned from blocks above `number` and refolds jobs, keepers and
+        epochs from the events that remain. Signatures and pending transactions stay."""
+        async with self._write:
+            await self._rollback_to_locked(number)
+
+    async def _rollback_to_locked(self, number: int) -> None:
+        """Forgets everything learned from blocks above `number` and refolds jobs, keepers and
+        epochs from the events that remain. Signatures and pending transactions stay."""
+        try:
+            await self._db.execute("DELETE FROM blocks WHERE number > ?", (number,))
+            await self._db.execute("DELETE FROM events WHERE block_number > ?", (number,))
+            await self._db.execute("DELETE FROM job_logs WHERE block_number > ?", (number,))
+            await self._db.execute("DELETE FROM jobs")
+            await self._db.execute("DELETE FROM keepers")
+            await self._db.execute("DELETE FROM epochs")
+            await self._db.execute("DELETE FROM quorums")
+            async with self._db.execute(
+                "SELECT name, block_number, args FROM events ORDER BY block_number, log_index"
+            ) as cur:
+                rows = await cur.fetchall()
+            for name, block_number, args in rows:
+                data = json.loads(args)
+                await self._fold(str(name), data, int(block_number), int(data.get("_ts", 0)))
+            await self._db.commit()
+        except BaseException:
+            await self._db.rollback()
+            raise
+
+    async def _fold(self, name: str, args: dict[str, Any], block: int, ts: int) -> None:
+        if name == "JobCreated":
+            job = job_from_created(_bytes_spec(args), block, ts)
+            await self._put_job(job)
+        elif name in JOB_EVENTS:
+            job_opt = await self.job(int(args["jobId"]))
+            if job_opt is not None:
+                await self._put_job(apply_job_event(job_opt, name, args))
+        elif name in KEEPER_EVENTS:
+            await self._fold_keeper(name, args)
+        elif name == "EpochStarted":
+            await self._db.execute(
+                "INSERT OR REPLACE INTO epochs (epoch, seed, count, start_block) "
+                "VALUES (?, ?, ?, ?)",
+                (int(args["epoch"]), to_bytes(args["seed"]), int(args["quorumCount"]), block),
+            )
+        elif name == "QuorumFormed":
+            await self._db.execute(
+                "INSERT OR REPLACE INTO quorums (epoch, quorum, members) VALUES (?, ?, ?)",
+                (int(args["epoch"]), int(args["quorum"]), json.dumps(list(args["members"]))),
+            )
+
+    async def _fold_keeper(self, name: str, args: dict[str, Any]) -> None:
+        address = to_checksum_address(args["keeper"])
+        async with self._db.execute(
+            "SELECT endpoint, data FROM keepers WHERE address = ?", (address,)
+        ) as cur:
+            row = await cur.fetchone()
+        endpoint = str(row[0]) if row else ""
+        data: dict[str, Any] = json.loads(row[1]) if row else {"status": "none", "stake": 0}
+        if name == "KeeperRegistered":
+            endpoint = str(args["endpoint"])
+            data = {"status": "active", "stake": int(args["stake"])}
+        elif name == "StakeAdded":
+            data["stake"] = int(args["total"])
+        elif name == "EndpointSet":
+            endpoint = str(args["endpoint"])
+        elif name == "ExitRequested":
+            data["status"] = "exiting"
+        elif name == "Withdrawn":
+            data = {"status": "withdrawn", "stake": 0}
+        elif name == "Slashed":
+            data = {"status": "slashed", "stake": 0}
+        await self._db.execute(
+            "INSERT OR REPLACE INTO keepers (address, endpoint, data) VALUES (?, ?, ?)",
+            (address, endpoint, json.dumps(data)),
+        )
+
+    async def _put_job(self, job: Job) -> None:
+        await self._db.execute(
+            "INSERT OR REPLACE INTO jobs (job_id, status, data) VALUES (?, ?, ?)",
+            (job.job_id, int(job.status), _job_to_json(job)),
+        )
+
+    # ------------------------------------------------------------------ reads
+
+    async def job(self, job_id: int) -> Job | None:
+        async with self._db.execute("SELECT data FROM jobs WHERE job_id = ?", (job_id,)) as cur:
+            row = await cur.fetchone()
+        return _job_from_json(str(row[0])) if row else None
+
+    async def jobs(self, status: JobStatus | None = None) -> list[Job]:
+        query = "SELECT data FROM jobs"
+        params: tuple[Any, ...] = ()
+        if status is not None:
+            query += " WHERE status = ?"
+            params = (int(status),)
+        async with self._db.execute(query + " ORDER BY job_id", params) as cur:
+            rows = await cur.fetchall()
+        return [_job_from_json(str(r[0])) for r in rows]
+
+    async def endpoint(self, address: str) -> str | None:
+        async with self._db.execute(
+            "SELECT endpoint FROM keepers WHERE address = ?", (to_checksum_address(address),)
+        ) as cur:
+            row = await cur.fetchone()
+        return str(row[0]) if row else None
+
+    async def keepers(self) -> dict[str, dict[str, Any]]:
+        async with self._db.execute("SELECT address, endpoint, data FROM keepers") as cur:
+            rows = await cur.fetchall()
+        return {str(a): {"endpoint": str(e), **json.loads(d)} for a, e, d in rows}
+
+    async def latest_epoch(self) -> Epoch | None:
+        async with self._db.execute(
+            "SELECT epoch, seed, count, start_block FROM epochs ORDER BY epoch DESC LIMIT 1"
+        ) as cur:
+            row = await cur.fetchone()
+        return Epoch(int(row[0]), bytes(row[1]), int(row[2]), int(row[3])) if row else None
+
+    async def epoch(self, epoch: int) -> Epoch | None:
+        async with self._db.execute(
+            "SELECT epoch, seed, count, start_block FROM epochs WHERE epoch = ?", (epoch,)
+        ) as cur:
+            row = await cur.fetchone()
+        return Epoch(int(row[0]), bytes(row[1]), int(row[2]), int(row[3])) if row else None
+
+    async def quorums(self, epoch: int) -> list[list[Member]]:
+        """Members of each quorum of `epoch`, in quorum order (empty if the epoch is unknown)."""
+        from keeper.core.quorum import unpack_member
+
+        async with self._db.execute(
+            "SELECT members FROM quorums WHERE epoch = ? ORDER BY quorum", (epoch,)
+        ) as cur:
+            rows = await cur.fetchall()
+        return [[unpack_member(to_bytes(w)) for w in json.loads(r[0])] for r in rows]
+
+    async def executions(self, job_id: int | None = None) -> list[dict[str, Any]]:
+        """JobExecuted events, oldest first, with block and transaction."""
+        query = "SELECT block_number, tx_hash, args FROM events WHERE name = 'JobExecuted'"
+        params: tuple[Any, ...] = ()
+        if job_id is not None:
+            query += " AND job_id = ?"
+            params = (job_id,)
+        async with self._db.execute(query + " ORDER BY block_number, log_index", params) as cur:
+            rows = await cur.fetchall()
+        out = []
+        for block_number, tx_hash, args in rows:
+            data = json.loads(args)
+            data.pop("_ts", None)
+            out.append({**data, "block": int(block_number), "tx": "0x" + bytes(tx_hash).hex()})
+        return out
+
+    async def next_job_log(self, job_id: int, after_cursor: int, max_block: int) -> int | None:
+        """The oldest matched log of an Event job above `after_cursor`, confirmed by `max_block`."""
+        async with self._db.execute(
+            "SELECT cursor FROM job_logs WHERE job_id = ? AND cursor > ? AND block_number <= ? "
+            "ORDER BY cursor LIMIT 1",
+            (job_id, after_cursor, max_block),
+        ) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else None
+
+    # ------------------------------------------------------------------ signatures
+
+    async def signed_for(
+        self, job_id: int, round_: int, check_block: int, check_block_hash: bytes
+    ) -> list[SignedReport]:
+        """Reports already signed for this equivocation key."""
+        async with self._db.execute(
+            "SELECT report, signature FROM signatures WHERE job_id = ? AND round = ? "
+            "AND check_block = ? AND check_block_hash = ?",
+            (job_id, round_, check_block, check_block_hash),
+        ) as cur:
+            rows = await cur.fetchall()
+        return [SignedReport(report_from_dict(json.loads(r)), bytes(s)) for r, s in rows]
+
+    async def record_signature(self, report: Report, digest: bytes, signature: bytes) -> bool:
+        """Stores a signature unless one with a DIFFERENT result exists for the same key.
+
+        Returns False (and stores nothing) when signing would be equivocation. The check and
+        the insert run in one transaction, so two concurrent requests cannot both pass.
+        """
+        async with self._write:
+            return await self._record_signature_locked(report, digest, signature)
+
+    async def _record_signature_locked(
+        self, report: Report, digest: bytes, signature: bytes
+    ) -> bool:
+        """Stores a signature unless one with a DIFFERENT result exists for the same key.
+
+        Returns False (and stores nothing) when signing would be equivocation. The check and
+        the insert run in one transaction, so two concurrent requests cannot both pass.
+        """
+        try:
+            await self._db.execute("BEGIN IMMEDIATE")
+            async with self._db.execute(
+                "SELECT cursor, payload_hash FROM signatures WHERE job_id = ? AND round = ? "
+                "AND check_block = ? AND check_block_hash = ?",
+                (report.jobId, report.round, report.checkBlock, report.checkBlockHash),
+            ) as cur:
+                rows = await cur.fetchall()
+            for cursor, payload_hash in rows:
+                if int(cursor) != report.cursor or bytes(payload_hash) != report.payloadHash:
+                    await self._db.rollback()
+                    return False
+            await self._db.execute(
+                "INSERT OR IGNORE INTO signatures (job_id, round, check_block, check_block_hash, "
+                "cursor, payload_hash, digest, report, signature) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    report.jobId,
+                    report.round,
+                    report.checkBlock,
+                    report.checkBlockHash,
+                    report.cursor,
+                    report.payloadHash,
+                    digest,
+                    _report_to_json(report),
+                    signature,
+                ),
+            )
+            await self._db.commit()
+            return True
+        except BaseException:
+            await self._db.rollback()
+            raise
+
+    async def signature_count(self) -> int:
+        async with self._db.execute("SELECT COUNT(*) FROM signatures") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    # ------------------------------------------------------------------ rounds
+
+    async def round_state(self, job_id: int, round_: int) -> tuple[str, int, dict[str, Any]] | None:
+        async with self._db.execute(
+            "SELECT status, due_block, data FROM rounds WHERE job_id = ? AND round = ?",
+            (job_id, round_),
+        ) as cur:
+            row = await cur.fetchone()
+        return (str(row[0]), int(row[1]), json.loads(row[2])) if row else None
+
+    async def save_round(
+        self, job_id: int, round_: int, status: str, due_block: int, data: dict[str, Any]
+    ) -> None:
+        async with self._write:
+            await self._save_round_locked(job_id, round_, status, due_block, data)
+
+    async def _save_round_locked(
+        self, job_id: int, round_: int, status: str, due_block: int, data: dict[str, Any]
+    ) -> None:
+        await self._db.execute(
+            "INSERT INTO rounds (job_id, round, status, due_block, data) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (job_id, round) DO UPDATE SET status = excluded.status, "
+            "data = excluded.data",
+            (job_id, round_, status, due_block, json.dumps(data)),
+        )
+        await self._db.commit()
+
+    async def round_counts(self) -> dict[str, int]:
+        async with self._db.execute("SELECT status, COUNT(*) FROM rounds GROUP BY status") as cur:
+            rows = await cur.fetchall()
+        return {str(s): int(c) for s, c in rows}
+
+    # ------------------------------------------------------------------ pending transactions
+
+    async def add_pending_tx(self, tx: PendingTx) -> None:
+        """Persists a signed transaction; call BEFORE broadcasting it."""
+        async with self._write:
+            await self._add_pending_tx_locked(tx)
+
+    async def _add_pending_tx_locked(self, tx: PendingTx) -> None:
+        """Persists a signed transaction; call BEFORE broadcasting it."""
+        await self._db.execute(
+            "INSERT OR REPLACE INTO pending_txs (tx_hash, nonce, raw, purpose, max_fee, "
+            "priority_fee, sent_block, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                tx.tx_hash,
+                tx.nonce,
+                tx.raw,
+                tx.purpose,
+                tx.max_fee,
+                tx.priority_fee,
+                tx.sent_block,
+                tx.status,
+            ),
+        )
+        await self._db.commit()
+
+    async def pending_txs(self, status: str = "pending") -> list[PendingTx]:
+        async with self._db.execute(
+            "SELECT tx_hash, nonce, raw, purpose, max_fee, priority_fee, sent_block, status "
+            "FROM pending_txs WHERE status = ? ORDER BY nonce, max_fee",
+            (status,),
+        ) as cur:
+            rows = await cur.fetchall()
+        return [
+            PendingTx(bytes(h), int(n), bytes(r), str(p), int(m), int(pf), int(sb), str(s))
+            for h, n, r, p, m, pf, sb, s in rows
+        ]
+
+    async def mark_tx(self, tx_hash: bytes, status: str) -> None:
+        async with self._write:
+            await self._mark_tx_locked(tx_hash, status)
+
+    async def _mark_tx_locked(self, tx_hash: bytes, status: str) -> None:
+        await self._db.execute(
+            "UPDATE pending_txs SET status = ? WHERE tx_hash = ?", (status, tx_hash)
+        )
+        await self._db.commit()
+
+    async def mark_nonce(self, nonce: int, status: str, except_hash: bytes | None = None) -> None:
+        """Marks every still-pending transaction of `nonce` (e.g. `replaced` once one is mined)."""
+        async with self._write:
+            await self._mark_nonce_locked(nonce, status, except_hash)
+
+    async def _mark_nonce_locked(
+        self, nonce: int, status: str, except_hash: bytes | None = None
+    ) -> None:
+        """Marks every still-pending transaction of `nonce` (e.g. `replaced` once one is mined)."""
+        await self._db.execute(
+            "UPDATE pending_txs SET status = ? WHERE nonce = ? AND status = 'pending' "
+            "AND tx_hash != ?",
+            (status, nonce, except_hash or b""),
+        )
+        await self._db.commit()
+
+    async def max_nonce(self) -> int | None:
+        async with self._db.execute("SELECT MAX(nonce) FROM pending_txs") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row and row[0] is not None else None
+
+
+def _bytes_spec(args: dict[str, Any]) -> dict[str, Any]:
+    spec = dict(args["spec"])
+    spec["callData"] = to_bytes(spec["callData"])
+    spec["trigger"] = to_bytes(spec["trigger"])
+    return {**args, "spec": spec}

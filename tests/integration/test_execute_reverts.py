@@ -1,0 +1,400 @@
+"""`execute` rejects a report whose context, cursor or job state breaks the protocol.
+
+Each test starts from a round that executes (the controls below), changes one thing, re-signs
+the report with the whole quorum when a report field changed (so only that field is wrong), and
+checks the named custom error and that the job's round, cursor and balance, the target's counter
+and every keeper's earnings are unchanged. Signature and quorum checks are in
+test_execute_signatures.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+from eth_utils import keccak
+
+from tests.harness import CRON, ETHER, ZERO32, Net, cron_trigger, selector
+from tests.integration.execute_support import (
+    INTERVAL,
+    ON_EVENT,
+    ON_TIME,
+    Round,
+    condition_round,
+    create_condition_job,
+    create_event_job,
+    create_time_job,
+    emit_demo_event,
+    prepare_round,
+    time_round,
+)
+
+MAX_CHECK_AGE = 128
+EPOCH_GRACE_BLOCKS = 20
+
+
+@pytest.fixture
+async def round_(net4: Net) -> Round:
+    """A Time job (every 60 s, onTime) at start + 90, and its round for the slot start + 60."""
+    return await time_round(net4)
+
+
+# ------------------------------------------------------------------ controls
+
+
+async def test_baseline_time_round_executes(round_: Round) -> None:
+    # given the untampered round of a Time job
+    # when its executor submits it with the whole quorum's signatures
+    # then the round is recorded with the slot as cursor and the target ran
+    await round_.executes()
+
+
+async def test_baseline_condition_round_executes(net4: Net) -> None:
+    # given a Condition job whose resolver turned true
+    job_id = await create_condition_job(net4)
+    rnd = await condition_round(net4, job_id)
+    # when the quorum's report at the check block is submitted, then it executes
+    await rnd.executes()
+    assert await net4.target.functions.conditionCount().call() == 1
+
+
+# ------------------------------------------------------------------ round
+
+
+async def test_round_ahead_of_the_job_is_rejected(round_: Round) -> None:
+    # given a report for round 1 while the job's next round is 0
+    report = round_.altered(round=1)
+    # when it is submitted, then WrongRound(expected 0, got 1)
+    assert await round_.rejected("WrongRound", report=report) == (0, 1)
+
+
+async def test_replayed_report_is_rejected(round_: Round) -> None:
+    # given a round that has executed
+    signatures = round_.net.sign(round_.report, round_.signers)
+    await round_.executes(signatures=signatures)
+    # when the very same report and signatures are submitted again
+    # then round 0 is spent: WrongRound(expected 1, got 0)
+    assert await round_.rejected("WrongRound", signatures=signatures) == (1, 0)
+
+
+# ------------------------------------------------------------------ cursor
+
+
+@pytest.mark.parametrize("back", [0, INTERVAL], ids=["same-slot", "older-slot"])
+async def test_cursor_must_be_raised(round_: Round, back: int) -> None:
+    # given the slot start + 60 executed
+    await round_.executes()
+    # when round 1 is proposed for the same slot (or the older one)
+    cursor = round_.report.cursor - back
+    nxt = await prepare_round(round_.net, round_.job_id, cursor, ON_TIME)
+    assert nxt.report.round == 1
+    # then CursorNotRaised(cursor, lastCursor)
+    assert await nxt.rejected("CursorNotRaised") == (cursor, round_.report.cursor)
+
+
+async def test_cursor_off_the_slot_grid_is_rejected(round_: Round) -> None:
+    # given a cursor halfway between two slots of a 60 s job
+    cursor = round_.report.cursor - INTERVAL // 2
+    # when it is submitted, then CursorOffGrid
+    args = await round_.rejected("CursorOffGrid", report=round_.altered(cursor=cursor))
+    assert args == (cursor,)
+
+
+async def test_cursor_of_a_future_slot_is_rejected_until_it_is_due(round_: Round) -> None:
+    # given the slot start + 120 while the chain is at start + 91
+    net = round_.net
+    cursor = round_.report.cursor + INTERVAL
+    report = round_.altered(cursor=cursor)
+    # when it is submitted now, then CursorInFuture(cursor, block.timestamp)
+    got, timestamp = await round_.rejected("CursorInFuture", report=report)
+    assert got == cursor
+    assert timestamp < cursor
+    # and once the chain has reached that time the same slot executes
+    net.time_travel(cursor)
+    await round_.executes(report=report)
+
+
+async def test_time_cursor_before_start_time_is_rejected(net4: Net) -> None:
+    # given a Time job whose explicit startTime has just passed
+    start = await net4.timestamp() + 100
+    job_id, _ = await create_time_job(net4, start_time=start)
+    net4.time_travel(start + 10)
+    # when a slot one interval before startTime is proposed (it is on the grid's line and due)
+    early = await prepare_round(net4, job_id, start - INTERVAL, ON_TIME)
+    # then CursorBeforeStart, checked before the grid (which would underflow)
+    assert await early.rejected("CursorBeforeStart") == (start - INTERVAL, start)
+    # and the first slot, startTime itself, executes
+    await early.executes(report=early.altered(cursor=start))
+
+
+async def test_cron_cursor_before_start_time_is_rejected(net4: Net) -> None:
+    # given a Cron job with a startTime that has just passed
+    start = await net4.timestamp() + 100
+    on_cron = selector("onCron()")
+    job_id = await net4.create_job(
+        net4.spec(CRON, cron_trigger("* * * * *"), on_cron, start_time=start)
+    )
+    net4.time_travel(start + 10)
+    # when a fire time before startTime is proposed
+    early = await prepare_round(net4, job_id, start - 30, on_cron)
+    # then CursorBeforeStart
+    assert await early.rejected("CursorBeforeStart") == (start - 30, start)
+    # and a fire time at startTime executes
+    await early.executes(report=early.altered(cursor=start))
+
+
+async def test_cursor_beyond_uint64_is_rejected(round_: Round) -> None:
+    # given a cursor that does not fit the job's uint64 lastCursor
+    report = round_.altered(cursor=2**64)
+    # when it is submitted, then CursorOutOfRange (it would otherwise be truncated)
+    assert await round_.rejected("CursorOutOfRange", report=report) == (2**64,)
+
+
+async def test_condition_cursor_must_be_the_check_block(net4: Net) -> None:
+    # given a Condition round whose cursor is not its check block
+    job_id = await create_condition_job(net4)
+    rnd = await condition_round(net4, job_id)
+    check_block = rnd.report.checkBlock
+    report = rnd.altered(cursor=check_block - 1)
+    # when it is submitted, then CursorMismatch(cursor, checkBlock)
+    assert await rnd.rejected("CursorMismatch", report=report) == (check_block - 1, check_block)
+
+
+async def test_condition_rounds_are_spaced_by_min_interval(net4: Net) -> None:
+    # given a Condition job with minInterval 5 blocks that executed at check block B
+    job_id = await create_condition_job(net4, min_interval=5)
+    first = await condition_round(net4, job_id)
+    await first.executes()
+    last = first.report.checkBlock
+    # when the resolver turns true again and a round is proposed at B + 2
+    soon = await condition_round(net4, job_id)
+    assert soon.report.checkBlock == last + 2
+    # then ConditionTooSoon(cursor, lastCursor, minInterval)
+    assert await soon.rejected("ConditionTooSoon") == (last + 2, last, 5)
+    # and at exactly B + 5 the next round executes
+    net4.mine(last + 5 - await net4.block_number())
+    on_time = await prepare_round(net4, job_id, last + 5, soon.payload, check_block=last + 5)
+    await on_time.executes()
+
+
+async def test_event_log_must_have_its_confirmations(net4: Net) -> None:
+    # given an Event job that waits 3 confirmations and a matching log at block L
+    job_id = await create_event_job(net4, confirmations=3)
+    cursor, log_block = await emit_demo_event(net4)
+    # when a round attests the log at check block L + 2
+    net4.mine(2)
+    early = await prepare_round(net4, job_id, cursor, ON_EVENT)
+    assert early.report.checkBlock == log_block + 2
+    # then LogNotConfirmed(logBlock, checkBlock, confirmations)
+    assert await early.rejected("LogNotConfirmed") == (log_block, log_block + 2, 3)
+    # and at check block L + 3 it executes
+    net4.mine(1)
+    confirmed = await prepare_round(net4, job_id, cursor, ON_EVENT)
+    assert confirmed.report.checkBlock == log_block + 3
+    await confirmed.executes()
+
+
+# ------------------------------------------------------------------ check block and deadline
+
+
+async def test_check_block_older_than_max_age_is_rejected(round_: Round) -> None:
+    # given a report at check block C with a far deadline, and the chain moved on
+    net = round_.net
+    check_block = round_.report.checkBlock
+    report = round_.altered(deadline=check_block + 1000)
+    net.mine(check_block + MAX_CHECK_AGE - await net.block_number())
+    # when it lands MAX_CHECK_AGE + 1 blocks after C, then StaleCheckBlock
+    assert await round_.rejected("StaleCheckBlock", report=report) == (
+        check_block,
+        check_block + MAX_CHECK_AGE + 1,
+    )
+    # and a check block exactly MAX_CHECK_AGE blocks old in that same block still executes
+    newer = check_block + 1
+    block = await net.w3.eth.get_block(newer)
+    await round_.executes(
+        report=round_.altered(
+            checkBlock=newer, checkBlockHash=bytes(block["hash"]), deadline=check_block + 1000
+        )
+    )
+
+
+@pytest.mark.parametrize("ahead", [1, 5], ids=["execution-block", "later-block"])
+async def test_check_block_not_yet_mined_is_rejected(round_: Round, ahead: int) -> None:
+    # given a check block at (or after) the block the execution lands in
+    latest = await round_.net.block_number()
+    report = round_.altered(checkBlock=latest + ahead, checkBlockHash=ZERO32)
+    # when it is submitted, then CheckBlockInFuture(checkBlock, block.number)
+    args = await round_.rejected("CheckBlockInFuture", report=report)
+    assert args == (latest + ahead, latest + 1)
+
+
+@pytest.mark.parametrize("which", ["other-block", "garbage"])
+async def test_check_block_hash_must_match_the_chain(round_: Round, which: str) -> None:
+    # given a report whose check block hash is not that block's (a reorged or made-up hash)
+    check_block = round_.report.checkBlock
+    if which == "other-block":
+        wrong = bytes((await round_.net.w3.eth.get_block(check_block - 1))["hash"])
+    else:
+        wrong = b"\x11" * 32
+    report = round_.altered(checkBlockHash=wrong)
+    # when it is submitted, then CheckBlockHashMismatch(checkBlock)
+    assert await round_.rejected("CheckBlockHashMismatch", report=report) == (check_block,)
+
+
+async def test_report_past_its_deadline_is_rejected(round_: Round) -> None:
+    # given a report whose deadline is the latest block, so the execution block is past it
+    latest = await round_.net.block_number()
+    # when it is submitted, then ReportExpired(deadline, block.number)
+    args = await round_.rejected("ReportExpired", report=round_.altered(deadline=latest))
+    assert args == (latest, latest + 1)
+    # and a deadline equal to the execution block is still in time
+    await round_.executes(report=round_.altered(deadline=latest + 1))
+
+
+# ------------------------------------------------------------------ epoch
+
+
+@pytest.mark.parametrize("epoch", [2, 0])
+async def test_report_of_an_epoch_that_is_not_active_is_rejected(round_: Round, epoch: int) -> None:
+    # given epoch 1 is current, and a report naming a future epoch or epoch 0
+    report = round_.altered(epoch=epoch)
+    # when it is submitted, then EpochNotActive(epoch, currentEpoch)
+    assert await round_.rejected("EpochNotActive", report=report) == (epoch, 1)
+
+
+async def test_previous_epoch_is_accepted_only_within_the_grace_period(net4: Net) -> None:
+    # given a due Time job, and a fifth keeper whose joining lets epoch 2 start at once
+    job_id, start = await create_time_job(net4)
+    net4.time_travel(start + INTERVAL + 5)
+    await net4.register(net4.keepers[4], ETHER)
+    await net4.rotate()
+    assert await net4.epoch() == 2
+    _, rotation_block, *_ = await net4.registry.functions.epochState().call()
+    _, old_members = await net4.quorum_for_job(job_id, 1)
+    _, new_members = await net4.quorum_for_job(job_id, 2)
+    assert old_members != new_members
+    # when epoch 1's quorum signs a report naming epoch 1 that lands in the last grace block
+    net4.mine(rotation_block + EPOCH_GRACE_BLOCKS - 1 - await net4.block_number())
+    in_grace = await prepare_round(net4, job_id, start, ON_TIME, epoch=1)
+    # then it executes
+    await in_grace.executes()
+    assert await net4.block_number() == rotation_block + EPOCH_GRACE_BLOCKS
+    # and the next round of epoch 1, one block later, is rejected: EpochNotActive(1, 2)
+    late = await prepare_round(net4, job_id, start + INTERVAL, ON_TIME, epoch=1)
+    assert late.members == old_members
+    assert await late.rejected("EpochNotActive") == (1, 2)
+
+
+# ------------------------------------------------------------------ payload
+
+
+async def test_payload_must_hash_to_the_signed_payload_hash(round_: Round) -> None:
+    # given a report signed over another payload's hash than the one submitted
+    report = round_.altered(payloadHash=b"\x22" * 32)
+    # when it is submitted, then PayloadHashMismatch
+    assert await round_.rejected("PayloadHashMismatch", report=report) == ()
+
+
+async def test_time_job_payload_must_be_its_call_data(round_: Round) -> None:
+    # given a report consistent with its payload, but the payload is not the job's callData
+    other = selector("onCron()")
+    report = round_.altered(payloadHash=keccak(other))
+    # when it is submitted, then PayloadMismatch (the quorum cannot change what a Time job calls)
+    assert await round_.rejected("PayloadMismatch", report=report, payload=other) == ()
+
+
+# ------------------------------------------------------------------ job state
+
+
+async def test_paused_job_is_rejected_until_resumed(round_: Round) -> None:
+    # given the owner paused the job after the quorum signed
+    net = round_.net
+    await net.tx(net.tm.functions.pause(round_.job_id), net.owner)
+    # when the round is submitted, then JobIsPaused(jobId)
+    assert await round_.rejected("JobIsPaused") == (round_.job_id,)
+    # and once resumed the very same round executes
+    await net.tx(net.tm.functions.resume(round_.job_id), net.owner)
+    await round_.executes()
+
+
+async def test_cancelled_job_is_rejected(round_: Round) -> None:
+    # given the owner cancelled the job (its balance refunded)
+    net = round_.net
+    await net.tx(net.tm.functions.cancel(round_.job_id), net.owner)
+    # when the round is submitted, then JobIsCancelled(jobId)
+    assert await round_.rejected("JobIsCancelled") == (round_.job_id,)
+
+
+async def test_report_for_an_unknown_job_is_rejected(round_: Round) -> None:
+    # given a report, signed by the quorum, for a job id never created
+    unknown = round_.job_id + 1
+    # when it is submitted, then UnknownJob(jobId)
+    args = await round_.rejected("UnknownJob", report=round_.altered(jobId=unknown))
+    assert args == (unknown,)
+
+
+async def test_job_stops_after_max_executions(net4: Net) -> None:
+    # given a Time job limited to one execution that has executed once
+    first = await time_round(net4, max_executions=1)
+    await first.executes()
+    # when the next slot is due and its round is proposed
+    cursor = first.report.cursor + INTERVAL
+    net4.time_travel(cursor + 5)
+    second = await prepare_round(net4, first.job_id, cursor, ON_TIME)
+    # then MaxExecutionsReached(maxExecutions)
+    assert await second.rejected("MaxExecutionsReached") == (1,)
+
+
+async def test_time_slot_after_end_time_is_rejected(net4: Net) -> None:
+    # given a Time job from S to S + 100, at S + 130: slots S + 60 and S + 120 are past
+    start = await net4.timestamp() + 10
+    end = start + 100
+    job_id, _ = await create_time_job(net4, start_time=start, end_time=end)
+    net4.time_travel(start + 2 * INTERVAL + 10)
+    # when the newest slot S + 120 (after endTime) is proposed
+    late = await prepare_round(net4, job_id, start + 2 * INTERVAL, ON_TIME)
+    # then JobExpired(endTime)
+    assert await late.rejected("JobExpired") == (end,)
+    # and the last slot within the window, S + 60, executes
+    await late.executes(report=late.altered(cursor=start + INTERVAL))
+
+
+async def test_condition_job_after_end_time_is_rejected(net4: Net) -> None:
+    # given a Condition job whose endTime has passed
+    end = await net4.timestamp() + 50
+    job_id = await create_condition_job(net4, end_time=end)
+    net4.time_travel(end + 1)
+    # when its resolver is true and a round is proposed
+    rnd = await condition_round(net4, job_id)
+    # then JobExpired(endTime)
+    assert await rnd.rejected("JobExpired") == (end,)
+
+
+async def test_condition_job_before_start_time_is_rejected(net4: Net) -> None:
+    # given a Condition job that starts in the future
+    start = await net4.timestamp() + 1000
+    job_id = await create_condition_job(net4, start_time=start)
+    # when its resolver is true and a round is proposed before startTime
+    early = await condition_round(net4, job_id)
+    # then JobNotStarted(startTime)
+    assert await early.rejected("JobNotStarted") == (start,)
+    # and after startTime a fresh round executes
+    net4.time_travel(start)
+    started = await condition_round(net4, job_id)
+    await started.executes()
+
+
+async def test_job_below_min_balance_is_rejected_until_funded(net4: Net) -> None:
+    # given a job funded with exactly the required deposit, which one execution has drawn on
+    required = await net4.required_deposit()
+    first = await time_round(net4, deposit=required)
+    await first.executes()
+    balance = (await net4.job(first.job_id))["balance"]
+    assert 0 < balance < required
+    # when the next slot's round is proposed
+    cursor = first.report.cursor + INTERVAL
+    net4.time_travel(cursor + 5)
+    second = await prepare_round(net4, first.job_id, cursor, ON_TIME)
+    # then InsufficientBalance(balance, required)
+    assert await second.rejected("InsufficientBalance") == (balance, required)
+    # and once topped up the same round executes
+    await net4.tx(net4.tm.functions.fund(first.job_id), net4.owner, value=required)
+    await second.executes()
