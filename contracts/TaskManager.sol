@@ -124,6 +124,10 @@ contract TaskManager is EIP712, ReentrancyGuardTransient {
     uint256 public constant POST_CALL_GAS = 30_000;
     /// @notice Gas billed on top of what `execute` measures: the transaction base and calldata.
     uint256 public constant BILLING_BASE_GAS = 21_000;
+    /// @notice Gas of the work after the payment is computed (credit update, log), warm credit.
+    uint256 public constant POST_PAYMENT_GAS = 8_000;
+    /// @notice Extra gas when the executor's credit slot goes from zero to non-zero.
+    uint256 public constant FRESH_CREDIT_GAS = 17_100;
     /// @notice Worst-case gas of `execute` beyond the target's, used for the funding check.
     uint256 public constant MAX_EXECUTION_OVERHEAD_GAS = 250_000;
     bytes4 private constant PERFORM_UPKEEP_SELECTOR = 0x4585e33b; // performUpkeep(bytes)
@@ -354,10 +358,15 @@ contract TaskManager is EIP712, ReentrancyGuardTransient {
         uint256 gasUsed = before - gasleft();
 
         uint256 price = tx.gasprice < gasPriceCap ? tx.gasprice : gasPriceCap;
-        uint256 payment = (startGas - gasleft() + BILLING_BASE_GAS + 16 * msg.data.length) * price + premium;
+        uint256 earned = earnings[msg.sender];
+        // Gas spent after this measurement is billed as a constant: the credit below (a fresh
+        // slot costs 20,000 more than a warm one) and the JobExecuted log.
+        uint256 afterGas = earned == 0 ? POST_PAYMENT_GAS + FRESH_CREDIT_GAS : POST_PAYMENT_GAS;
+        uint256 payment =
+            (startGas - gasleft() + afterGas + BILLING_BASE_GAS + 16 * msg.data.length) * price + premium;
         if (payment > s.balance) payment = s.balance;
         job.state.balance = s.balance - uint88(payment);
-        earnings[msg.sender] += payment;
+        earnings[msg.sender] = earned + payment;
         emit JobExecuted(jobId, s.round, report.cursor, msg.sender, success, gasUsed, payment);
     }
 
