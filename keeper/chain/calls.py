@@ -1,0 +1,81 @@
+"""Encoding and simulating the calls a keeper sends: `execute` and `rotate`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from web3 import AsyncWeb3
+from web3.contract import AsyncContract
+
+from keeper.chain.contracts import revert_of
+from keeper.chain.rpc import rpc_guard
+from keeper.core.quorum import Member
+from keeper.core.report import Report
+from keeper.errors import ContractRevert
+
+# Gas of execute beyond the target's limit: base work plus one signature check per signer.
+EXECUTE_BASE_GAS = 150_000
+EXECUTE_GAS_PER_MEMBER = 8_000
+ROTATE_BASE_GAS = 300_000
+ROTATE_GAS_PER_KEEPER = 40_000
+
+
+def compute_execute_gas(gas_limit: int, members: int) -> int:
+    """A gas limit that always satisfies the contract's 63/64 guard (eth_estimateGas does not
+    know about it and under-estimates jobs with large limits)."""
+    return gas_limit * 64 // 63 + 30_000 + EXECUTE_BASE_GAS + EXECUTE_GAS_PER_MEMBER * members
+
+
+def compute_rotate_gas(keepers: int) -> int:
+    return ROTATE_BASE_GAS + ROTATE_GAS_PER_KEEPER * keepers
+
+
+class KeeperCalls:
+    """The TaskManager and registry calls of one keeper, encoded and simulated."""
+
+    def __init__(self, w3: AsyncWeb3[Any], registry: AsyncContract, task_manager: AsyncContract):
+        self._w3 = w3
+        self.registry = registry
+        self.task_manager = task_manager
+
+    def execute_data(
+        self,
+        report: Report,
+        payload: bytes,
+        members: Sequence[Member],
+        bitmap: int,
+        signatures: bytes,
+    ) -> bytes:
+        data = self.task_manager.encode_abi(
+            "execute",
+            args=[report.as_tuple(), payload, [m.word for m in members], bitmap, signatures],
+        )
+        return bytes.fromhex(data[2:])
+
+    def rotate_data(self) -> bytes:
+        return bytes.fromhex(self.registry.encode_abi("rotate", args=[])[2:])
+
+    async def simulate(self, sender: str, to: str, data: bytes, gas: int) -> ContractRevert | None:
+        """eth_call against the pending block (where the transaction would land); the decoded
+        revert, or None when it would succeed."""
+        call = {"from": sender, "to": to, "data": "0x" + data.hex(), "gas": gas}
+        try:
+            async with rpc_guard("simulate"):
+                await self._w3.eth.call(call, "pending")  # type: ignore[arg-type]
+        except Exception as exc:
+            revert = revert_of(exc)
+            if revert is None:
+                raise
+            return revert
+        return None
+
+    async def can_rotate(self) -> bool:
+        async with rpc_guard("canRotate"):
+            return bool(await self.registry.functions.canRotate().call())
+
+    async def billing(self) -> tuple[int, int]:
+        async with rpc_guard("billing"):
+            cap = int(await self.task_manager.functions.gasPriceCap().call())
+            premium = int(await self.task_manager.functions.premium().call())
+        return cap, premium

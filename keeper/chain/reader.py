@@ -1,0 +1,71 @@
+"""Read-only chain calls the node needs beyond following: resolvers and block lookups."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from web3 import AsyncWeb3
+
+from keeper.chain.rpc import TRANSPORT_ERRORS, rpc_guard
+
+log = logging.getLogger(__name__)
+
+ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+RESOLVER_GAS = 5_000_000
+
+
+class ChainReader:
+    """eth_call in batches, and block headers, with transport errors translated."""
+
+    def __init__(self, w3: AsyncWeb3[Any]) -> None:
+        self._w3 = w3
+
+    async def call_resolvers(
+        self, targets: Sequence[tuple[str, bytes]], block: int
+    ) -> list[bytes | None]:
+        """Raw return data of each (address, calldata) at `block`, called from the zero address
+        (as Automation does), in one JSON-RPC batch where the provider supports it. A reverting
+        call gives None."""
+        calls = [
+            {"from": ZERO_ADDRESS, "to": to, "data": "0x" + data.hex(), "gas": RESOLVER_GAS}
+            for to, data in targets
+        ]
+        async with rpc_guard("resolvers"):
+            if len(calls) > 1:
+                try:
+                    async with self._w3.batch_requests() as batch:
+                        for call in calls:
+                            batch.add(self._w3.eth.call(call, block))  # type: ignore[arg-type]
+                        responses = await batch.async_execute()
+                    return [_batch_result(r) for r in responses]
+                except (NotImplementedError, AttributeError, TypeError, ValueError) as exc:
+                    log.debug("resolvers.batch_unsupported %s", type(exc).__name__)
+            out: list[bytes | None] = []
+            for call in calls:
+                try:
+                    out.append(bytes(await self._w3.eth.call(call, block)))  # type: ignore[arg-type]
+                except TRANSPORT_ERRORS:
+                    raise
+                except Exception:  # a reverting resolver means "not now", not a node failure
+                    out.append(None)
+            return out
+
+    async def block(self, number: int) -> tuple[int, bytes, int]:
+        """(number, hash, timestamp) of a block."""
+        async with rpc_guard("block"):
+            b = await self._w3.eth.get_block(number)
+        return int(b["number"]), bytes(b["hash"]), int(b["timestamp"])
+
+
+def _batch_result(response: Any) -> bytes | None:
+    if isinstance(response, bytes | bytearray):
+        return bytes(response)
+    if isinstance(response, dict):
+        if "error" in response:
+            return None
+        result = response.get("result")
+        if isinstance(result, str):
+            return bytes.fromhex(result[2:] if result.startswith("0x") else result)
+    return None

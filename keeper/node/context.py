@@ -1,0 +1,80 @@
+"""What the node's services share: identity, options, store and the quorum view."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from eth_account.signers.local import LocalAccount
+
+from keeper.core.quorum import Member, compute_quorum_of
+from keeper.core.report import Domain
+from keeper.store.db import Epoch, Store
+
+EPOCH_GRACE_BLOCKS = 20  # KeeperRegistry.EPOCH_GRACE_BLOCKS
+
+
+@dataclass(frozen=True)
+class NodeOptions:
+    """Tunables of one node (from Settings in production, set directly by tests)."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    poll_interval: float = 1.0
+    reorg_depth: int = 12
+    turn_blocks: int = 5
+    deadline_blocks: int = 40
+    stale_blocks: int = 64
+    peer_timeout: float = 2.0
+    max_cpu_percent: float = 90.0
+    max_memory_percent: float = 90.0
+    load_interval: float = 2.0
+    unhealthy_after: float = 15.0
+    max_sync_range: int = 200
+
+
+@dataclass(frozen=True)
+class QuorumView:
+    """The quorum serving a job in one epoch."""
+
+    epoch: Epoch
+    index: int
+    members: list[Member]
+
+    def has(self, address: str) -> bool:
+        return any(m.address.lower() == address.lower() for m in self.members)
+
+
+@dataclass
+class NodeContext:
+    account: LocalAccount
+    domain: Domain
+    store: Store
+    options: NodeOptions
+
+    @property
+    def address(self) -> str:
+        return str(self.account.address)
+
+    async def quorum_for(self, job_id: int, epoch_number: int | None = None) -> QuorumView | None:
+        """The job's quorum in `epoch_number` (default: the newest epoch the store knows)."""
+        epoch = (
+            await self.store.latest_epoch()
+            if epoch_number is None
+            else await self.store.epoch(epoch_number)
+        )
+        if epoch is None:
+            return None
+        quorums = await self.store.quorums(epoch.epoch)
+        if len(quorums) != epoch.count:
+            return None
+        index = compute_quorum_of(epoch.seed, job_id, epoch.count)
+        return QuorumView(epoch, index, quorums[index])
+
+    async def is_epoch_usable(self, epoch_number: int, head: int) -> bool:
+        """Current, or previous within the registry's grace period."""
+        latest = await self.store.latest_epoch()
+        if latest is None:
+            return False
+        if epoch_number == latest.epoch:
+            return True
+        return epoch_number + 1 == latest.epoch and head <= latest.start_block + EPOCH_GRACE_BLOCKS

@@ -1,0 +1,133 @@
+"""Decides whether a job's next round is due at a check block, and with what cursor and payload.
+
+Leaders call it at their head to propose; members call it at the leader's check block to
+re-derive the same result before signing. Both read the block's timestamp from the header and
+the resolver at that block number, so honest keepers agree deterministically.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from eth_abi.abi import decode as abi_decode
+
+from keeper.chain.reader import ChainReader
+from keeper.core.jobs import Job, JobStatus, compute_min_balance
+from keeper.core.triggers import (
+    NextFireTime,
+    TriggerKind,
+    compute_cron_cursor,
+    compute_time_cursor,
+    is_condition_due,
+    is_job_active_at,
+)
+from keeper.store.db import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What a round would execute: the job, its next round, the cursor and the payload."""
+
+    job_id: int
+    round: int
+    cursor: int
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class Billing:
+    """The TaskManager's billing constants, read once at start."""
+
+    gas_price_cap: int
+    premium: int
+
+
+class Evaluator:
+    """Evaluates jobs at a block; resolvers of Condition jobs are called in one batch."""
+
+    def __init__(
+        self,
+        reader: ChainReader,
+        store: Store,
+        billing: Billing,
+        cron: Callable[[str], NextFireTime],
+    ) -> None:
+        self._reader = reader
+        self._store = store
+        self._billing = billing
+        self._cron = cron
+        self._schedules: dict[str, NextFireTime] = {}
+
+    def is_eligible(self, job: Job, check_ts: int) -> bool:
+        """Active, within its window and limits, and funded for a worst-case execution."""
+        if job.status != JobStatus.Active or not is_job_active_at(job.rules, check_ts):
+            return False
+        required = compute_min_balance(
+            job.gas_limit, self._billing.gas_price_cap, self._billing.premium
+        )
+        return job.balance >= required
+
+    async def due(self, job: Job, check_block: int, check_ts: int) -> Proposal | None:
+        return (await self.due_many([job], check_block, check_ts)).get(job.job_id)
+
+    async def due_many(
+        self, jobs: Sequence[Job], check_block: int, check_ts: int
+    ) -> dict[int, Proposal]:
+        """Proposals for the due jobs among `jobs`, keyed by job id."""
+        out: dict[int, Proposal] = {}
+        conditions: list[Job] = []
+        for job in jobs:
+            if not self.is_eligible(job, check_ts):
+                continue
+            if job.kind == TriggerKind.Condition:
+                t = job.trigger
+                if is_condition_due(check_block, job.last_cursor, t.min_interval):
+                    conditions.append(job)
+                continue
+            cursor = await self._cursor(job, check_block, check_ts)
+            if cursor is not None:
+                out[job.job_id] = Proposal(job.job_id, job.round, cursor, job.call_data)
+        if conditions:
+            results = await self._call_resolvers(conditions, check_block)
+            for job, result in zip(conditions, results, strict=True):
+                if result is not None:
+                    out[job.job_id] = Proposal(job.job_id, job.round, check_block, result)
+        return out
+
+    async def _cursor(self, job: Job, check_block: int, check_ts: int) -> int | None:
+        t = job.trigger
+        if job.kind == TriggerKind.Time:
+            return compute_time_cursor(
+                job.start_time, t.interval, check_ts, job.last_cursor, job.end_time
+            )
+        if job.kind == TriggerKind.Cron:
+            schedule = self._schedules.get(t.cron)
+            if schedule is None:
+                schedule = self._schedules[t.cron] = self._cron(t.cron)
+            return compute_cron_cursor(
+                schedule, job.start_time, check_ts, job.last_cursor, job.end_time
+            )
+        # Event: the oldest matched log above the cursor that has its confirmations.
+        return await self._store.next_job_log(
+            job.job_id, job.last_cursor, check_block - t.confirmations
+        )
+
+    async def _call_resolvers(self, jobs: Sequence[Job], block: int) -> list[bytes | None]:
+        targets = [(job.trigger.resolver, job.trigger.resolver_calldata) for job in jobs]
+        raws = await self._reader.call_resolvers(targets, block)
+        return [self._decode_resolver(job, raw) for job, raw in zip(jobs, raws, strict=True)]
+
+    @staticmethod
+    def _decode_resolver(job: Job, raw: bytes | None) -> bytes | None:
+        if raw is None:
+            return None
+        try:
+            can_exec, data = abi_decode(["bool", "bytes"], raw)
+        except Exception:  # a resolver returning garbage is never due
+            log.warning("resolver.malformed job=%d", job.job_id)
+            return None
+        return bytes(data) if can_exec else None

@@ -1,0 +1,293 @@
+"""The leader side of agreement: propose, collect threshold signatures, submit once.
+
+Members are ranked per (jobId, round); rank k leads from dueBlock + k * turnBlocks, so the
+primary goes first and the others are active backups that act only if the round is still open
+when their turn comes. The contract's round and cursor make a second execution impossible; the
+turns keep backups from wasting gas while the primary is healthy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from eth_utils.crypto import keccak
+
+from keeper.chain.calls import KeeperCalls, compute_execute_gas
+from keeper.chain.sender import TxSender
+from keeper.core.jobs import Job
+from keeper.core.messages import ReportRequest, ReportResponse
+from keeper.core.quorum import (
+    compute_turn_start,
+    is_threshold_met,
+    pack_signatures,
+    rank_members,
+)
+from keeper.core.report import (
+    Report,
+    compute_report_digest,
+    recover_report_signer,
+    sign_report,
+)
+from keeper.errors import KeeperError, PeerError, PeerRejected
+from keeper.monitor.metrics import NodeMetrics
+from keeper.node.context import NodeContext, QuorumView
+from keeper.node.evaluate import Evaluator, Proposal
+from keeper.peers.client import PeerClient
+
+log = logging.getLogger(__name__)
+
+MAX_CONCURRENT_ROUNDS = 32
+# Reverts that mean the round is already closed: someone else executed it.
+ROUND_CLOSED = {"WrongRound", "CursorNotRaised", "MaxExecutionsReached"}
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    job_id: int
+    round: int
+    outcome: str  # waiting | submitted | closed | no_quorum | failed
+
+
+class LeaderService:
+    """Leads the rounds whose turn has come for this node."""
+
+    def __init__(
+        self,
+        ctx: NodeContext,
+        evaluator: Evaluator,
+        calls: KeeperCalls,
+        sender: TxSender,
+        client: PeerClient,
+        metrics: NodeMetrics,
+        overloaded_members: Callable[[int], set[str]],
+    ) -> None:
+        self._ctx = ctx
+        self._evaluator = evaluator
+        self._calls = calls
+        self._sender = sender
+        self._client = client
+        self._metrics = metrics
+        self._overloaded_members = overloaded_members
+        self._attempted: dict[tuple[int, int], int] = {}  # (job, round) -> block of last try
+        self._slots = asyncio.Semaphore(MAX_CONCURRENT_ROUNDS)
+        # What members said of their load in their last answer: address -> (overloaded, block).
+        self.peer_load: dict[str, tuple[bool, int]] = {}
+
+    async def on_head(self, head: int, head_hash: bytes, head_ts: int) -> list[RoundResult]:
+        """Evaluates this node's jobs at the new head and leads those whose turn it is."""
+        store = self._ctx.store
+        latest = await store.latest_epoch()
+        if latest is None:
+            return []
+        mine: list[tuple[Job, QuorumView]] = []
+        for job in await store.jobs():
+            quorum = await self._ctx.quorum_for(job.job_id, latest.epoch)
+            if quorum is not None and quorum.has(self._ctx.address):
+                mine.append((job, quorum))
+        proposals = await self._evaluator.due_many([j for j, _ in mine], head, head_ts)
+        tasks = [
+            self._guarded(job, quorum, proposals[job.job_id], head, head_hash)
+            for job, quorum in mine
+            if job.job_id in proposals
+        ]
+        self._forget_old(head)
+        return list(await asyncio.gather(*tasks))
+
+    async def _guarded(
+        self, job: Job, quorum: QuorumView, proposal: Proposal, head: int, head_hash: bytes
+    ) -> RoundResult:
+        async with self._slots:
+            try:
+                return await self._maybe_lead(job, quorum, proposal, head, head_hash)
+            except KeeperError as exc:
+                self._metrics.rounds_failed.inc()
+                log.warning("round.failed job=%d round=%d error=%s", job.job_id, job.round, exc)
+                return RoundResult(job.job_id, job.round, "failed")
+
+    async def _maybe_lead(
+        self, job: Job, quorum: QuorumView, proposal: Proposal, head: int, head_hash: bytes
+    ) -> RoundResult:
+        store, me = self._ctx.store, self._ctx.address
+        state = await store.round_state(job.job_id, job.round)
+        if state is None:
+            await store.save_round(job.job_id, job.round, "due", head, {})
+            self._metrics.rounds_started.inc()
+            due_block, status, data = head, "due", dict[str, object]()
+        else:
+            status, due_block, data = state
+        if status == "submitted" and await self._is_pending(str(data.get("tx", ""))):
+            return RoundResult(job.job_id, job.round, "waiting")
+        ranked = rank_members(
+            job.job_id,
+            job.round,
+            [m.address for m in quorum.members],
+            self._overloaded_members(head),
+        )
+        my_rank = next(i for i, a in enumerate(ranked) if a.lower() == me.lower())
+        turn = compute_turn_start(due_block, my_rank, self._ctx.options.turn_blocks)
+        key = (job.job_id, job.round)
+        if head < turn or self._attempted.get(key) == head:
+            return RoundResult(job.job_id, job.round, "waiting")
+        self._attempted[key] = head
+        return await self._lead(job, quorum, proposal, head, head_hash, my_rank)
+
+    async def _lead(
+        self,
+        job: Job,
+        quorum: QuorumView,
+        proposal: Proposal,
+        head: int,
+        head_hash: bytes,
+        rank: int,
+    ) -> RoundResult:
+        ctx = self._ctx
+        report = Report(
+            jobId=job.job_id,
+            round=job.round,
+            epoch=quorum.epoch.epoch,
+            cursor=proposal.cursor,
+            checkBlock=head,
+            checkBlockHash=head_hash,
+            payloadHash=keccak(proposal.payload),
+            executor=ctx.address,
+            deadline=head + ctx.options.deadline_blocks,
+        )
+        own = sign_report(ctx.account.key, report, ctx.domain)
+        if not await ctx.store.record_signature(
+            report, compute_report_digest(report, ctx.domain), own
+        ):
+            log.warning("round.conflict job=%d round=%d", job.job_id, job.round)
+            return RoundResult(job.job_id, job.round, "failed")
+        log.info(
+            "round.lead job=%d round=%d rank=%d cursor=%d check_block=%d",
+            job.job_id,
+            job.round,
+            rank,
+            proposal.cursor,
+            head,
+        )
+        signatures = await self._collect(job, quorum, report, proposal.payload, own, head)
+        if signatures is None:
+            return RoundResult(job.job_id, job.round, "no_quorum")
+        bitmap, packed = pack_signatures(quorum.members, signatures)
+        data = self._calls.execute_data(report, proposal.payload, quorum.members, bitmap, packed)
+        gas = compute_execute_gas(job.gas_limit, len(quorum.members))
+        tm = str(self._calls.task_manager.address)
+        revert = await self._calls.simulate(ctx.address, tm, data, gas)
+        if revert is not None:
+            if revert.error_name in ROUND_CLOSED:
+                return RoundResult(job.job_id, job.round, "closed")
+            log.warning(
+                "round.simulation_failed job=%d round=%d error=%s", job.job_id, job.round, revert
+            )
+            self._metrics.rounds_failed.inc()
+            return RoundResult(job.job_id, job.round, "failed")
+        tx_hash = await self._sender.send(tm, data, gas, f"execute:{job.job_id}:{job.round}")
+        await ctx.store.save_round(
+            job.job_id,
+            job.round,
+            "submitted",
+            head,
+            {"tx": "0x" + tx_hash.hex(), "cursor": proposal.cursor, "signers": len(signatures)},
+        )
+        self._metrics.executions_submitted.inc()
+        log.info(
+            "round.submitted job=%d round=%d tx=0x%s signers=%d",
+            job.job_id,
+            job.round,
+            tx_hash.hex(),
+            len(signatures),
+        )
+        return RoundResult(job.job_id, job.round, "submitted")
+
+    async def _collect(
+        self,
+        job: Job,
+        quorum: QuorumView,
+        report: Report,
+        payload: bytes,
+        own: bytes,
+        head: int,
+    ) -> dict[str, bytes] | None:
+        """Asks every other member to sign; returns the signatures once the stake threshold is
+        met (stopping early), or None if the members who answered are not enough."""
+        ctx = self._ctx
+        stakes = {m.address.lower(): m.stake for m in quorum.members}
+        total = sum(stakes.values())
+        signatures = {ctx.address: own}
+        signed = stakes[ctx.address.lower()]
+        if is_threshold_met(signed, total, job.threshold_bps):
+            return signatures
+        request = ReportRequest(
+            sender=ctx.address,
+            sent_block=head,
+            report=report,
+            payload=payload,
+            leader_signature=own,
+        )
+        peers = []
+        for member in quorum.members:
+            if member.address.lower() == ctx.address.lower():
+                continue
+            endpoint = await ctx.store.endpoint(member.address)
+            if endpoint:
+                peers.append(asyncio.ensure_future(self._ask(endpoint, member.address, request)))
+        try:
+            for next_done in asyncio.as_completed(peers):
+                response = await next_done
+                if response is None:
+                    continue
+                signer, signature = response
+                if signer.lower() in stakes and signer not in signatures:
+                    signatures[signer] = signature
+                    signed += stakes[signer.lower()]
+                if is_threshold_met(signed, total, job.threshold_bps):
+                    return signatures
+        finally:
+            for task in peers:
+                task.cancel()
+        log.info(
+            "round.no_quorum job=%d round=%d signed=%d total=%d",
+            job.job_id,
+            job.round,
+            signed,
+            total,
+        )
+        return None
+
+    async def _ask(
+        self, endpoint: str, member: str, request: ReportRequest
+    ) -> tuple[str, bytes] | None:
+        try:
+            response: ReportResponse = await self._client.request_signature(endpoint, request)
+        except PeerRejected as exc:
+            log.info("peer.refused member=%s code=%s reason=%s", member, exc.code, exc.reason)
+            return None
+        except PeerError as exc:
+            log.info("peer.unreachable member=%s error=%s", member, exc)
+            return None
+        try:
+            signer = recover_report_signer(request.report, self._ctx.domain, response.signature)
+        except ValueError:
+            return None
+        if signer.lower() != member.lower() or response.signer.lower() != member.lower():
+            log.warning("peer.bad_signature member=%s", member)
+            return None
+        self._observe(member, response.overloaded, request.sent_block)
+        return signer, response.signature
+
+    def _observe(self, member: str, overloaded: bool, block: int) -> None:
+        self.peer_load[member.lower()] = (overloaded, block)
+
+    async def _is_pending(self, tx_hex: str) -> bool:
+        if not tx_hex:
+            return False
+        pending = await self._ctx.store.pending_txs("pending")
+        return any("0x" + p.tx_hash.hex() == tx_hex for p in pending)
+
+    def _forget_old(self, head: int) -> None:
+        for key in [k for k, block in self._attempted.items() if block < head - 256]:
+            del self._attempted[key]

@@ -1,0 +1,142 @@
+"""The member side of agreement: re-derive the leader's result at its check block, then sign.
+
+A member signs only what it computed itself at the same block, stores the signature before it
+leaves the node, and never signs a different result for the same (jobId, round, checkBlock,
+checkBlockHash), restarts included. Every refusal is a PeerRejected with its own 4xx.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from eth_utils.crypto import keccak
+
+from keeper.core.messages import ReportRequest, ReportResponse
+from keeper.core.report import compute_report_digest, recover_report_signer, sign_report
+from keeper.errors import PeerRejected
+from keeper.monitor.metrics import NodeMetrics
+from keeper.node.context import NodeContext
+from keeper.node.evaluate import Evaluator
+
+log = logging.getLogger(__name__)
+
+MAX_CHECK_AGE = 128  # TaskManager.MAX_CHECK_AGE
+
+
+def _reject(status: int, code: str, reason: str) -> PeerRejected:
+    return PeerRejected(status, reason, code)
+
+
+class MemberService:
+    """Answers `POST /v1/reports` for one node."""
+
+    def __init__(
+        self,
+        ctx: NodeContext,
+        evaluator: Evaluator,
+        metrics: NodeMetrics,
+        sync_now: Callable[[], Awaitable[int]],
+        is_overloaded: Callable[[], bool],
+        observe_peer: Callable[[str, int], None] | None = None,
+    ) -> None:
+        self._ctx = ctx
+        self._evaluator = evaluator
+        self._metrics = metrics
+        self._sync_now = sync_now
+        self._is_overloaded = is_overloaded
+        self._observe_peer = observe_peer
+
+    async def handle_report(self, req: ReportRequest) -> ReportResponse:
+        try:
+            response = await self._handle(req)
+        except PeerRejected as exc:
+            self._metrics.record_rejection(exc.code)
+            log.info(
+                "peer.rejected code=%s job=%d round=%d from=%s reason=%s",
+                exc.code,
+                req.report.jobId,
+                req.report.round,
+                req.sender,
+                exc.reason,
+            )
+            raise
+        self._metrics.reports_signed.inc()
+        return response
+
+    async def _handle(self, req: ReportRequest) -> ReportResponse:
+        ctx, report = self._ctx, req.report
+        store = ctx.store
+        head = await self._head()
+        if req.sent_block + ctx.options.stale_blocks < head:
+            raise _reject(422, "Stale", f"message from block {req.sent_block}, head is {head}")
+        if report.executor.lower() != req.sender.lower():
+            raise _reject(422, "ExecutorMismatch", "the report's executor is not the sender")
+        if report.checkBlock > head:
+            head = await self._sync_now()
+            if report.checkBlock > head:
+                raise _reject(425, "TooEarly", f"not synced to block {report.checkBlock} yet")
+        if not head - MAX_CHECK_AGE <= report.checkBlock:
+            raise _reject(422, "StaleCheckBlock", f"check block {report.checkBlock} is too old")
+        if not head <= report.deadline <= report.checkBlock + MAX_CHECK_AGE:
+            raise _reject(422, "BadDeadline", f"deadline {report.deadline} out of range")
+
+        job = await store.job(report.jobId)
+        if job is None:
+            raise _reject(404, "UnknownJob", f"job {report.jobId} is unknown")
+        if not await ctx.is_epoch_usable(report.epoch, head):
+            raise _reject(409, "WrongEpoch", f"epoch {report.epoch} is not current")
+        quorum = await ctx.quorum_for(report.jobId, report.epoch)
+        if quorum is None:
+            raise _reject(409, "WrongEpoch", f"epoch {report.epoch} has no quorums here")
+        if not quorum.has(req.sender):
+            raise _reject(403, "NotMember", f"{req.sender} is not in job {report.jobId}'s quorum")
+        if not quorum.has(ctx.address):
+            raise _reject(403, "NotMyQuorum", f"this node does not serve job {report.jobId}")
+        if self._observe_peer is not None:
+            self._observe_peer(req.sender, head)
+
+        try:
+            leader = recover_report_signer(report, ctx.domain, req.leader_signature)
+        except ValueError as exc:
+            raise _reject(401, "BadLeaderSignature", str(exc)) from exc
+        if leader.lower() != req.sender.lower():
+            raise _reject(401, "BadLeaderSignature", "the report is not signed by the sender")
+
+        if report.round != job.round:
+            code = "RoundDone" if report.round < job.round else "WrongRound"
+            raise _reject(409, code, f"job {job.job_id} is at round {job.round}")
+        block_hash = await store.block_hash(report.checkBlock)
+        if block_hash != report.checkBlockHash:
+            raise _reject(409, "BlockHashMismatch", f"block {report.checkBlock} differs here")
+        check_ts = await store.block_timestamp(report.checkBlock)
+        if check_ts is None:
+            raise _reject(425, "TooEarly", f"block {report.checkBlock} is not stored")
+
+        proposal = await self._evaluator.due(job, report.checkBlock, check_ts)
+        if proposal is None:
+            raise _reject(422, "NotDue", f"job {job.job_id} is not due at {report.checkBlock}")
+        if proposal.cursor != report.cursor:
+            raise _reject(422, "CursorMismatch", f"expected cursor {proposal.cursor}")
+        if keccak(proposal.payload) != report.payloadHash or proposal.payload != req.payload:
+            raise _reject(422, "PayloadMismatch", "the payload differs from this node's result")
+
+        signature = sign_report(ctx.account.key, report, ctx.domain)
+        digest = compute_report_digest(report, ctx.domain)
+        if not await store.record_signature(report, digest, signature):
+            raise _reject(409, "Conflict", "already signed a different result for this key")
+        log.info(
+            "report.signed job=%d round=%d cursor=%d check_block=%d leader=%s",
+            report.jobId,
+            report.round,
+            report.cursor,
+            report.checkBlock,
+            req.sender,
+        )
+        return ReportResponse(
+            signer=ctx.address, signature=signature, overloaded=self._is_overloaded()
+        )
+
+    async def _head(self) -> int:
+        head = await self._ctx.store.head()
+        return head[0] if head else 0

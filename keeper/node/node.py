@@ -1,0 +1,335 @@
+"""One keeper node: follows the chain, leads and signs rounds, rotates epochs, serves peers.
+
+Built by `keeper.app` from Settings (or directly by tests, several per process). The loop skips
+nothing silently: an unreachable RPC marks the node unhealthy and it retries by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from eth_account.signers.local import LocalAccount
+from web3 import AsyncWeb3
+
+from keeper.chain.calls import KeeperCalls, compute_rotate_gas
+from keeper.chain.contracts import Deployment, bind
+from keeper.chain.follower import ChainFollower
+from keeper.chain.reader import ChainReader
+from keeper.chain.sender import TxSender
+from keeper.core.fees import FeePolicy
+from keeper.core.jobs import JobStatus
+from keeper.core.messages import ReportRequest, ReportResponse
+from keeper.core.quorum import compute_turn_start, rank_members
+from keeper.core.report import Domain
+from keeper.errors import KeeperError, PeerRejected, RpcUnavailable
+from keeper.monitor.load import LoadMonitor
+from keeper.monitor.metrics import NodeMetrics
+from keeper.node.context import NodeContext, NodeOptions
+from keeper.node.evaluate import Billing, Evaluator
+from keeper.node.leader import LeaderService
+from keeper.node.member import MemberService
+from keeper.peers.client import PeerClient
+from keeper.peers.server import PeerServer
+from keeper.schedule import cron_next_fire
+from keeper.store.db import Store
+
+log = logging.getLogger(__name__)
+
+# The rotate() ranking uses job id 0 (jobs start at 1) and the current epoch as the round.
+ROTATE_JOB_ID = 0
+PEER_LOAD_MEMORY_BLOCKS = 50
+
+
+class KeeperNode:
+    """A keeper node; `start()` it, `stop()` it. Implements the peer API handler."""
+
+    def __init__(
+        self,
+        *,
+        w3: AsyncWeb3[Any],
+        account: LocalAccount,
+        deployment: Deployment,
+        store: Store,
+        options: NodeOptions,
+        fee_policy: FeePolicy | None = None,
+        load: LoadMonitor | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.w3 = w3
+        self.deployment = deployment
+        self.store = store
+        self.options = options
+        self._clock = clock
+        contracts = bind(w3, deployment)
+        self.ctx = NodeContext(
+            account=account,
+            domain=Domain(deployment.chain_id, deployment.task_manager),
+            store=store,
+            options=options,
+        )
+        self.node_metrics = NodeMetrics()
+        self.load = load or LoadMonitor(
+            options.max_cpu_percent, options.max_memory_percent, interval=options.load_interval
+        )
+        self.calls = KeeperCalls(w3, contracts.registry, contracts.task_manager)
+        self.follower = ChainFollower(
+            w3,
+            contracts.registry,
+            contracts.task_manager,
+            store,
+            start_block=deployment.block,
+            reorg_depth=options.reorg_depth,
+            max_range=options.max_sync_range,
+        )
+        self.sender = TxSender(w3, account, store, fee_policy or FeePolicy(), deployment.chain_id)
+        self.client = PeerClient(bytes(account.key), account.address, timeout=options.peer_timeout)
+        self.reader = ChainReader(w3)
+        self.evaluator: Evaluator | None = None
+        self.leader: LeaderService | None = None
+        self.member: MemberService | None = None
+        self.server = PeerServer(self)
+        self.port = 0
+        self._scheduler = AsyncIOScheduler()
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self._last_ok = clock()
+        self._last_error = ""
+        self._chain_head = 0
+        self._rotate_due: dict[int, int] = {}
+        self._executions_seen = 0
+
+    @property
+    def address(self) -> str:
+        return self.ctx.address
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self, *, loop: bool = True) -> None:
+        """Resumes from the store, starts the peer API and (unless `loop` is False, for tests
+        that drive `tick()` themselves) the loop."""
+        await self.follower.resume()
+        await self.sender.start()
+        cap, premium = await self.calls.billing()
+        self.evaluator = Evaluator(self.reader, self.store, Billing(cap, premium), cron_next_fire)
+        self.member = MemberService(
+            self.ctx,
+            self.evaluator,
+            self.node_metrics,
+            self.sync_now,
+            lambda: self.load.latest.overloaded,
+            None,
+        )
+        self.leader = LeaderService(
+            self.ctx,
+            self.evaluator,
+            self.calls,
+            self.sender,
+            self.client,
+            self.node_metrics,
+            self._overloaded_members,
+        )
+        self.port = await self.server.start(self.options.host, self.options.port)
+        self.load.start(self._scheduler)
+        self._scheduler.start()
+        self._stop.clear()
+        if loop:
+            self._task = asyncio.create_task(self._run(), name=f"keeper-{self.address[:8]}")
+        log.info(
+            "node.started address=%s port=%d registry=%s task_manager=%s",
+            self.address,
+            self.port,
+            self.deployment.registry,
+            self.deployment.task_manager,
+        )
+
+    async def stop(self) -> None:
+        """Stops the loop, the peer API and the scheduler, then closes the store."""
+        self._stop.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.server.stop()
+        await self.client.close()
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        self.load.stop()
+        await self.store.close()
+        log.info("node.stopped address=%s", self.address)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.options.host}:{self.port}"
+
+    # ------------------------------------------------------------------ the loop
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            await self.tick()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.options.poll_interval)
+
+    async def tick(self) -> None:
+        """One pass: catch up, settle transactions, lead what is due, rotate if due."""
+        try:
+            head = await self.sync_now()
+            stored = await self.store.head()
+            if stored is None:
+                return
+            head_hash = stored[1]
+            head_ts = await self.store.block_timestamp(head) or 0
+            await self.sender.poll(head)
+            assert self.leader is not None
+            await self.leader.on_head(head, head_hash, head_ts)
+            await self._maybe_rotate(head)
+            await self._close_rounds()
+            self._last_ok = self._clock()
+            self._last_error = ""
+        except RpcUnavailable as exc:
+            self.node_metrics.rpc_errors.inc()
+            self._last_error = str(exc)
+            log.warning("node.rpc_unavailable error=%s", exc)
+        except KeeperError as exc:
+            self._last_error = str(exc)
+            log.warning("node.tick_failed error=%s", exc)
+        except Exception as exc:  # the loop must outlive any one bad pass
+            self._last_error = f"{type(exc).__name__}: {exc}"
+            log.exception("node.tick_crashed")
+
+    async def sync_now(self) -> int:
+        """Catches up with the chain (bounded ranges) and returns the new local head."""
+        for _ in range(50):
+            result = await self.follower.sync()
+            self._chain_head = result.chain_head
+            self.node_metrics.head_block.set(result.head)
+            self.node_metrics.blocks_behind.set(max(0, result.chain_head - result.head))
+            if result.head >= result.chain_head:
+                break
+        head = await self.store.head()
+        return head[0] if head else 0
+
+    async def _maybe_rotate(self, head: int) -> None:
+        """Sends rotate() when it is due and this node's turn (ranked like a round)."""
+        keepers = await self.store.keepers()
+        me = keepers.get(self.address)
+        if me is None or me.get("status") != "active":
+            return
+        latest = await self.store.latest_epoch()
+        epoch = latest.epoch if latest else 0
+        if not await self.calls.can_rotate():
+            self._rotate_due.pop(epoch, None)
+            return
+        due = self._rotate_due.setdefault(epoch, head)
+        active = [a for a, k in keepers.items() if k.get("status") == "active"]
+        ranked = rank_members(ROTATE_JOB_ID, epoch, active, self._overloaded_members(head))
+        rank = next(i for i, a in enumerate(ranked) if a.lower() == self.address.lower())
+        if head < compute_turn_start(due, rank, self.options.turn_blocks):
+            return
+        purpose = f"rotate:{epoch}"
+        if any(p.purpose == purpose for p in await self.store.pending_txs("pending")):
+            return
+        data = self.calls.rotate_data()
+        gas = compute_rotate_gas(len(keepers))
+        registry = str(self.calls.registry.address)
+        revert = await self.calls.simulate(self.address, registry, data, gas)
+        if revert is not None:
+            log.info("rotate.skipped epoch=%d error=%s", epoch, revert)
+            return
+        tx = await self.sender.send(registry, data, gas, purpose)
+        log.info("rotate.sent epoch=%d tx=0x%s rank=%d", epoch, tx.hex(), rank)
+
+    async def _close_rounds(self) -> None:
+        """Rounds the chain has executed are done; count executions for the metrics."""
+        executed = await self.store.executions()
+        for ev in executed[self._executions_seen :]:
+            self.node_metrics.record_execution(bool(ev.get("success")))
+        self._executions_seen = len(executed)
+
+    def _overloaded_members(self, head: int) -> set[str]:
+        shed = set()
+        if self.load.latest.overloaded:
+            shed.add(self.address.lower())
+        if self.leader is not None:
+            for member, (flag, block) in self.leader.peer_load.items():
+                if flag and head - block <= PEER_LOAD_MEMORY_BLOCKS:
+                    shed.add(member)
+        return shed
+
+    # ------------------------------------------------------------------ peer API handler
+
+    async def handle_report(self, req: ReportRequest) -> ReportResponse:
+        if self.member is None:
+            raise PeerRejected(425, "node is starting", "TooEarly")
+        return await self.member.handle_report(req)
+
+    async def status(self) -> dict[str, Any]:
+        """The node's view: identity, sync, epoch and quorums, jobs and rounds, load."""
+        head = await self.store.head()
+        latest = await self.store.latest_epoch()
+        jobs = []
+        my_quorums: set[int] = set()
+        for job in await self.store.jobs():
+            quorum = await self.ctx.quorum_for(job.job_id) if latest else None
+            mine = quorum is not None and quorum.has(self.address)
+            if mine and quorum is not None:
+                my_quorums.add(quorum.index)
+            jobs.append(
+                {
+                    "id": job.job_id,
+                    "kind": job.kind.name,
+                    "status": JobStatus(job.status).name,
+                    "round": job.round,
+                    "last_cursor": job.last_cursor,
+                    "balance": str(job.balance),
+                    "quorum": quorum.index if quorum else None,
+                    "mine": mine,
+                }
+            )
+        sample = self.load.latest
+        return {
+            "address": self.address,
+            "chain_id": self.deployment.chain_id,
+            "registry": self.deployment.registry,
+            "task_manager": self.deployment.task_manager,
+            "head": head[0] if head else None,
+            "chain_head": self._chain_head,
+            "epoch": latest.epoch if latest else 0,
+            "quorum_count": latest.count if latest else 0,
+            "my_quorums": sorted(my_quorums),
+            "jobs": jobs,
+            "rounds": await self.store.round_counts(),
+            "signatures": await self.store.signature_count(),
+            "pending_txs": len(await self.store.pending_txs("pending")),
+            "load": {
+                "cpu_percent": sample.cpu_percent,
+                "memory_percent": sample.memory_percent,
+                "rss_bytes": sample.rss_bytes,
+                "overloaded": sample.overloaded,
+            },
+            "healthy": self.is_healthy(),
+            "last_error": self._last_error,
+        }
+
+    def is_healthy(self) -> bool:
+        return self._clock() - self._last_ok <= self.options.unhealthy_after
+
+    async def health(self) -> tuple[bool, dict[str, Any]]:
+        ok = self.is_healthy()
+        detail: dict[str, Any] = {
+            "seconds_since_sync": round(self._clock() - self._last_ok, 1),
+            "chain_head": self._chain_head,
+        }
+        if not ok:
+            detail["reason"] = self._last_error or "no successful sync recently"
+        return ok, detail
+
+    def metrics(self) -> bytes:
+        self.node_metrics.record_load(self.load.latest)
+        return self.node_metrics.render()
