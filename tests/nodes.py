@@ -38,6 +38,8 @@ class Network:
     tmp: Path
     options: NodeOptions
     nodes: dict[int, KeeperNode] = field(default_factory=dict)
+    # Per-node RPC URL override (e.g. through a TcpProxy); None = the chain's own client.
+    rpc_urls: dict[int, str] = field(default_factory=dict)
 
     def db_path(self, i: int) -> Path:
         return self.tmp / f"keeper{i}.db"
@@ -52,8 +54,9 @@ class Network:
             task_manager=self.net.deployment.task_manager,
             operator=account.address,
         )
+        url = self.rpc_urls.get(i)
         node = KeeperNode(
-            w3=self.net.chain.web3(),
+            w3=self.net.chain.web3(url) if url else self.net.chain.web3(),
             account=account,
             deployment=self.net.deployment,
             store=store,
@@ -101,6 +104,8 @@ async def start_network(
     stakes: Sequence[int] = (ETHER, 2 * ETHER, 3 * ETHER, 4 * ETHER),
     options: NodeOptions | None = None,
     target_quorum_size: int = 4,
+    chain: Any = None,
+    rpc_urls: dict[int, str] | None = None,
 ) -> Network:
     """Deploys, starts one node per stake, registers each with its node's endpoint and lets
     the nodes rotate the first epoch themselves."""
@@ -112,8 +117,10 @@ async def start_network(
         gas_price_cap=100 * 10**9,
         premium=10**14,
     )
-    net = await make_net(keepers=max(len(stakes), 8), params=params)
-    network = Network(net=net, tmp=tmp, options=options or NodeOptions(turn_blocks=3))
+    net = await make_net(keepers=max(len(stakes), 8), params=params, chain=chain)
+    network = Network(
+        net=net, tmp=tmp, options=options or NodeOptions(turn_blocks=3), rpc_urls=rpc_urls or {}
+    )
     for i, stake in enumerate(stakes):
         node = await network.start_node(i)
         await net.register(net.keepers[i], stake, node.endpoint)

@@ -275,11 +275,13 @@ class KeeperNode:
         latest = await self.store.latest_epoch()
         jobs = []
         my_quorums: set[int] = set()
+        if latest is not None:
+            for index, members in enumerate(await self.store.quorums(latest.epoch)):
+                if any(m.address.lower() == self.address.lower() for m in members):
+                    my_quorums.add(index)
         for job in await self.store.jobs():
             quorum = await self.ctx.quorum_for(job.job_id) if latest else None
             mine = quorum is not None and quorum.has(self.address)
-            if mine and quorum is not None:
-                my_quorums.add(quorum.index)
             jobs.append(
                 {
                     "id": job.job_id,
@@ -318,7 +320,10 @@ class KeeperNode:
         }
 
     def is_healthy(self) -> bool:
-        return self._clock() - self._last_ok <= self.options.unhealthy_after
+        """The last pass succeeded, recently enough (a stalled loop is unhealthy too)."""
+        return (
+            not self._last_error and self._clock() - self._last_ok <= self.options.unhealthy_after
+        )
 
     async def health(self) -> tuple[bool, dict[str, Any]]:
         ok = self.is_healthy()

@@ -1,0 +1,135 @@
+"""One frozen settings model: defaults < .env < environment < command-line flags.
+
+Every variable is listed, with a comment, in `.env.example`. Secrets are read from the
+environment or a keystore; the key itself never appears in a log line or an error.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from dotenv import dotenv_values
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from keeper.errors import ConfigError
+
+ENV_PREFIX = "KEEPER_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a command may read. Field names map to KEEPER_<NAME> variables."""
+
+    rpc_url: str = "http://127.0.0.1:8545"
+    private_key: str | None = None
+    keystore: str | None = None
+    password_file: str | None = None
+    deployment: str = "deployment.json"
+    db: str = "keeper.db"
+    listen: str = "127.0.0.1:8700"
+    log_level: str = "INFO"
+    poll_interval: float = 1.0
+    reorg_depth: int = 12
+    max_cpu_percent: float = 90.0
+    max_memory_percent: float = 90.0
+    turn_blocks: int = 5
+    gas_price_cap_gwei: float = 100.0
+
+    @property
+    def listen_host(self) -> str:
+        return self.listen.rsplit(":", 1)[0]
+
+    @property
+    def listen_port(self) -> int:
+        return int(self.listen.rsplit(":", 1)[1])
+
+
+def _coerce(name: str, kind: Any, raw: Any) -> Any:
+    if raw is None:
+        return None
+    text = str(raw).strip()
+    try:
+        if kind in ("int", int):
+            return int(text)
+        if kind in ("float", float):
+            return float(text)
+    except ValueError as exc:
+        raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be a number, got {text!r}") from exc
+    return text
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    dotenv_path: str | Path | None = ".env",
+) -> Settings:
+    """Merges the sources in precedence order and validates the result."""
+    values: dict[str, Any] = {}
+    names = {f.name: f.type for f in fields(Settings)}
+    sources: list[Mapping[str, Any]] = []
+    if dotenv_path is not None and Path(dotenv_path).is_file():
+        sources.append({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
+    sources.append(environ or {})
+    for source in sources:
+        for name, kind in names.items():
+            key = ENV_PREFIX + name.upper()
+            if key in source and str(source[key]) != "":
+                values[name] = _coerce(name, kind, source[key])
+    for name, raw in (flags or {}).items():
+        if name in names and raw is not None:
+            values[name] = _coerce(name, names[name], raw)
+    settings = replace(Settings(), **values)
+    _validate(settings)
+    return settings
+
+
+def _validate(s: Settings) -> None:
+    if ":" not in s.listen:
+        raise ConfigError(f"listen address must be host:port, got {s.listen!r}")
+    try:
+        port = s.listen_port
+    except ValueError as exc:
+        raise ConfigError(f"listen port must be a number, got {s.listen!r}") from exc
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"listen port out of range: {port}")
+    if s.poll_interval <= 0 or s.turn_blocks <= 0 or s.reorg_depth < 0:
+        raise ConfigError("poll interval and turn blocks must be positive, reorg depth >= 0")
+    if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(f"unknown log level {s.log_level!r}")
+
+
+def load_account(settings: Settings) -> LocalAccount:
+    """The operator key, from a keystore (with its password file) or a raw private key."""
+    if settings.keystore:
+        if not settings.password_file:
+            raise ConfigError("--keystore needs --password-file")
+        try:
+            keystore = json.loads(Path(settings.keystore).read_text())
+            password = Path(settings.password_file).read_text().rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError(f"cannot read {exc.filename}: {exc.strerror}") from exc
+        except ValueError as exc:
+            raise ConfigError(f"keystore {settings.keystore} is not valid JSON") from exc
+        try:
+            key = Account.decrypt(keystore, password)
+        except ValueError as exc:
+            raise ConfigError(
+                f"cannot decrypt keystore {settings.keystore}: wrong password"
+            ) from exc
+        except (KeyError, TypeError) as exc:
+            raise ConfigError(f"keystore {settings.keystore} is malformed") from exc
+        account: LocalAccount = Account.from_key(key)
+        return account
+    if settings.private_key:
+        try:
+            from_key: LocalAccount = Account.from_key(settings.private_key)
+            return from_key
+        except (ValueError, TypeError) as exc:
+            # Never echo the key itself.
+            raise ConfigError("the private key is malformed (expected 32 bytes of hex)") from exc
+    raise ConfigError("no key: pass --keystore with --password-file, or set KEEPER_PRIVATE_KEY")
