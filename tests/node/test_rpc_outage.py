@@ -4,6 +4,7 @@ proxy that the test cuts."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -71,5 +72,5 @@ async def test_node_recovers_from_rpc_outage_without_losing_a_round(
     cursors = [e["args"]["cursor"] for e in executions]
     assert [e["args"]["round"] for e in executions] == list(range(len(executions)))
     assert cursors == sorted(set(cursors))
-    gaps = {b - a for a, b in zip(cursors, cursors[1:], strict=False)}
+    gaps = {b - a for a, b in itertools.pairwise(cursors)}
     assert gaps == {60}, gaps  # every slot, once: the other members covered for node 0
