@@ -19,14 +19,15 @@ EXIT_INTERRUPTED = 130
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--rpc-url", dest="rpc_url", help="JSON-RPC URL (env KEEPER_RPC_URL)")
-    p.add_argument("--private-key", dest="private_key", help="hex key (prefer --keystore)")
-    p.add_argument("--keystore", help="encrypted JSON keystore file")
-    p.add_argument("--password-file", dest="password_file", help="file with the keystore password")
-    p.add_argument("--deployment", help="deployment JSON written by `keeper deploy`")
-    p.add_argument("--env-file", dest="env_file", default=".env", help="dotenv file (.env)")
-    p.add_argument("--log-level", dest="log_level", help="DEBUG, INFO, WARNING or ERROR")
+def _common(p: argparse.ArgumentParser, title: str | None = None) -> None:
+    g: Any = p.add_argument_group(title) if title else p
+    g.add_argument("--rpc-url", dest="rpc_url", help="JSON-RPC URL (env KEEPER_RPC_URL)")
+    g.add_argument("--private-key", dest="private_key", help="hex key (prefer --keystore)")
+    g.add_argument("--keystore", help="encrypted JSON keystore file")
+    g.add_argument("--password-file", dest="password_file", help="file with the keystore password")
+    g.add_argument("--deployment", help="deployment JSON written by `keeper deploy`")
+    g.add_argument("--env-file", dest="env_file", default=".env", help="dotenv file (.env)")
+    g.add_argument("--log-level", dest="log_level", help="DEBUG, INFO, WARNING or ERROR")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     devnet.add_argument("--duration", type=float, default=None)
     devnet.add_argument("--summary-json", dest="summary_json")
     devnet.add_argument("--chain", choices=["embedded", "anvil"], default="embedded")
+    devnet.add_argument(
+        "--workdir", help="keep the deployment file and the keepers' stores here (default: temp)"
+    )
 
     deploy = commands.add_parser("deploy", help="deploy KeeperRegistry and TaskManager")
     _common(deploy)
@@ -64,7 +68,148 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="the node's view, from its peer API")
     status.add_argument("--url", default="http://127.0.0.1:8700", help="the node's peer API")
+
+    _add_job_parsers(commands)
+    _add_account_parsers(commands)
     return parser
+
+
+JOB_CREATE_USAGE = (
+    "keeper job create --target ADDR --calldata HEX\n"
+    "         (--every DURATION | --cron EXPR | --on-event ADDR:TOPIC0[:CONFIRMATIONS] |\n"
+    "          --when RESOLVER:CALLDATA[:MODE]) [options]"
+)
+JOB_CREATE_EPILOG = """\
+triggers (give exactly one):
+  --every 60s                  Time: one round per DURATION (30s, 5m, 1h, 1d or bare seconds;
+                               the contract's minimum is 10s), on the grid start + k*interval
+  --cron "*/5 * * * *"         Cron: five crontab fields, evaluated in UTC with APScheduler
+                               (weekday numbers start at 0 = Monday: prefer names, mon-fri)
+  --on-event ADDR:TOPIC0[:N]   Event: each log of ADDR whose topic0 is TOPIC0 (32 bytes of hex,
+                               or a signature such as "DemoEvent(address,uint256,uint256)"),
+                               once N blocks confirm it (default 0, at most 64)
+  --when RESOLVER:CALLDATA[:MODE]
+                               Condition, checked every block (--min-interval apart):
+                 mode 0        (default) eth_call RESOLVER with CALLDATA (hex, or a no-argument
+                               signature such as "checker()"); it returns (bool canExec, bytes
+                               payload) and the payload is the whole calldata sent to --target
+                 mode 1        Automation-compatible: RESOLVER is the target itself and CALLDATA
+                               is its checkData; keepers call checkUpkeep(checkData) and execute
+                               performUpkeep(performData). --target defaults to RESOLVER and
+                               --calldata may be omitted; ADDR::1 means empty checkData
+
+--calldata takes hex (0x optional) or a no-argument signature such as "onTime()"; --when jobs
+take their calldata from the resolver, so for them it is optional and only recorded.
+
+examples:
+  keeper job create --target 0xTarget --calldata "onTime()" --every 60s
+  keeper job create --target 0xTarget --calldata "onCron()" --cron "*/5 * * * *" --fund 0.1ether
+  keeper job create --target 0xTarget --calldata "onEvent()" \\
+                    --on-event "0xTarget:DemoEvent(address,uint256,uint256):2"
+  keeper job create --target 0xTarget --when "0xTarget:checker()" --min-interval 5
+  keeper job create --when 0xTarget::1
+"""
+
+
+CONNECTION = "chain, key and deployment"
+JOB_ID = ("id", "the job's id (as `job create` printed it)")
+AMOUNT = ("amount", "e.g. 0.1ether, 500gwei or a number of wei")
+
+
+def _add_job_parsers(commands: Any) -> None:
+    job = commands.add_parser(
+        "job",
+        help="create and manage jobs (job owners)",
+        description="Create, inspect and manage jobs on the TaskManager of --deployment.",
+    )
+    actions = job.add_subparsers(dest="job_command", required=True, metavar="ACTION")
+
+    create = actions.add_parser(
+        "create",
+        help="register and fund a job; prints its id",
+        usage=JOB_CREATE_USAGE,
+        description="Registers a job with TaskManager.createJob, funds it and prints its id.\n"
+        "Every flag is checked before anything is sent; a revert is reported by its custom error.",
+        epilog=JOB_CREATE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    what = create.add_argument_group("what each execution calls")
+    what.add_argument("--target", metavar="ADDR", help="contract to call")
+    what.add_argument("--calldata", metavar="HEX", help="calldata for the target (see below)")
+    trigger = create.add_argument_group("trigger (exactly one; see below)")
+    trigger.add_argument("--every", metavar="DURATION", help="Time job: 30s, 5m, 1h, 1d, 60")
+    trigger.add_argument("--cron", metavar="EXPR", help='Cron job: e.g. "*/5 * * * *" (UTC)')
+    trigger.add_argument(
+        "--on-event", dest="on_event", metavar="ADDR:TOPIC0[:CONFIRMATIONS]", help="Event job"
+    )
+    trigger.add_argument("--when", metavar="RESOLVER:CALLDATA[:MODE]", help="Condition job")
+    settings = create.add_argument_group("job settings")
+    settings.add_argument(
+        "--gas-limit", dest="gas_limit", metavar="N", help="gas forwarded to the target (200000)"
+    )
+    settings.add_argument(
+        "--threshold",
+        metavar="SHARE",
+        help="share of the quorum's stake that must sign: 0.67 (default), 67%% or 6667bps; "
+        "above 0.5, at most 1",
+    )
+    settings.add_argument(
+        "--fund",
+        metavar="AMOUNT",
+        help="deposit, e.g. 0.1ether (default: 10 x requiredDeposit(gas limit), ten "
+        "worst-case executions)",
+    )
+    settings.add_argument("--start", metavar="UNIX", help="first slot / start time (default: now)")
+    settings.add_argument("--end", metavar="UNIX", help="no execution after this time")
+    settings.add_argument(
+        "--max-executions", dest="max_executions", metavar="N", help="stop after N rounds"
+    )
+    settings.add_argument(
+        "--min-interval",
+        dest="min_interval",
+        metavar="BLOCKS",
+        help="--when jobs: blocks between executions (default 1)",
+    )
+    _common(create, CONNECTION)
+
+    simple: list[tuple[str, str, list[tuple[str, str]]]] = [
+        ("list", "every job: id, kind, status, round, last cursor, balance, target", []),
+        ("show", "one job: spec, decoded trigger, state and executions", [JOB_ID]),
+        ("fund", "add AMOUNT to a job's balance (anyone may fund)", [JOB_ID, AMOUNT]),
+        ("pause", "stop a job's executions until resume (owner only)", [JOB_ID]),
+        ("resume", "let a paused job execute again (owner only)", [JOB_ID]),
+        ("cancel", "end a job for good and refund its balance (owner only)", [JOB_ID]),
+    ]
+    for name, text, positionals in simple:
+        action = actions.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        for dest, helptext in positionals:
+            action.add_argument(dest, metavar=dest.upper(), help=helptext)
+        if name == "list":
+            action.add_argument("--owner", metavar="ADDR", help="only this owner's jobs")
+        _common(action, CONNECTION)
+
+
+def _add_account_parsers(commands: Any) -> None:
+    account = commands.add_parser(
+        "account",
+        help="create or inspect an encrypted keystore",
+        description="Encrypted JSON keystores (eth-account, scrypt) for --keystore.",
+    )
+    actions = account.add_subparsers(dest="account_command", required=True, metavar="ACTION")
+    for name, text in (
+        (
+            "new",
+            "create a key, write it encrypted to --keystore and print its address "
+            "(never overwrites a file)",
+        ),
+        ("show", "decrypt --keystore and print its address"),
+    ):
+        action = actions.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        action.add_argument("--keystore", metavar="FILE", help="the keystore file")
+        action.add_argument(
+            "--password-file", dest="password_file", metavar="FILE", help="file with the password"
+        )
+        action.add_argument("--env-file", dest="env_file", default=".env", help="dotenv file")
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -111,10 +256,32 @@ async def cmd_status(args: argparse.Namespace) -> int:
 
 
 async def cmd_devnet(args: argparse.Namespace) -> int:
-    from keeper.chain.devnet import run_devnet_demo
+    from keeper.devnet import DevnetOptions, run_devnet
 
-    await asyncio.to_thread(run_devnet_demo)
-    return 0
+    _configure_logging("WARNING")
+    options = DevnetOptions(
+        keepers=args.keepers,
+        duration=args.duration,
+        summary_json=args.summary_json,
+        chain=args.chain,
+        workdir=args.workdir,
+    )
+    return await run_devnet(options, lambda line: print(line, flush=True))
+
+
+async def cmd_job(args: argparse.Namespace) -> int:
+    from keeper.job_commands import JOB_COMMANDS
+
+    return await JOB_COMMANDS[args.job_command](_settings(args), args)
+
+
+async def cmd_account(args: argparse.Namespace) -> int:
+    from keeper.commands import account_new, account_show
+
+    settings = _settings(args)
+    if args.account_command == "new":
+        return await account_new(settings)
+    return await account_show(settings)
 
 
 COMMANDS: dict[str, Command] = {
@@ -123,6 +290,8 @@ COMMANDS: dict[str, Command] = {
     "register": cmd_register,
     "status": cmd_status,
     "devnet": cmd_devnet,
+    "job": cmd_job,
+    "account": cmd_account,
 }
 
 

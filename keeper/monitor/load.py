@@ -119,6 +119,8 @@ class LoadMonitor:
             replace_existing=True,
             max_instances=1,
             coalesce=True,
+            # A busy event loop delays the sample; late is fine, skipping it is not.
+            misfire_grace_time=None,
         )
 
     def stop(self) -> None:
