@@ -11,12 +11,14 @@ from typing import Any
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
+from eth_keys.exceptions import BadSignature
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
 DOMAIN_NAME = "KeeperTaskManager"
 DOMAIN_VERSION = "1"
 SIGNATURE_LENGTH = 65
+SECP256K1_HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
 
 REPORT_TYPES: dict[str, list[dict[str, str]]] = {
     "Report": [
@@ -105,5 +107,16 @@ def recover_report_signer(report: Report, domain: Domain, signature: bytes) -> s
     """The address that made `signature` over `report`; raises ValueError when malformed."""
     if len(signature) != SIGNATURE_LENGTH:
         raise ValueError(f"signature must be {SIGNATURE_LENGTH} bytes, got {len(signature)}")
+    # The contract accepts only canonical signatures (v 27/28, low s, as OpenZeppelin's ECDSA):
+    # a member answering with a malleable one would otherwise make every execute revert.
+    if signature[64] not in (27, 28):
+        raise ValueError("signature v must be 27 or 28")
+    if int.from_bytes(signature[32:64], "big") > SECP256K1_HALF_N:
+        raise ValueError("signature s is in the upper half of the curve order (malleable)")
     signable = encode_typed_data(domain.as_dict(), REPORT_TYPES, report.as_message())
-    return str(Account.recover_message(signable, signature=signature))
+    try:
+        return str(Account.recover_message(signable, signature=signature))
+    except BadSignature as exc:
+        # eth_keys' BadSignature (r or s zero or out of range) is no ValueError; callers
+        # handle signatures from peers and must see one error type, not crash on another.
+        raise ValueError(f"signature is not a valid secp256k1 signature: {exc}") from exc

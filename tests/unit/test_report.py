@@ -130,3 +130,26 @@ def test_equivocation_key_is_job_round_and_check_block() -> None:
         assert not conflicting.same_result(report)
     # a reorg (another block hash at the same height) is a different key
     assert a_report(checkBlockHash=keccak(b"reorg")).equivocation_key != report.equivocation_key
+
+
+def test_recover_rejects_signatures_the_contract_would_reject() -> None:
+    # given a valid signature and its malleable twin (s -> n - s, v flipped)
+    from eth_account import Account
+
+    from keeper.core.report import Domain, Report, recover_report_signer, sign_report
+
+    n = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+    account = Account.create()
+    domain = Domain(1, "0x" + "11" * 20)
+    report = Report(1, 0, 1, 60, 10, b"\x01" * 32, b"\x02" * 32, account.address, 50)
+    sig = sign_report(account.key, report, domain)
+    s = int.from_bytes(sig[32:64], "big")
+    twin = sig[:32] + (n - s).to_bytes(32, "big") + bytes([55 - sig[64]])
+    # then the canonical one recovers, the malleable one and v=0/1 are refused
+    assert recover_report_signer(report, domain, sig) == account.address
+    for bad in (twin, sig[:64] + bytes([sig[64] - 27])):
+        try:
+            recover_report_signer(report, domain, bad)
+        except ValueError:
+            continue
+        raise AssertionError("a non-canonical signature was accepted")

@@ -1,0 +1,243 @@
+"""Property: whatever body reaches POST /v1/reports of a live member, signed or not, the answer
+is a 4xx (never a 5xx, never a signature) and the node's signatures and rounds do not change.
+
+Bodies are random bytes, random JSON, objects with the request's own keys, and the honest
+request with one field replaced, dropped or added. A replaced report field keeps the original
+leader signature, so the only acceptable message is the honest one; re-encodings that decode to
+exactly the honest request (say, an address in lower case) are the same message and are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from eth_account.signers.local import LocalAccount
+from hypothesis import HealthCheck, assume, event, given, settings
+from hypothesis import strategies as st
+
+from keeper.core.messages import (
+    MessageError,
+    ReportRequest,
+    decode_request,
+    encode_request,
+)
+from tests.node.peer_api_support import (
+    JSON_TYPE,
+    STALE_BLOCKS,
+    STRANGER,
+    World,
+    expect_refused,
+    honest_report,
+    make_due,
+    open_world,
+    post_request,
+    request_for,
+    signed_headers,
+)
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+REQUEST_KEYS = ["type", "sender", "sentBlock", "report", "payload", "leaderSignature"]
+REPORT_KEYS = [
+    "jobId",
+    "round",
+    "epoch",
+    "cursor",
+    "checkBlock",
+    "checkBlockHash",
+    "payloadHash",
+    "executor",
+    "deadline",
+]
+# The report's fields weigh double: most of the node's checks are about them.
+MUTABLE_PATHS = REQUEST_KEYS + [f"report.{k}" for k in REPORT_KEYS] * 2
+ERROR_CODES = {
+    "Unsigned",
+    "BadSignature",
+    "Malformed",
+    "Stale",
+    "ExecutorMismatch",
+    "TooEarly",
+    "StaleCheckBlock",
+    "BadDeadline",
+    "UnknownJob",
+    "WrongEpoch",
+    "NotMember",
+    "NotMyQuorum",
+    "BadLeaderSignature",
+    "RoundDone",
+    "WrongRound",
+    "BlockHashMismatch",
+    "NotDue",
+    "CursorMismatch",
+    "PayloadMismatch",
+}
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
+    async with open_world(tmp_path_factory.mktemp("peer-api-property")) as built:
+        yield built
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def honest(world: World) -> ReportRequest:
+    """The request an honest leader (members[0]) sends for the due round."""
+    await make_due(world)
+    leader = world.members[0]
+    return request_for(world, world.key(leader), await honest_report(world, leader))
+
+
+# ---------------------------------------------------------------------------- strategies
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**260)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=24)
+    | st.binary(max_size=40).map(lambda b: "0x" + b.hex()),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner),
+    max_leaves=12,
+)
+UINT_FIELDS = {"jobId", "round", "epoch", "cursor", "checkBlock", "deadline"}
+
+
+def _hex(size: int) -> st.SearchStrategy[str]:
+    return st.binary(min_size=size, max_size=size).map(lambda b: "0x" + b.hex())
+
+
+def _near(value: int) -> st.SearchStrategy[int]:
+    """Another value of a uint field: close to the honest one, or anywhere in uint64."""
+    close = st.integers(min_value=max(0, value - 3), max_value=value + 3)
+    return close | st.integers(min_value=0, max_value=2**64 - 1)
+
+
+def _encode(obj: Any) -> bytes:
+    return json.dumps(obj).encode()
+
+
+@st.composite
+def mutated(draw: st.DrawFn, world: World, honest: ReportRequest) -> bytes:
+    """The honest request (as JSON) with one field replaced by a well-typed or random value,
+    dropped, or an unknown one added. A changed report is signed again by the leader
+    (except its deadline, with which the same result is legitimately signable) or not."""
+    obj = json.loads(encode_request(honest))
+    addresses = [k.address for k in world.network.net.keepers] + [STRANGER.address]
+    path = draw(st.sampled_from(MUTABLE_PATHS), label="path")
+    *parents, leaf = path.split(".")
+    target = obj
+    for key in parents:
+        target = target[key]
+    action = draw(st.sampled_from(["typed"] * 5 + ["random", "drop", "add"]))
+    if action == "drop":
+        del target[leaf]
+    elif action == "add":
+        target[draw(st.text(min_size=1, max_size=12))] = draw(json_values)
+    elif action == "random":
+        target[leaf] = draw(json_values)
+    elif leaf == "sentBlock":
+        # Not covered by the leader's signature: any fresh value is the honest message again.
+        target[leaf] = draw(
+            st.integers(min_value=0, max_value=honest.sent_block - STALE_BLOCKS - 1)
+        )
+    elif leaf in UINT_FIELDS:
+        target[leaf] = draw(_near(target[leaf]))
+    elif leaf in {"sender", "executor"}:
+        target[leaf] = draw(st.sampled_from(addresses) | _hex(20))
+    elif leaf == "leaderSignature":
+        zero_signature = st.just("0x" + "00" * 65)  # r = s = 0: recovers to no one
+        target[leaf] = draw(_hex(65) | zero_signature)
+    elif leaf in {"checkBlockHash", "payloadHash"}:
+        target[leaf] = draw(_hex(32))
+    else:  # type, payload (its hash no longer matches), the whole report
+        target[leaf] = draw(st.text(max_size=12) | _hex(4))
+    body = _encode(obj)
+    resign = path.startswith("report.") and leaf != "deadline" and draw(st.booleans())
+    if resign:
+        try:
+            req = decode_request(body)
+        except MessageError:
+            return body
+        leader = world.key(world.members[0])
+        obj["leaderSignature"] = encode_leader_signature(world, leader, req)
+        body = _encode(obj)
+    return body
+
+
+def encode_leader_signature(world: World, leader: LocalAccount, req: ReportRequest) -> str:
+    signed = request_for(world, leader, req.report, payload=req.payload)
+    return "0x" + signed.leader_signature.hex()
+
+
+def bodies(world: World, honest: ReportRequest) -> st.SearchStrategy[bytes]:
+    """Mostly mutations of the honest request (they reach the node's checks), some noise."""
+    keyed = st.dictionaries(st.sampled_from(REQUEST_KEYS) | st.text(max_size=8), json_values)
+    noise = st.binary(max_size=400) | json_values.map(_encode) | keyed.map(_encode)
+    return st.sampled_from(["noise", "mutated", "mutated", "mutated"]).flatmap(
+        lambda kind: noise if kind == "noise" else mutated(world, honest)
+    )
+
+
+def claimed_sender(body: bytes) -> str | None:
+    """The `sender` a body claims, if it has one that is a string."""
+    try:
+        obj = json.loads(body)
+    except ValueError:
+        return None
+    sender = obj.get("sender") if isinstance(obj, dict) else None
+    return sender.lower() if isinstance(sender, str) else None
+
+
+def is_the_honest_message(body: bytes, honest: ReportRequest) -> bool:
+    try:
+        return decode_request(body) == honest
+    except MessageError:
+        return False
+
+
+# ---------------------------------------------------------------------------- the property
+
+
+@given(data=st.data())
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+async def test_property_any_body_gets_a_4xx_and_changes_nothing(
+    world: World, honest: ReportRequest, data: st.DataObject
+) -> None:
+    # given any body, unsigned, signed by the key of the sender it claims (when it is one we
+    # hold), by the leader, or by a stranger
+    body = data.draw(bodies(world, honest), label="body")
+    assume(not is_the_honest_message(body, honest))
+    keys = {k.address.lower(): k for k in [*world.network.net.keepers, STRANGER]}
+    claimed = keys.get(claimed_sender(body) or "")
+    choices = [claimed, world.key(world.members[0]), STRANGER, None]
+    signer = data.draw(st.sampled_from([c for c in choices if c is not None] + [None]))
+    headers = dict(JSON_TYPE) if signer is None else signed_headers(body, signer)
+
+    # when it is posted to a member of the job's quorum
+    status, code = await expect_refused(world, world.members[1], body, headers)
+
+    # then it is refused with a 4xx and a known code, and nothing changed (expect_refused)
+    event(f"{status} {code}")
+    assert 400 <= status <= 499
+    assert code in ERROR_CODES
+
+
+async def test_after_the_property_the_honest_request_is_signed(
+    world: World, honest: ReportRequest
+) -> None:
+    # when the honest message itself is posted after all the bodies above
+    status, answer = await post_request(
+        world, world.members[1], honest, world.key(world.members[0])
+    )
+
+    # then the node, still up and unchanged, signs it
+    assert status == 200, answer

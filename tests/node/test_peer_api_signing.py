@@ -1,0 +1,239 @@
+"""A live node signs the honest report, never a second result for the same key, and reports its
+view: POST /v1/reports (protocol step 4), GET /v1/status, /healthz, /metrics (node interfaces).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from eth_account.signers.local import LocalAccount
+
+from keeper.core.messages import ReportRequest, decode_response, encode_request
+from keeper.core.report import Report, compute_report_digest, recover_report_signer, sign_report
+from tests.node.peer_api_support import (
+    INTERVAL,
+    STRANGER,
+    World,
+    expect_refused,
+    honest_report,
+    make_due,
+    metric,
+    open_world,
+    post_raw,
+    post_request,
+    request_for,
+    signed_headers,
+    snapshot,
+)
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
+    async with open_world(tmp_path_factory.mktemp("peer-api-signing")) as built:
+        yield built
+
+
+async def given_an_honest_request(world: World) -> tuple[LocalAccount, int, ReportRequest]:
+    """A due round; its primary-style leader (members[0]) asks members[1]."""
+    await make_due(world)
+    leader_index, receiver = world.members[0], world.members[1]
+    leader = world.key(leader_index)
+    report = await honest_report(world, leader_index)
+    return leader, receiver, request_for(world, leader, report)
+
+
+async def signed_reports(world: World, node: int, report: Report) -> list[Report]:
+    store = world.node(node).store
+    key = report.equivocation_key
+    return [s.report for s in await store.signed_for(*key)]
+
+
+# ---------------------------------------------------------------------------- signing
+
+
+async def test_given_the_honest_request_then_the_member_signs_and_stores_it(
+    world: World,
+) -> None:
+    leader, receiver, req = await given_an_honest_request(world)
+    node = world.node(receiver)
+    before = await snapshot(world, receiver)
+    signed_before = await metric(world, receiver, "keeper_reports_signed_total")
+
+    # when the leader posts it over HTTP
+    status, answer = await post_request(world, receiver, req, leader)
+
+    # then the answer is the member's EIP-712 signature of exactly that report
+    assert status == 200
+    response = decode_response(json.dumps(answer).encode())
+    assert response.signer == node.address
+    assert not response.overloaded
+    assert recover_report_signer(req.report, world.network.net.domain, response.signature) == (
+        node.address
+    )
+    # and it was stored before it left the node
+    after = await snapshot(world, receiver)
+    assert after.signature_count == before.signature_count + 1
+    assert after.round_counts == before.round_counts
+    assert await signed_reports(world, receiver, req.report) == [req.report]
+    assert await metric(world, receiver, "keeper_reports_signed_total") == signed_before + 1
+
+
+async def test_given_a_signed_result_then_another_cursor_is_refused_but_a_view_change_is_signed(
+    world: World,
+) -> None:
+    leader, receiver, req = await given_an_honest_request(world)
+    assert (await post_request(world, receiver, req, leader))[0] == 200
+
+    # when the same leader asks again for the same (job, round, checkBlock, checkBlockHash)
+    # with another cursor
+    other = replace(req.report, cursor=req.report.cursor - INTERVAL)
+    body = encode_request(request_for(world, leader, other))
+    status, code = await expect_refused(world, receiver, body, signed_headers(body, leader))
+
+    # then the node refuses (it derives the cursor itself, so the equivocation never reaches
+    # its signature store) and signed nothing new
+    assert (status, code) == (422, "CursorMismatch")
+    assert await signed_reports(world, receiver, req.report) == [req.report]
+
+    # when the same result comes again with a later deadline, and from a backup leader
+    later = replace(req.report, deadline=req.report.deadline + 1)
+    backup = world.key(world.members[2])
+    by_backup = replace(req.report, executor=backup.address)
+    status_later, _ = await post_request(world, receiver, request_for(world, leader, later), leader)
+    status_backup, _ = await post_request(
+        world, receiver, request_for(world, backup, by_backup), backup
+    )
+
+    # then both are signed: the same result may be signed for any executor and deadline
+    assert (status_later, status_backup) == (200, 200)
+    stored = await signed_reports(world, receiver, req.report)
+    assert sorted(stored, key=repr) == sorted([req.report, later, by_backup], key=repr)
+    assert {(r.cursor, r.payloadHash) for r in stored} == {
+        (req.report.cursor, req.report.payloadHash)
+    }
+
+
+async def test_given_the_node_signed_another_result_for_the_key_then_409_conflict(
+    world: World,
+) -> None:
+    leader, receiver, req = await given_an_honest_request(world)
+    # given the node's signature store already holds a different result for this key (as an
+    # earlier run of the node, with another view of the job, would have left it)
+    node = world.node(receiver)
+    earlier = replace(req.report, cursor=req.report.cursor - INTERVAL)
+    domain = world.network.net.domain
+    assert await node.store.record_signature(
+        earlier,
+        compute_report_digest(earlier, domain),
+        sign_report(world.key(receiver).key, earlier, domain),
+    )
+
+    # when the leader asks it to sign the result it derives now
+    body = encode_request(req)
+    status, code = await expect_refused(world, receiver, body, signed_headers(body, leader))
+
+    # then it refuses: signing would be equivocation, restarts included
+    assert (status, code) == (409, "Conflict")
+    assert await signed_reports(world, receiver, req.report) == [earlier]
+
+
+# ---------------------------------------------------------------------------- metrics
+
+
+async def test_the_rejections_caused_are_counted_by_code_in_metrics(world: World) -> None:
+    _, receiver, req = await given_an_honest_request(world)
+    series = ("keeper_peer_rejections_total", 'code="NotMember"')
+    before = await metric(world, receiver, *series)
+
+    # when a keeper of the other quorum and an unregistered key each ask for a signature
+    outsider = world.key(world.outsiders[0])
+    for sender in (outsider, STRANGER):
+        report = replace(req.report, executor=sender.address)
+        body = encode_request(request_for(world, sender, report))
+        assert await expect_refused(world, receiver, body, signed_headers(body, sender)) == (
+            403,
+            "NotMember",
+        )
+
+    # then /metrics counts exactly those two NotMember rejections
+    async with world.http.get(world.node(receiver).endpoint + "/metrics") as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("text/plain")
+        text = await resp.text()
+    assert "keeper_reports_signed_total" in text
+    assert await metric(world, receiver, *series) == before + 2
+
+
+# ---------------------------------------------------------------------------- status, health
+
+
+async def test_status_shows_the_nodes_view_with_the_time_job(world: World) -> None:
+    await make_due(world)
+    member, outsider = world.members[1], world.outsiders[0]
+
+    status = await _get_json(world, member, "/v1/status")
+    other = await _get_json(world, outsider, "/v1/status")
+
+    net = world.network.net
+    head = await world.node(member).store.head()
+    assert head is not None
+    assert status["address"] == world.node(member).address
+    assert status["head"] == head[0] == await net.block_number()
+    assert status["epoch"] == await net.epoch() == 1
+    assert status["quorum_count"] == 2
+    (job,) = [j for j in status["jobs"] if j["id"] == world.job_id]
+    assert job["kind"] == "Time"
+    assert job["status"] == "Active"
+    assert job["round"] == (await net.job(world.job_id))["round"]
+    assert job["mine"] is True
+    assert status["my_quorums"] == [job["quorum"]]
+    (seen_by_other,) = [j for j in other["jobs"] if j["id"] == world.job_id]
+    assert seen_by_other["mine"] is False
+    assert other["my_quorums"] != status["my_quorums"]
+    assert set(status["load"]) >= {"cpu_percent", "memory_percent", "overloaded"}
+    assert status["load"]["overloaded"] is False
+    assert status["signatures"] == await world.node(member).store.signature_count()
+
+
+async def test_healthz_is_200_while_the_node_syncs_normally(world: World) -> None:
+    # given the network running normally for a block
+    await world.network.step()
+
+    # when a node's health is read
+    for i in (world.members[0], world.outsiders[0]):
+        async with world.http.get(world.node(i).endpoint + "/healthz") as resp:
+            body = await resp.json()
+            # then it is healthy
+            assert resp.status == 200, body
+            assert body["ok"] is True
+
+
+async def test_unknown_paths_are_404_and_the_api_is_on_loopback_only(world: World) -> None:
+    node = world.node(world.members[0])
+    assert node.endpoint.startswith("http://127.0.0.1:")
+    registered = await world.network.net.registry.functions.endpointOf(node.address).call()
+    assert registered == node.endpoint
+
+    async with world.http.get(node.endpoint + "/v1/nothing") as resp:
+        assert resp.status == 404
+        assert (await resp.json())["error"] == "NotFound"
+    async with world.http.get(node.endpoint + "/v1/reports") as resp:
+        assert resp.status == 405
+    status, answer = await post_raw(world, world.members[0], b"{}", {})
+    assert (status, answer["error"]) == (415, "UnsupportedMediaType")
+
+
+async def _get_json(world: World, node: int, path: str) -> dict[str, Any]:
+    async with world.http.get(world.node(node).endpoint + path) as resp:
+        assert resp.status == 200
+        assert resp.content_type == "application/json"
+        body = await resp.json()
+    assert isinstance(body, dict)
+    return body
