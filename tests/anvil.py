@@ -21,6 +21,7 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self.cut_now = False
+        self.requests = 0  # HTTP requests seen (POST lines from the client)
 
     @property
     def url(self) -> str:
@@ -41,9 +42,13 @@ class TcpProxy:
             return
         self._writers.update({writer, up_writer})
 
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        async def pipe(
+            src: asyncio.StreamReader, dst: asyncio.StreamWriter, upstream: bool = False
+        ) -> None:
             try:
                 while not self.cut_now and (data := await src.read(65536)):
+                    if upstream:
+                        self.requests += data.count(b"POST / HTTP/1.1")
                     dst.write(data)
                     await dst.drain()
             except (ConnectionError, OSError):
@@ -51,7 +56,7 @@ class TcpProxy:
             finally:
                 dst.close()
 
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        await asyncio.gather(pipe(reader, up_writer, upstream=True), pipe(up_reader, writer))
         self._writers.difference_update({writer, up_writer})
 
     def cut(self) -> None:

@@ -6,7 +6,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from web3 import AsyncWeb3
+from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3.types import RPCEndpoint
 
 from keeper.chain.rpc import TRANSPORT_ERRORS, rpc_guard
 
@@ -33,15 +34,15 @@ class ChainReader:
             for to, data in targets
         ]
         async with rpc_guard("resolvers"):
-            if len(calls) > 1:
-                try:
-                    async with self._w3.batch_requests() as batch:
-                        for call in calls:
-                            batch.add(self._w3.eth.call(call, block))  # type: ignore[arg-type]
-                        responses = await batch.async_execute()
+            provider = self._w3.provider
+            if len(calls) > 1 and isinstance(provider, AsyncHTTPProvider):
+                # Raw batch at the provider: web3's batch helper raises for the whole batch
+                # when one call reverts, and one bad resolver must not blind the others.
+                requests = [(RPCEndpoint("eth_call"), [call, hex(block)]) for call in calls]
+                responses = await provider.make_batch_request(requests)
+                if isinstance(responses, list) and len(responses) == len(calls):
                     return [_batch_result(r) for r in responses]
-                except (NotImplementedError, AttributeError, TypeError, ValueError) as exc:
-                    log.debug("resolvers.batch_unsupported %s", type(exc).__name__)
+                log.warning("resolvers.batch_failed response=%s", str(responses)[:200])
             out: list[bytes | None] = []
             for call in calls:
                 try:
