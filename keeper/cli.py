@@ -270,9 +270,15 @@ async def cmd_devnet(args: argparse.Namespace) -> int:
 
 
 async def cmd_job(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if args.job_command == "create":
+        from keeper.jobspec import draft_from_flags
+
+        # Checked again inside; here it fails fast, before web3 takes a second or two to import.
+        draft_from_flags(args)
     from keeper.job_commands import JOB_COMMANDS
 
-    return await JOB_COMMANDS[args.job_command](_settings(args), args)
+    return await JOB_COMMANDS[args.job_command](settings, args)
 
 
 async def cmd_account(args: argparse.Namespace) -> int:

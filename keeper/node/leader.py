@@ -62,7 +62,7 @@ class LeaderService:
         sender: TxSender,
         client: PeerClient,
         metrics: NodeMetrics,
-        overloaded_members: Callable[[int], set[str]],
+        is_overloaded: Callable[[], bool],
     ) -> None:
         self._ctx = ctx
         self._evaluator = evaluator
@@ -70,10 +70,11 @@ class LeaderService:
         self._sender = sender
         self._client = client
         self._metrics = metrics
-        self._overloaded_members = overloaded_members
+        self._is_overloaded = is_overloaded
         self._attempted: dict[tuple[int, int], int] = {}  # (job, round) -> block of last try
         self._slots = asyncio.Semaphore(MAX_CONCURRENT_ROUNDS)
-        # What members said of their load in their last answer: address -> (overloaded, block).
+        # What members said of their load in their last answer: address -> (overloaded, block),
+        # for status and metrics; rankings never use it (views of it differ between members).
         self.peer_load: dict[str, tuple[bool, int]] = {}
 
     async def on_head(self, head: int, head_hash: bytes, head_ts: int) -> list[RoundResult]:
@@ -120,13 +121,12 @@ class LeaderService:
             status, due_block, data = state
         if status == "submitted" and await self._is_pending(str(data.get("tx", ""))):
             return RoundResult(job.job_id, job.round, "waiting")
-        ranked = rank_members(
-            job.job_id,
-            job.round,
-            [m.address for m in quorum.members],
-            self._overloaded_members(head),
-        )
+        ranked = rank_members(job.job_id, job.round, [m.address for m in quorum.members])
         my_rank = next(i for i, a in enumerate(ranked) if a.lower() == me.lower())
+        if self._is_overloaded():
+            # Step back behind every member. Only the node itself moves: the others keep the
+            # plain ranking, so no two members ever believe the same turn is theirs.
+            my_rank += len(ranked)
         turn = compute_turn_start(due_block, my_rank, self._ctx.options.turn_blocks)
         key = (job.job_id, job.round)
         if head < turn or self._attempted.get(key) == head:

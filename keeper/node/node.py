@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 
 # The rotate() ranking uses job id 0 (jobs start at 1) and the current epoch as the round.
 ROTATE_JOB_ID = 0
-PEER_LOAD_MEMORY_BLOCKS = 50
 
 
 class KeeperNode:
@@ -132,7 +131,7 @@ class KeeperNode:
             self.sender,
             self.client,
             self.node_metrics,
-            self._overloaded_members,
+            lambda: self.load.latest.overloaded,
         )
         self.port = await self.server.start(self.options.host, self.options.port)
         self.load.start(self._scheduler)
@@ -228,8 +227,10 @@ class KeeperNode:
             return
         due = self._rotate_due.setdefault(epoch, head)
         active = [a for a, k in keepers.items() if k.get("status") == "active"]
-        ranked = rank_members(ROTATE_JOB_ID, epoch, active, self._overloaded_members(head))
+        ranked = rank_members(ROTATE_JOB_ID, epoch, active)
         rank = next(i for i, a in enumerate(ranked) if a.lower() == self.address.lower())
+        if self.load.latest.overloaded:
+            rank += len(ranked)
         if head < compute_turn_start(due, rank, self.options.turn_blocks):
             return
         purpose = f"rotate:{epoch}"
@@ -251,16 +252,6 @@ class KeeperNode:
         for ev in executed[self._executions_seen :]:
             self.node_metrics.record_execution(bool(ev.get("success")))
         self._executions_seen = len(executed)
-
-    def _overloaded_members(self, head: int) -> set[str]:
-        shed = set()
-        if self.load.latest.overloaded:
-            shed.add(self.address.lower())
-        if self.leader is not None:
-            for member, (flag, block) in self.leader.peer_load.items():
-                if flag and head - block <= PEER_LOAD_MEMORY_BLOCKS:
-                    shed.add(member)
-        return shed
 
     # ------------------------------------------------------------------ peer API handler
 

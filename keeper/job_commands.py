@@ -1,0 +1,289 @@
+"""`keeper job ...`: the job owner's commands (create, list, show, fund, pause, resume, cancel).
+
+Flags are validated before any RPC; every chain step runs inside `chain_step`, so an unreachable
+RPC, a revert (by its custom error's name) or any other web3 failure is one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+from typing import Any
+
+from eth_abi.abi import decode as abi_decode
+from eth_utils.hexadecimal import encode_hex
+from web3 import AsyncWeb3
+from web3.contract import AsyncContract
+from web3.logs import DISCARD
+from web3.types import TxReceipt
+
+from keeper.chain.contracts import Deployment, bind, call
+from keeper.commands import chain_step, load_deployment, reading_web3, send, signing_web3
+from keeper.config import Settings
+from keeper.core.jobs import JobStatus, Trigger, decode_trigger
+from keeper.core.triggers import LOG_INDEX_MASK, TriggerKind, split_event_cursor
+from keeper.core.units import format_ether, parse_amount
+from keeper.errors import ContractRevert, InvalidAmount, ValidationError
+from keeper.jobspec import CHECK_UPKEEP_SELECTOR, draft_from_flags, parse_address
+
+# TaskManager.JobView, in order.
+JOB_VIEW_FIELDS = (
+    "owner",
+    "status",
+    "kind",
+    "target",
+    "gasLimit",
+    "thresholdBps",
+    "startTime",
+    "endTime",
+    "maxExecutions",
+    "interval",
+    "mode",
+    "balance",
+    "round",
+    "lastCursor",
+    "callDataHash",
+)
+ZERO_TOPIC = b"\x00" * 32
+
+
+def parse_job_id(text: str) -> int:
+    value = text.strip()
+    if not value.isdigit() or int(value) == 0:
+        raise ValidationError(f"invalid job id {text!r}: expected a positive whole number")
+    return int(value)
+
+
+async def fetch_job(tm: AsyncContract, job_id: int) -> dict[str, Any]:
+    """TaskManager.getJob as a dict; an unknown id is one clear error."""
+    try:
+        values = await call(tm.functions.getJob(job_id))
+    except ContractRevert as exc:
+        if exc.error_name == "UnknownJob":
+            raise ValidationError(f"job {job_id} does not exist") from exc
+        raise
+    return dict(zip(JOB_VIEW_FIELDS, values, strict=True))
+
+
+# ------------------------------------------------------------------ formatting
+
+
+def ether(wei: int) -> str:
+    return format_ether(wei).removesuffix(" ether")
+
+
+def format_cursor(kind: TriggerKind, cursor: int) -> str:
+    """Event cursors as `block/logIndex` (`end` = after every log of the block), others raw."""
+    if kind == TriggerKind.Event:
+        block, index = split_event_cursor(cursor)
+        return f"{block}/{'end' if index == LOG_INDEX_MASK else index}"
+    return str(cursor)
+
+
+def format_time(ts: int, none: str) -> str:
+    if ts == 0:
+        return none
+    return f"{ts} ({datetime.fromtimestamp(ts, tz=UTC):%Y-%m-%d %H:%M:%S} UTC)"
+
+
+def describe_trigger(trigger: Trigger) -> str:
+    if trigger.kind == TriggerKind.Time:
+        return f"every {trigger.interval}s"
+    if trigger.kind == TriggerKind.Cron:
+        return f"cron {trigger.cron!r} (UTC)"
+    if trigger.kind == TriggerKind.Event:
+        topics = ", ".join(
+            f"topic{i} {encode_hex(t)}" for i, t in enumerate(trigger.topics) if t != ZERO_TOPIC
+        )
+        return (
+            f"a log of {trigger.emitter} ({topics or 'any topics'}), "
+            f"{trigger.confirmations} confirmation(s)"
+        )
+    spacing = f"at least {trigger.min_interval} block(s) apart"
+    data = trigger.resolver_calldata
+    if trigger.mode == 1 and data[:4] == CHECK_UPKEEP_SELECTOR:
+        (check_data,) = abi_decode(["bytes"], data[4:])
+        return (
+            f"mode 1 (Automation-compatible): {trigger.resolver}.checkUpkeep("
+            f"{encode_hex(check_data)}), then performUpkeep(performData); {spacing}"
+        )
+    return (
+        f"mode {trigger.mode}: resolver {trigger.resolver} called with {encode_hex(data)}; "
+        f"{spacing}"
+    )
+
+
+def tx_line(receipt: TxReceipt) -> str:
+    return (
+        f"tx {encode_hex(receipt['transactionHash'])} "
+        f"(block {receipt['blockNumber']}, gas {receipt['gasUsed']})"
+    )
+
+
+def _events(contract: AsyncContract, name: str, receipt: TxReceipt) -> list[Any]:
+    return list(getattr(contract.events, name)().process_receipt(receipt, errors=DISCARD))
+
+
+# ------------------------------------------------------------------ commands
+
+
+async def _owner(settings: Settings) -> tuple[AsyncWeb3[Any], Any, AsyncContract]:
+    w3, account = await signing_web3(settings)
+    deployment = await load_deployment(settings, w3)
+    return w3, account, bind(w3, deployment).task_manager
+
+
+async def _reader(settings: Settings) -> tuple[AsyncContract, Deployment]:
+    w3 = await reading_web3(settings)
+    deployment = await load_deployment(settings, w3)
+    return bind(w3, deployment).task_manager, deployment
+
+
+async def job_create(settings: Settings, args: argparse.Namespace) -> int:
+    draft = draft_from_flags(args)
+    deposit = parse_amount(args.fund) if args.fund is not None else None
+    w3, account, tm = await _owner(settings)
+    async with chain_step("createJob"):
+        if deposit is None:
+            deposit = 10 * int(await call(tm.functions.requiredDeposit(draft.gas_limit)))
+        receipt = await send(w3, account, tm.functions.createJob(draft.as_tuple()), deposit)
+    (event,) = _events(tm, "JobCreated", receipt)
+    print(
+        f"created job {event['args']['jobId']} ({draft.kind.name}), funded {format_ether(deposit)}"
+    )
+    print(tx_line(receipt))
+    return 0
+
+
+async def job_list(settings: Settings, args: argparse.Namespace) -> int:
+    owner = parse_address(args.owner, "--owner") if args.owner else None
+    tm, deployment = await _reader(settings)
+    filters = {"owner": owner} if owner else {}
+    async with chain_step("job list"):
+        logs = await tm.events.JobCreated().get_logs(
+            from_block=deployment.block, argument_filters=filters
+        )
+        ids = [int(log["args"]["jobId"]) for log in logs]
+        jobs = [{"jobId": job_id, **await fetch_job(tm, job_id)} for job_id in ids]
+    if not jobs:
+        print("no jobs" + (f" owned by {owner}" if owner else ""))
+        return 0
+    rows = [("ID", "KIND", "STATUS", "ROUND", "LAST CURSOR", "BALANCE (ETH)", "TARGET")]
+    for job in jobs:
+        kind = TriggerKind(job["kind"])
+        rows.append(
+            (
+                str(job["jobId"]),
+                kind.name,
+                JobStatus(job["status"]).name,
+                str(job["round"]),
+                format_cursor(kind, int(job["lastCursor"])),
+                ether(int(job["balance"])),
+                str(job["target"]),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+    return 0
+
+
+async def job_show(settings: Settings, args: argparse.Namespace) -> int:
+    job_id = parse_job_id(args.id)
+    tm, deployment = await _reader(settings)
+    async with chain_step("job show"):
+        state = await fetch_job(tm, job_id)
+        min_balance = int(await call(tm.functions.minBalance(job_id)))
+        created = await tm.events.JobCreated().get_logs(
+            from_block=deployment.block, argument_filters={"jobId": job_id}
+        )
+        executed = await tm.events.JobExecuted().get_logs(
+            from_block=deployment.block, argument_filters={"jobId": job_id}
+        )
+    kind = TriggerKind(state["kind"])
+    print(f"job {job_id}")
+    lines = [
+        ("owner", str(state["owner"])),
+        ("status", JobStatus(state["status"]).name),
+        ("kind", kind.name),
+        ("target", str(state["target"])),
+    ]
+    if created:
+        spec = created[0]["args"]["spec"]
+        call_data = bytes(spec["callData"])
+        lines += [
+            ("calldata", f"{encode_hex(call_data)} ({len(call_data)} bytes)"),
+            ("trigger", describe_trigger(decode_trigger(int(kind), bytes(spec["trigger"])))),
+            ("deposit", format_ether(int(created[0]["args"]["deposit"]))),
+        ]
+    bps = int(state["thresholdBps"])
+    lines += [
+        ("gas limit", str(state["gasLimit"])),
+        ("threshold", f"{bps} bps ({bps / 100:g}% of the quorum's stake)"),
+        ("start", format_time(int(state["startTime"]), "at creation")),
+        ("end", format_time(int(state["endTime"]), "none")),
+        ("max executions", str(state["maxExecutions"] or "unlimited")),
+        ("round", str(state["round"])),
+        ("last cursor", format_cursor(kind, int(state["lastCursor"]))),
+        ("balance", format_ether(int(state["balance"]))),
+        ("min balance", f"{format_ether(min_balance)} (one worst-case execution)"),
+    ]
+    for name, value in lines:
+        print(f"  {name:<15}{value}")
+    print(f"executions ({len(executed)})")
+    for log in executed:
+        a = log["args"]
+        print(
+            f"  round {a['round']}  cursor {format_cursor(kind, int(a['cursor']))}  "
+            f"block {log['blockNumber']}  executor {a['executor']}  "
+            f"{'success' if a['success'] else 'FAILED'}  gas {a['gasUsed']}  "
+            f"payment {format_ether(int(a['payment']))}"
+        )
+    return 0
+
+
+async def job_fund(settings: Settings, args: argparse.Namespace) -> int:
+    job_id = parse_job_id(args.id)
+    amount = parse_amount(args.amount)
+    if amount == 0:
+        raise InvalidAmount(f"invalid amount {args.amount!r}: must be more than zero")
+    w3, account, tm = await _owner(settings)
+    async with chain_step("fund"):
+        await fetch_job(tm, job_id)
+        receipt = await send(w3, account, tm.functions.fund(job_id), amount)
+    (event,) = _events(tm, "JobFunded", receipt)
+    balance = int(event["args"]["balance"])
+    print(f"funded job {job_id} with {format_ether(amount)}; balance {format_ether(balance)}")
+    print(tx_line(receipt))
+    return 0
+
+
+async def job_owner_action(settings: Settings, args: argparse.Namespace) -> int:
+    """pause, resume or cancel (the subcommand's name is the contract function's)."""
+    action: str = args.job_command
+    job_id = parse_job_id(args.id)
+    w3, account, tm = await _owner(settings)
+    async with chain_step(action):
+        await fetch_job(tm, job_id)
+        receipt = await send(w3, account, getattr(tm.functions, action)(job_id))
+    past = {"pause": "paused", "resume": "resumed", "cancel": "cancelled"}[action]
+    print(f"{past} job {job_id}")
+    if action == "cancel":
+        (event,) = _events(tm, "JobCancelled", receipt)
+        refund = int(event["args"]["refund"])
+        print(f"refund {format_ether(refund)} ({refund} wei) to {account.address}")
+    print(tx_line(receipt))
+    return 0
+
+
+JOB_COMMANDS = {
+    "create": job_create,
+    "list": job_list,
+    "show": job_show,
+    "fund": job_fund,
+    "pause": job_owner_action,
+    "resume": job_owner_action,
+    "cancel": job_owner_action,
+}
