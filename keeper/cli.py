@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, NoReturn
 
 from keeper import __version__
 from keeper.errors import KeeperError
@@ -30,8 +30,15 @@ def _common(p: argparse.ArgumentParser, title: str | None = None) -> None:
     g.add_argument("--log-level", dest="log_level", help="DEBUG, INFO, WARNING or ERROR")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse prints usage plus an error; the CLI promises one line and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_ERROR, f"keeper: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="keeper", description="Decentralized keeper network.")
+    parser = OneLineParser(prog="keeper", description="Decentralized keeper network.")
     parser.add_argument("--version", action="version", version=f"keeper {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

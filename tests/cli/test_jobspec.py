@@ -133,3 +133,16 @@ def test_cron_is_checked_with_the_same_rules_as_keepers() -> None:
         spec(cron="61 * * * *")
     with pytest.raises(InvalidCron):
         spec(cron="0 0 30 2 *")  # parses, never fires
+
+
+def test_a_usage_error_is_one_line_and_exit_2() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    keeper = Path(sys.executable).parent / "keeper"
+    for args in (["job", "create", "--bogus"], ["job", "show"], ["nonsense"]):
+        result = subprocess.run([str(keeper), *args], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("keeper: error:"), result.stderr
