@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,9 @@ class Network:
     nodes: dict[int, KeeperNode] = field(default_factory=dict)
     # Per-node RPC URL override (e.g. through a TcpProxy); None = the chain's own client.
     rpc_urls: dict[int, str] = field(default_factory=dict)
+    # The peer port each node listened on: a restart listens there again, as a real operator's
+    # node does, so the endpoint registered on-chain keeps reaching it.
+    ports: dict[int, int] = field(default_factory=dict)
 
     def db_path(self, i: int) -> Path:
         return self.tmp / f"keeper{i}.db"
@@ -60,12 +63,13 @@ class Network:
             account=account,
             deployment=self.net.deployment,
             store=store,
-            options=self.options,
+            options=replace(self.options, port=self.ports.get(i, self.options.port)),
             fee_policy=FeePolicy(),
             load=quiet_load(i),
         )
         await node.start(loop=False)
         self.nodes[i] = node
+        self.ports[i] = node.port
         return node
 
     async def stop_node(self, i: int) -> None:
