@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
+from eth_typing import URI
 from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3._utils.http_session_manager import HTTPSessionManager
 from web3.exceptions import ProviderConnectionError, TimeExhausted, Web3RPCError
 
 from keeper.errors import RpcUnavailable
@@ -40,7 +42,38 @@ async def rpc_guard(operation: str) -> AsyncIterator[None]:
         raise
 
 
+class LoopSessionManager(HTTPSessionManager):
+    """web3's session cache without its process-wide thread lock.
+
+    web3 8.0.0 takes a class-level `threading.Lock` in a thread pool on every request; a request
+    cancelled while that acquire is pending (the node's loop task on SIGTERM) leaves the lock
+    taken forever (web3.py issue #3867), so every later request in the process hangs and the
+    interpreter never exits (it joins the blocked pool threads). A node uses one event loop, where
+    a check-then-insert with no await in between needs no lock at all.
+    """
+
+    async def async_cache_and_return_session(
+        self,
+        endpoint_uri: URI,
+        session: aiohttp.ClientSession | None = None,
+        request_timeout: aiohttp.ClientTimeout | None = None,
+    ) -> aiohttp.ClientSession:
+        key = f"{id(asyncio.get_running_loop())}:{endpoint_uri}"
+        cached = self.session_cache.get_cache_entry(key)
+        if cached is not None and not cached.closed and session is None:
+            return cast(aiohttp.ClientSession, cached)
+        fresh = session or aiohttp.ClientSession(
+            raise_for_status=True,
+            connector=aiohttp.TCPConnector(force_close=True, enable_cleanup_closed=True),
+        )
+        self.session_cache.cache(key, fresh)
+        if cached is not None and cached is not fresh and not cached.closed:
+            await cached.close()
+        return fresh
+
+
 def connect(rpc_url: str, timeout: float = 10.0) -> AsyncWeb3[Any]:
     """An AsyncWeb3 over HTTP(S) with a bounded request timeout."""
     provider = AsyncHTTPProvider(rpc_url, request_kwargs={"timeout": timeout})
+    provider._request_session_manager = LoopSessionManager()
     return AsyncWeb3(provider)

@@ -14,7 +14,7 @@ from eth_utils.crypto import keccak
 
 from keeper.core.messages import ReportRequest, ReportResponse
 from keeper.core.report import compute_report_digest, recover_report_signer, sign_report
-from keeper.errors import PeerRejected
+from keeper.errors import PeerRejected, RpcUnavailable
 from keeper.monitor.metrics import NodeMetrics
 from keeper.node.context import NodeContext
 from keeper.node.evaluate import Evaluator
@@ -49,7 +49,7 @@ class MemberService:
 
     async def handle_report(self, req: ReportRequest) -> ReportResponse:
         try:
-            response = await self._handle(req)
+            response = await self._handle_reachable(req)
         except PeerRejected as exc:
             self._metrics.record_rejection(exc.code)
             log.info(
@@ -63,6 +63,14 @@ class MemberService:
             raise
         self._metrics.reports_signed.inc()
         return response
+
+    async def _handle_reachable(self, req: ReportRequest) -> ReportResponse:
+        # Without its RPC a member can check nothing: it answers 503, as its /healthz does,
+        # rather than a 500 with a traceback for an outage it already reports.
+        try:
+            return await self._handle(req)
+        except RpcUnavailable as exc:
+            raise _reject(503, "RpcUnavailable", str(exc)) from exc
 
     async def _handle(self, req: ReportRequest) -> ReportResponse:
         ctx, report = self._ctx, req.report

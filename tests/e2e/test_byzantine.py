@@ -1,0 +1,429 @@
+"""A byzantine keeper among five with equal stakes: the test holds its key and acts for it (its
+process never runs), the other four run honestly and always hold the 2/3 threshold.
+
+(a) As the leader of a round it sends the members reports with a wrong cursor or payload: every
+    member refuses, and its own signature plus any single honest one never reaches the
+    threshold, so nothing of its making executes while the honest members keep the schedule.
+(b) It signs two different results for the same (jobId, round, checkBlock, checkBlockHash):
+    anyone proves it with `slashEquivocation`, its stake goes (10% to the reporter), and the
+    running keepers rotate it out of every quorum.
+
+The module shares one network; (b) slashes the byzantine keeper, so it runs after (a).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from eth_abi.abi import encode as abi_encode
+from eth_account.signers.local import LocalAccount
+from eth_utils.crypto import keccak
+from web3 import AsyncWeb3
+from web3.logs import DISCARD
+
+from keeper.chain.calls import compute_execute_gas
+from keeper.chain.contracts import revert_of, transact
+from keeper.core.messages import (
+    SIGNATURE_HEADER,
+    ReportRequest,
+    encode_request,
+    format_signature_header,
+    sign_body,
+)
+from keeper.core.quorum import Member, pack_signatures, rank_members, unpack_member
+from keeper.core.report import Domain, Report, sign_report
+from keeper.errors import ContractRevert
+from tests.e2e.cluster import ETHER, Cluster, start_cluster
+
+STAKE = 2
+KEEPERS = 5
+INTERVAL = 10
+GAS_LIMIT = 200_000
+THRESHOLD_BPS = 6667
+TURN_BLOCKS = 4  # a backup waits this long for the (absent) byzantine leader
+FIRST_JOB = 1  # TaskManager.nextJobId starts at 1
+TIME_CALLDATA = keccak(text="onTime()")[:4]
+CRON_CALLDATA = keccak(text="onCron()")[:4]
+NEVER_DUE_CRON = "0 0 1 1 *"  # next fire is next New Year: never due during the test
+STATUS_SLASHED = 3  # KeeperRegistry.Status.Slashed
+
+
+@dataclass
+class Net:
+    cluster: Cluster
+    byzantine: int
+    honest: list[int]
+    time_job: int | None = None
+
+    @property
+    def byz(self) -> LocalAccount:
+        return self.cluster.keepers[self.byzantine].account
+
+    @property
+    def domain(self) -> Domain:
+        d = self.cluster.deployment
+        return Domain(d.chain_id, d.task_manager)
+
+    def honest_accounts(self) -> list[LocalAccount]:
+        return [self.cluster.keepers[i].account for i in self.honest]
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
+    tmp: Path = tmp_path_factory.mktemp("byzantine")
+    cluster = start_cluster(tmp, stakes=(STAKE,) * KEEPERS, start=False)
+    try:
+        addresses = [str(cluster.keepers[i].account.address) for i in range(KEEPERS)]
+        # The byzantine keeper is the one ranked first for round 1 of the first job, so it is
+        # that round's leader and the honest backups wait TURN_BLOCKS for it.
+        byzantine = addresses.index(rank_members(FIRST_JOB, 1, addresses)[0])
+        honest = [i for i in range(KEEPERS) if i != byzantine]
+        for i in honest:
+            cluster.start(i, "--turn-blocks", str(TURN_BLOCKS))
+        yield Net(cluster, byzantine, honest)
+    finally:
+        cluster.stop_all()
+
+
+# ---------------------------------------------------------------------- chain helpers
+
+
+async def wait_for_epoch(net: Net, w3: AsyncWeb3[Any], above: int = 0) -> int:
+    registry = (await net.cluster.contracts(w3)).registry
+
+    async def formed() -> bool:
+        return int(await registry.functions.currentEpoch().call()) > above
+
+    await net.cluster.wait_until(formed, 120, f"an epoch after {above}")
+    return int(await registry.functions.currentEpoch().call())
+
+
+async def quorums_of(net: Net, w3: AsyncWeb3[Any], epoch: int) -> list[list[Member]]:
+    registry = (await net.cluster.contracts(w3)).registry
+    logs = await registry.events.QuorumFormed().get_logs(
+        from_block=net.cluster.deployment.block, argument_filters={"epoch": epoch}
+    )
+    logs = sorted(logs, key=lambda lg: int(lg["args"]["quorum"]))
+    return [[unpack_member(bytes(w)) for w in lg["args"]["members"]] for lg in logs]
+
+
+async def job_view(w3: AsyncWeb3[Any], net: Net, job_id: int) -> dict[str, Any]:
+    tm = (await net.cluster.contracts(w3)).task_manager
+    outputs = next(i for i in tm.abi if i.get("name") == "getJob")["outputs"][0]["components"]
+    names = [str(c["name"]) for c in outputs]
+    return dict(zip(names, await tm.functions.getJob(job_id).call(), strict=True))
+
+
+async def create_job(
+    net: Net, w3: AsyncWeb3[Any], kind: int, trigger: bytes, calldata: bytes
+) -> int:
+    tm = (await net.cluster.contracts(w3)).task_manager
+    target = await net.cluster.deploy_target(w3)
+    spec = (target.address, calldata, kind, trigger, GAS_LIMIT, THRESHOLD_BPS, 0, 0, 0)
+    deposit = 40 * int(await tm.functions.requiredDeposit(GAS_LIMIT).call())
+    receipt = await net.cluster.owner_tx(w3, tm.functions.createJob(spec), value=deposit)
+    return int(tm.events.JobCreated().process_receipt(receipt)[0]["args"]["jobId"])
+
+
+async def ensure_time_job(net: Net, w3: AsyncWeb3[Any]) -> int:
+    """The module's Time job every 10 s (job 1, whose round 1 the byzantine keeper leads)."""
+    if net.time_job is None:
+        net.time_job = await create_job(
+            net, w3, 0, abi_encode(["uint64"], [INTERVAL]), TIME_CALLDATA
+        )
+        assert net.time_job == FIRST_JOB
+    return net.time_job
+
+
+async def first_block_at(w3: AsyncWeb3[Any], timestamp: int) -> Any:
+    """Waits for the first block whose timestamp reaches `timestamp` (polling, the loop free)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    while loop.time() < deadline:
+        block = await w3.eth.get_block("latest")
+        if int(block["timestamp"]) >= timestamp:
+            return block
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"no block reached timestamp {timestamp}")
+
+
+async def simulate_execute(
+    w3: AsyncWeb3[Any],
+    net: Net,
+    report: Report,
+    payload: bytes,
+    members: Sequence[Member],
+    signers: Sequence[LocalAccount],
+    block: int,
+) -> ContractRevert | None:
+    """eth_call of `execute` by the report's executor at `block`: the revert, or None."""
+    tm = (await net.cluster.contracts(w3)).task_manager
+    signatures = {str(a.address): sign_report(a.key, report, net.domain) for a in signers}
+    bitmap, packed = pack_signatures(members, signatures)
+    data = tm.encode_abi(
+        "execute", args=[report.as_tuple(), payload, [m.word for m in members], bitmap, packed]
+    )
+    call = {
+        "from": report.executor,
+        "to": tm.address,
+        "data": data,
+        "gas": compute_execute_gas(GAS_LIMIT, len(members)),
+    }
+    try:
+        await w3.eth.call(call, block)  # type: ignore[arg-type]
+    except Exception as exc:
+        revert = revert_of(exc)
+        if revert is None:
+            raise
+        return revert
+    return None
+
+
+async def post_as_leader(
+    http: aiohttp.ClientSession, net: Net, endpoint: str, report: Report, payload: bytes
+) -> tuple[int, str]:
+    """POST /v1/reports from the byzantine keeper, signed like an honest leader would sign it;
+    returns (status, error code)."""
+    byz = net.byz
+    request = ReportRequest(
+        sender=byz.address,
+        sent_block=report.checkBlock,
+        report=report,
+        payload=payload,
+        leader_signature=sign_report(byz.key, report, net.domain),
+    )
+    body = encode_request(request)
+    headers = {
+        "Content-Type": "application/json",
+        SIGNATURE_HEADER: format_signature_header(sign_body(byz.key, body)),
+    }
+    timeout = aiohttp.ClientTimeout(total=20)
+    async with http.post(
+        endpoint + "/v1/reports", data=body, headers=headers, timeout=timeout
+    ) as response:
+        answer = await response.json()
+        return response.status, str(answer.get("error", "signed"))
+
+
+# ---------------------------------------------------------------------- (a) wrong reports
+
+
+async def test_members_refuse_a_byzantine_leaders_wrong_reports(net: Net) -> None:
+    cluster = net.cluster
+    w3 = cluster.web3()
+    epoch = await wait_for_epoch(net, w3)
+    (members,) = await quorums_of(net, w3, epoch)
+    everyone = {cluster.keepers[i].account.address for i in range(KEEPERS)}
+    assert {m.address for m in members} == everyone  # the byzantine keeper is a member
+    honest = net.honest_accounts()
+    honest_addresses = {a.address for a in honest}
+
+    # given a Time job every 10 s whose round 1 the byzantine keeper leads, and a Cron job
+    # that is never due
+    job_id = await ensure_time_job(net, w3)
+    cron_id = await create_job(net, w3, 1, abi_encode(["string"], [NEVER_DUE_CRON]), CRON_CALLDATA)
+    assert rank_members(job_id, 1, list(everyone))[0] == net.byz.address
+
+    async def round_open(r: int) -> bool:
+        return int((await job_view(w3, net, job_id))["round"]) == r
+
+    await cluster.wait_until(lambda: round_open(1), 120, "round 0 to execute")
+    view = await job_view(w3, net, job_id)
+    start, slot = int(view["startTime"]), int(view["lastCursor"]) + INTERVAL
+
+    # when, at the first block where round 1 is due, the byzantine leader proposes wrong results
+    block = await first_block_at(w3, slot)
+    check = Report(
+        jobId=job_id,
+        round=1,
+        epoch=epoch,
+        cursor=slot,
+        checkBlock=int(block["number"]),
+        checkBlockHash=bytes(block["hash"]),
+        payloadHash=keccak(TIME_CALLDATA),
+        executor=net.byz.address,
+        deadline=int(block["number"]) + 40,
+    )
+    wrong = {
+        "off the grid": (replace(check, cursor=slot - 3), TIME_CALLDATA, "CursorMismatch"),
+        "a future slot": (
+            replace(check, cursor=slot + 100 * INTERVAL),
+            TIME_CALLDATA,
+            "CursorMismatch",
+        ),
+        "a wrong payload": (
+            replace(check, payloadHash=keccak(CRON_CALLDATA)),
+            CRON_CALLDATA,
+            "PayloadMismatch",
+        ),
+    }
+    cron_view = await job_view(w3, net, cron_id)
+    cron_report = replace(
+        check,
+        jobId=cron_id,
+        round=0,
+        cursor=int(block["timestamp"]),
+        payloadHash=keccak(CRON_CALLDATA),
+    )
+    assert int(cron_view["startTime"]) <= cron_report.cursor
+    wrong["an undue Cron fire"] = (cron_report, CRON_CALLDATA, "NotDue")
+    endpoints = [cluster.keepers[i].endpoint for i in net.honest]
+    async with aiohttp.ClientSession() as http:
+        answers = await asyncio.gather(
+            *(
+                post_as_leader(http, net, endpoint, report, payload)
+                for report, payload, _ in wrong.values()
+                for endpoint in endpoints
+            )
+        )
+
+    # then every honest member refuses every one of them, naming what is wrong
+    expected = [(422, code) for _, _, code in wrong.values() for _ in endpoints]
+    per_report = len(endpoints)
+    by_case = {name: answers[k * per_report : (k + 1) * per_report] for k, name in enumerate(wrong)}
+    assert list(answers) == expected, by_case
+
+    # and even had one honest member been fooled, its signature and the byzantine keeper's
+    # execute nothing: the Time reports break the cursor or payload rule on-chain, and the
+    # Cron report (which the contract cannot judge) is 40% of the stake, short of 2/3
+    at = int(block["number"]) + 1
+    await first_block_at(w3, int(block["timestamp"]) + 1)  # block `at` exists
+    on_chain = {
+        "off the grid": "CursorOffGrid",
+        "a future slot": "CursorInFuture",
+        "a wrong payload": "PayloadMismatch",
+    }
+    for name, error in on_chain.items():
+        report, payload, _ = wrong[name]
+        revert = await simulate_execute(w3, net, report, payload, members, [net.byz, honest[0]], at)
+        assert revert is not None and revert.error_name == error, (name, revert)
+    for fooled in honest:
+        revert = await simulate_execute(
+            w3, net, cron_report, CRON_CALLDATA, members, [net.byz, fooled], at
+        )
+        assert revert is not None and revert.error_name == "InsufficientStake", revert
+    revert = await simulate_execute(
+        w3, net, cron_report, CRON_CALLDATA, members, [net.byz, *honest[:2]], at
+    )
+    assert revert is not None and revert.error_name == "InsufficientStake", revert
+    # (the report is otherwise valid: three fooled members would have carried it)
+    assert (
+        await simulate_execute(
+            w3, net, cron_report, CRON_CALLDATA, members, [net.byz, *honest[:3]], at
+        )
+        is None
+    )
+
+    # and the honest members execute the real rounds on schedule, round 1 by a backup
+    async def executed(n: int) -> bool:
+        return len(await cluster.executions(w3, job_id)) >= n
+
+    await cluster.wait_until(lambda: executed(3), 120, "rounds 1 and 2")
+    executions = await cluster.executions(w3, job_id)
+    rounds = [int(e["args"]["round"]) for e in executions]
+    assert rounds == list(range(len(rounds))), rounds
+    cursors = [int(e["args"]["cursor"]) for e in executions]
+    assert cursors[1] == slot
+    assert all((c - start) % INTERVAL == 0 for c in cursors), cursors
+    assert all(b - a == INTERVAL for a, b in itertools.pairwise(cursors)), cursors
+    assert {e["args"]["executor"] for e in executions} <= honest_addresses
+    # and nothing carries a byzantine cursor or payload
+    assert not {slot - 3, slot + 100 * INTERVAL} & set(cursors)
+    target = cluster.target_at(w3, str(view["target"]))
+    assert int(await target.functions.cronCount().call()) == 0
+    assert int(await target.functions.timeCount().call()) == len(executions)
+    assert await cluster.executions(w3, cron_id) == []
+    assert int((await job_view(w3, net, cron_id))["round"]) == 0
+
+
+# ---------------------------------------------------------------------- (b) equivocation
+
+
+async def test_equivocation_is_slashed_and_the_keeper_rotated_out(net: Net) -> None:
+    cluster = net.cluster
+    w3 = cluster.web3()
+    contracts = await cluster.contracts(w3)
+    registry, tm = contracts.registry, contracts.task_manager
+    epoch = await wait_for_epoch(net, w3)
+    job_id = await ensure_time_job(net, w3)
+
+    async def executed_after(block: int) -> bool:
+        return any(e["blockNumber"] > block for e in await cluster.executions(w3, job_id))
+
+    await cluster.wait_until(lambda: executed_after(0), 120, "the Time job to execute")
+    honest_addresses = {a.address for a in net.honest_accounts()}
+    (members,) = await quorums_of(net, w3, epoch)
+    assert net.byz.address in {m.address for m in members}
+
+    # given two reports the byzantine keeper signed for the same (jobId, round, checkBlock,
+    # checkBlockHash) with different cursors
+    view = await job_view(w3, net, job_id)
+    block = await w3.eth.get_block("latest")
+    a = Report(
+        jobId=job_id,
+        round=int(view["round"]),
+        epoch=epoch,
+        cursor=int(view["lastCursor"]) + INTERVAL,
+        checkBlock=int(block["number"]),
+        checkBlockHash=bytes(block["hash"]),
+        payloadHash=keccak(TIME_CALLDATA),
+        executor=net.byz.address,
+        deadline=int(block["number"]) + 40,
+    )
+    b = replace(a, cursor=a.cursor + INTERVAL)
+    sig_a = sign_report(net.byz.key, a, net.domain)
+    sig_b = sign_report(net.byz.key, b, net.domain)
+
+    # when a bystander (a dev account that is neither keeper nor job owner) proves it
+    reporter = cluster.accounts[KEEPERS + 2]
+    assert reporter.address not in {kp.account.address for kp in cluster.keepers.values()}
+    receipt = await transact(
+        w3,
+        tm.functions.slashEquivocation(a.as_tuple(), sig_a, b.as_tuple(), sig_b),
+        {"from": reporter.address},
+    )
+
+    # then the whole stake is slashed and 10% of it goes to the reporter
+    (slashed,) = registry.events.Slashed().process_receipt(receipt, errors=DISCARD)
+    assert slashed["args"]["keeper"] == net.byz.address
+    assert slashed["args"]["reporter"] == reporter.address
+    assert int(slashed["args"]["amount"]) == STAKE * ETHER
+    assert int(slashed["args"]["reward"]) == STAKE * ETHER // 10
+    (proven,) = tm.events.EquivocationProven().process_receipt(receipt, errors=DISCARD)
+    assert proven["args"]["keeper"] == net.byz.address
+    stake, status, *_ = await registry.functions.keeperInfo(net.byz.address).call()
+    assert (int(stake), int(status)) == (0, STATUS_SLASHED)
+    mined = int(receipt["blockNumber"])
+    gained = int(await w3.eth.get_balance(reporter.address, mined)) - int(
+        await w3.eth.get_balance(reporter.address, mined - 1)
+    )
+    fee = int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"])
+    assert gained == STAKE * ETHER // 10 - fee
+
+    # and the running keepers rotate by themselves (the keeper set changed), leaving the
+    # slashed keeper out of every quorum of the new epoch
+    new_epoch = await wait_for_epoch(net, w3, above=epoch)
+    quorums = await quorums_of(net, w3, new_epoch)
+    assert quorums, f"no QuorumFormed logs for epoch {new_epoch}"
+    in_quorums = [m.address for quorum in quorums for m in quorum]
+    assert net.byz.address not in in_quorums
+    assert sorted(in_quorums) == sorted(honest_addresses)
+
+    # and the honest four keep executing the job in the new epoch
+    (started,) = await registry.events.EpochStarted().get_logs(
+        from_block=mined, argument_filters={"epoch": new_epoch}
+    )
+    await cluster.wait_until(
+        lambda: executed_after(int(started["blockNumber"])), 120, "an execution in the new epoch"
+    )
+    executions = await cluster.executions(w3, job_id)
+    rounds = [int(e["args"]["round"]) for e in executions]
+    assert rounds == list(range(len(rounds))), rounds
+    assert {e["args"]["executor"] for e in executions} <= honest_addresses
