@@ -153,8 +153,8 @@ ANALYSIS = """
 ### Against the aim (5-of-7 overhead <= 60,000; <= 4,500 per extra signer)
 
 Measured: a 5-of-7 execution costs {overhead:,} gas of overhead (21,000 base + {calldata:,}
-calldata + {evm:,} EVM), and each extra signer {per_signer:,.0f}. The per-signer aim is met; the
-60,000 aim is not, and cannot be with one ECDSA signature per signer:
+calldata + {evm:,} EVM), and each extra signer {per_signer:,.0f}. {per_signer_verdict} The
+60,000 aim is not met, and cannot be with one ECDSA signature per signer:
 
 - Floor without any quorum logic: 21,000 base + 5 x (3,000 `ecrecover` + ~1,040 for 65 bytes of
   calldata) + 7 member words (~3,200 calldata) + the report (~2,300 calldata) is ~46,700; the
@@ -217,12 +217,21 @@ def render(execs: list[dict[str, Any]], creates: dict[str, int], rotates: dict[i
     seven = next((r for r in execs if r["n"] == 7), None)
     four = next((r for r in execs if r["n"] == 4), None)
     if seven is not None and four is not None:
+        over = [r for r in execs if r.get("per_signer", 0) > 4_500]
+        verdict = (
+            "The per-signer aim (4,500) is met at every quorum size."
+            if not over
+            else "The per-signer aim (4,500) is missed at "
+            + ", ".join(f"{r['n']} members ({r['per_signer']:,.0f})" for r in over)
+            + ": a signature's calldata cost varies with its zero bytes."
+        )
         lines += ANALYSIS.format(
             overhead=seven["overhead"],
             calldata=seven["calldata"],
             evm=seven["evm"],
             per_signer=seven.get("per_signer", 0),
             four=four["overhead"],
+            per_signer_verdict=verdict,
         ).splitlines()
     lines += [
         "",
