@@ -114,11 +114,8 @@ class TxSender:
         failed, the nonce is given back, and TransactionFailed is raised.
         """
         async with self._lock:
-            if self._next_nonce is None:
-                await self._sync_nonce()
-            assert self._next_nonce is not None
             block = await self._latest_block()
-            nonce = max(self._next_nonce, await self._nonce_at("pending"))
+            nonce = await self._free_nonce()
             fees = compute_fees(self._policy, Wei(int(block["baseFeePerGas"])))
             params: dict[str, Any] = {
                 "type": 2,
@@ -359,15 +356,21 @@ class TxSender:
             return int(await self._w3.eth.get_transaction_count(self.address, block))
 
     async def _sync_nonce(self) -> None:
+        self._next_nonce = await self._free_nonce()
+
+    async def _free_nonce(self) -> int:
         """Next nonce = past the chain's pending count and every still-pending row we signed.
 
         Only `pending` rows count: a row rejected outright (`failed` without a receipt) never
         used its nonce, and counting it would leave a gap no later transaction could cross.
+        Nor does a counter kept in memory: a reorg can drop a transaction that was mined (anvil
+        drops the replaced blocks' transactions), which frees its nonce again, and a nonce past
+        the chain's would then wait behind that gap forever.
         """
         chain_pending = await self._nonce_at("pending")
         pending = await self._store.pending_txs("pending")
         ours = max((row.nonce + 1 for row in pending), default=0)
-        self._next_nonce = max(chain_pending, ours, self._next_nonce or 0)
+        return max(chain_pending, ours)
 
     async def _pending_groups(self) -> list[list[PendingTx]]:
         rows = await self._store.pending_txs("pending")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -63,8 +64,10 @@ class LeaderService:
         client: PeerClient,
         metrics: NodeMetrics,
         is_overloaded: Callable[[], bool],
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._ctx = ctx
+        self._clock = clock
         self._evaluator = evaluator
         self._calls = calls
         self._sender = sender
@@ -144,6 +147,7 @@ class LeaderService:
         rank: int,
     ) -> RoundResult:
         ctx = self._ctx
+        led_at = self._clock()
         report = Report(
             jobId=job.job_id,
             round=job.round,
@@ -172,6 +176,15 @@ class LeaderService:
         signatures = await self._collect(job, quorum, report, proposal.payload, own, head)
         if signatures is None:
             return RoundResult(job.job_id, job.round, "no_quorum")
+        # Agreement latency (benchmarks/latency.py reads it): from leading to threshold stake.
+        log.info(
+            "round.threshold job=%d round=%d rank=%d signers=%d ms=%.1f",
+            job.job_id,
+            job.round,
+            rank,
+            len(signatures),
+            (self._clock() - led_at) * 1000,
+        )
         bitmap, packed = pack_signatures(quorum.members, signatures)
         data = self._calls.execute_data(report, proposal.payload, quorum.members, bitmap, packed)
         gas = compute_execute_gas(job.gas_limit, len(quorum.members))
