@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.harness import Net, make_net
+
+# The suite runs on a busy 2-core machine: wall-time limits per example and "too slow" or
+# "filters too much" health checks would fail tests for the machine's load, not the code.
+settings.register_profile(
+    "keeper",
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+settings.load_profile("keeper")
 
 
 @pytest.fixture
