@@ -17,7 +17,7 @@ from web3.contract import AsyncContract
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
-from keeper.chain.contracts import Deployment, bind, call
+from keeper.chain.contracts import JOB_VIEW_FIELDS, Deployment, bind, call
 from keeper.commands import chain_step, load_deployment, reading_web3, send, signing_web3
 from keeper.config import Settings
 from keeper.core.jobs import JobStatus, Trigger, decode_trigger
@@ -26,24 +26,6 @@ from keeper.core.units import format_ether, parse_amount
 from keeper.errors import ContractRevert, InvalidAmount, ValidationError
 from keeper.jobspec import CHECK_UPKEEP_SELECTOR, draft_from_flags, parse_address
 
-# TaskManager.JobView, in order.
-JOB_VIEW_FIELDS = (
-    "owner",
-    "status",
-    "kind",
-    "target",
-    "gasLimit",
-    "thresholdBps",
-    "startTime",
-    "endTime",
-    "maxExecutions",
-    "interval",
-    "mode",
-    "balance",
-    "round",
-    "lastCursor",
-    "callDataHash",
-)
 ZERO_TOPIC = b"\x00" * 32
 
 

@@ -19,6 +19,7 @@ from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from keeper.chain.contracts import (
+    JOB_VIEW_FIELDS,
     Deployment,
     DeployParams,
     bind,
@@ -193,24 +194,8 @@ class Net:
         return int(event["args"]["jobId"])
 
     async def job(self, job_id: int) -> dict[str, Any]:
-        names = [
-            "owner",
-            "status",
-            "kind",
-            "target",
-            "gasLimit",
-            "thresholdBps",
-            "startTime",
-            "endTime",
-            "maxExecutions",
-            "interval",
-            "mode",
-            "balance",
-            "round",
-            "lastCursor",
-            "callDataHash",
-        ]
-        return dict(zip(names, await self.tm.functions.getJob(job_id).call(), strict=True))
+        values = await self.tm.functions.getJob(job_id).call()
+        return dict(zip(JOB_VIEW_FIELDS, values, strict=True))
 
     # ----------------------------------------------------------------- reports
 

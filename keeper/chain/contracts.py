@@ -19,6 +19,25 @@ from web3.types import TxParams, TxReceipt
 from keeper.chain.artifacts import error_selectors, load_artifact
 from keeper.errors import ConfigError, ContractRevert, TransactionFailed
 
+# TaskManager.JobView, in order.
+JOB_VIEW_FIELDS = (
+    "owner",
+    "status",
+    "kind",
+    "target",
+    "gasLimit",
+    "thresholdBps",
+    "startTime",
+    "endTime",
+    "maxExecutions",
+    "interval",
+    "mode",
+    "balance",
+    "round",
+    "lastCursor",
+    "callDataHash",
+)
+
 ERROR_STRING_SELECTOR = bytes.fromhex("08c379a0")
 PANIC_SELECTOR = bytes.fromhex("4e487b71")
 
