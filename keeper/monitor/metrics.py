@@ -61,8 +61,9 @@ class NodeMetrics:
             "keeper_overloaded", "1 when the node reports itself overloaded.", registry=r
         )
 
-    def record_execution(self, success: bool) -> None:
-        self.executions.labels(result="success" if success else "failure").inc()
+    def record_execution(self, success: bool, count: int = 1) -> None:
+        if count > 0:
+            self.executions.labels(result="success" if success else "failure").inc(count)
 
     def record_rejection(self, code: str) -> None:
         self.peer_rejections.labels(code=code).inc()

@@ -44,6 +44,18 @@ class QuorumView:
         return any(m.address.lower() == address.lower() for m in self.members)
 
 
+@dataclass(frozen=True)
+class EpochQuorums:
+    """All quorums of one epoch; which one serves a job is pure arithmetic on the seed."""
+
+    epoch: Epoch
+    quorums: list[list[Member]]
+
+    def for_job(self, job_id: int) -> QuorumView:
+        index = compute_quorum_of(self.epoch.seed, job_id, self.epoch.count)
+        return QuorumView(self.epoch, index, self.quorums[index])
+
+
 @dataclass
 class NodeContext:
     account: LocalAccount
@@ -57,6 +69,12 @@ class NodeContext:
 
     async def quorum_for(self, job_id: int, epoch_number: int | None = None) -> QuorumView | None:
         """The job's quorum in `epoch_number` (default: the newest epoch the store knows)."""
+        quorums = await self.epoch_quorums(epoch_number)
+        return quorums.for_job(job_id) if quorums is not None else None
+
+    async def epoch_quorums(self, epoch_number: int | None = None) -> EpochQuorums | None:
+        """Every quorum of `epoch_number` (default: the newest), read once for many jobs;
+        None while the epoch or any of its quorums is not in the store."""
         epoch = (
             await self.store.latest_epoch()
             if epoch_number is None
@@ -67,8 +85,7 @@ class NodeContext:
         quorums = await self.store.quorums(epoch.epoch)
         if len(quorums) != epoch.count:
             return None
-        index = compute_quorum_of(epoch.seed, job_id, epoch.count)
-        return QuorumView(epoch, index, quorums[index])
+        return EpochQuorums(epoch, quorums)
 
     async def is_epoch_usable(self, epoch_number: int, head: int) -> bool:
         """Current, or previous within the registry's grace period."""

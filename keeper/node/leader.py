@@ -18,7 +18,7 @@ from eth_utils.crypto import keccak
 
 from keeper.chain.calls import KeeperCalls, compute_execute_gas
 from keeper.chain.sender import TxSender
-from keeper.core.jobs import Job
+from keeper.core.jobs import Job, JobStatus
 from keeper.core.messages import ReportRequest, ReportResponse
 from keeper.core.quorum import (
     compute_turn_start,
@@ -36,7 +36,7 @@ from keeper.errors import KeeperError, PeerError, PeerRejected
 from keeper.monitor.metrics import NodeMetrics
 from keeper.node.context import NodeContext, QuorumView
 from keeper.node.evaluate import Evaluator, Proposal
-from keeper.peers.client import PeerClient
+from keeper.peers.client import PeerClient, SignedRequest
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,7 @@ class LeaderService:
         self._is_overloaded = is_overloaded
         self._attempted: dict[tuple[int, int], int] = {}  # (job, round) -> block of last try
         self._slots = asyncio.Semaphore(MAX_CONCURRENT_ROUNDS)
+        self._pending: set[str] = set()  # hashes of this node's pending transactions
         # What members said of their load in their last answer: address -> (overloaded, block),
         # for status and metrics; rankings never use it (views of it differ between members).
         self.peer_load: dict[str, tuple[bool, int]] = {}
@@ -83,19 +84,22 @@ class LeaderService:
     async def on_head(self, head: int, head_hash: bytes, head_ts: int) -> list[RoundResult]:
         """Evaluates this node's jobs at the new head and leads those whose turn it is."""
         store = self._ctx.store
-        latest = await store.latest_epoch()
-        if latest is None:
+        quorums = await self._ctx.epoch_quorums()
+        if quorums is None:
             return []
         mine: list[tuple[Job, QuorumView]] = []
-        for job in await store.jobs():
-            quorum = await self._ctx.quorum_for(job.job_id, latest.epoch)
-            if quorum is not None and quorum.has(self._ctx.address):
+        for job in await store.jobs(JobStatus.Active):
+            quorum = quorums.for_job(job.job_id)
+            if quorum.has(self._ctx.address):
                 mine.append((job, quorum))
         proposals = await self._evaluator.due_many([j for j, _ in mine], head, head_ts)
+        due = [(job, quorum) for job, quorum in mine if job.job_id in proposals]
+        self._pending = (
+            {"0x" + p.tx_hash.hex() for p in await store.pending_txs("pending")} if due else set()
+        )
         tasks = [
             self._guarded(job, quorum, proposals[job.job_id], head, head_hash)
-            for job, quorum in mine
-            if job.job_id in proposals
+            for job, quorum in due
         ]
         self._forget_old(head)
         return list(await asyncio.gather(*tasks))
@@ -241,13 +245,16 @@ class LeaderService:
             payload=payload,
             leader_signature=own,
         )
+        body = self._client.sign_request(request)
         peers = []
         for member in quorum.members:
             if member.address.lower() == ctx.address.lower():
                 continue
             endpoint = await ctx.store.endpoint(member.address)
             if endpoint:
-                peers.append(asyncio.ensure_future(self._ask(endpoint, member.address, request)))
+                peers.append(
+                    asyncio.ensure_future(self._ask(endpoint, member.address, request, body))
+                )
         try:
             for next_done in asyncio.as_completed(peers):
                 response = await next_done
@@ -272,10 +279,10 @@ class LeaderService:
         return None
 
     async def _ask(
-        self, endpoint: str, member: str, request: ReportRequest
+        self, endpoint: str, member: str, request: ReportRequest, signed: SignedRequest
     ) -> tuple[str, bytes] | None:
         try:
-            response: ReportResponse = await self._client.request_signature(endpoint, request)
+            response: ReportResponse = await self._client.request_signature(endpoint, signed)
         except PeerRejected as exc:
             log.info("peer.refused member=%s code=%s reason=%s", member, exc.code, exc.reason)
             return None
@@ -296,10 +303,8 @@ class LeaderService:
         self.peer_load[member.lower()] = (overloaded, block)
 
     async def _is_pending(self, tx_hex: str) -> bool:
-        if not tx_hex:
-            return False
-        pending = await self._ctx.store.pending_txs("pending")
-        return any("0x" + p.tx_hash.hex() == tx_hex for p in pending)
+        """Whether the round's transaction is still pending (as of this head's pass)."""
+        return bool(tx_hex) and tx_hex in self._pending
 
     def _forget_old(self, head: int) -> None:
         for key in [k for k, block in self._attempted.items() if block < head - 256]:

@@ -101,7 +101,8 @@ class KeeperNode:
         self._last_error = ""
         self._chain_head = 0
         self._rotate_due: dict[int, int] = {}
-        self._executions_seen = 0
+        self._executions_seen = (0, 0)  # (executions, successes) already counted in metrics
+        self._passed: tuple[int, bytes] | None = None  # the head the last full pass handled
 
     @property
     def address(self) -> str:
@@ -185,10 +186,14 @@ class KeeperNode:
             head_hash = stored[1]
             head_ts = await self.store.block_timestamp(head) or 0
             await self.sender.poll(head)
-            assert self.leader is not None
-            await self.leader.on_head(head, head_hash, head_ts)
-            await self._maybe_rotate(head)
-            await self._close_rounds()
+            if self._passed != (head, head_hash):
+                # Rounds are led once per head, and rotate() turns count in blocks: polling
+                # faster than blocks arrive must not repeat the pass over every job.
+                assert self.leader is not None
+                await self.leader.on_head(head, head_hash, head_ts)
+                await self._maybe_rotate(head)
+                await self._close_rounds()
+                self._passed = (head, head_hash)
             self._last_ok = self._clock()
             self._last_error = ""
         except RpcUnavailable as exc:
@@ -248,10 +253,14 @@ class KeeperNode:
 
     async def _close_rounds(self) -> None:
         """Rounds the chain has executed are done; count executions for the metrics."""
-        executed = await self.store.executions()
-        for ev in executed[self._executions_seen :]:
-            self.node_metrics.record_execution(bool(ev.get("success")))
-        self._executions_seen = len(executed)
+        total, successes = await self.store.execution_counts()
+        seen_total, seen_successes = self._executions_seen
+        if total < seen_total:  # a reorg removed some: count what is new from here
+            seen_total, seen_successes = total, successes
+        self.node_metrics.record_execution(True, successes - seen_successes)
+        failures, seen_failures = total - successes, seen_total - seen_successes
+        self.node_metrics.record_execution(False, failures - seen_failures)
+        self._executions_seen = (total, successes)
 
     # ------------------------------------------------------------------ peer API handler
 

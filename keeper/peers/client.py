@@ -10,6 +10,7 @@ and the expected member, which the agree loop has and this transport does not.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -31,6 +32,14 @@ from keeper.errors import PeerError, PeerRejected
 
 DEFAULT_TIMEOUT = 2.0
 MAX_RESPONSE_BYTES = 65536
+
+
+@dataclass(frozen=True)
+class SignedRequest:
+    """A request body and its signature header, ready to send to any number of members."""
+
+    body: bytes
+    signature_header: str
 
 
 class PeerClient:
@@ -61,16 +70,20 @@ class PeerClient:
         if session is not None:
             await session.close()
 
-    async def request_signature(self, endpoint: str, req: ReportRequest) -> ReportResponse:
-        """POST `req` to the member at `endpoint` and return its (unverified) answer."""
+    def sign_request(self, req: ReportRequest) -> SignedRequest:
+        """Encodes and signs `req` once, to be posted to every member of the quorum."""
         if to_checksum_address(req.sender) != self._sender:
             raise ValueError("request sender is not this client's sender")
         body = encode_request(req)
-        headers = {
-            "Content-Type": "application/json",
-            SIGNATURE_HEADER: format_signature_header(sign_body(self._key, body)),
-        }
-        data = await self._call("POST", _url(endpoint, "/v1/reports"), body, headers)
+        return SignedRequest(body, format_signature_header(sign_body(self._key, body)))
+
+    async def request_signature(
+        self, endpoint: str, req: ReportRequest | SignedRequest
+    ) -> ReportResponse:
+        """POST `req` to the member at `endpoint` and return its (unverified) answer."""
+        signed = req if isinstance(req, SignedRequest) else self.sign_request(req)
+        headers = {"Content-Type": "application/json", SIGNATURE_HEADER: signed.signature_header}
+        data = await self._call("POST", _url(endpoint, "/v1/reports"), signed.body, headers)
         try:
             return decode_response(data)
         except MessageError as exc:

@@ -187,6 +187,9 @@ class Store:
         # One writer at a time: coroutines share the connection, so a transaction must not
         # interleave with another coroutine's statements.
         self._write = asyncio.Lock()
+        # Every job, decoded, in memory: nodes read the whole table on each pass and the store
+        # is its only writer. None until first read, and after a write transaction failed.
+        self._jobs: dict[int, Job] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -331,6 +334,7 @@ class Store:
                 await self._db.execute("DELETE FROM blocks WHERE number <= ?", (top - keep_blocks,))
             await self._db.commit()
         except BaseException:
+            self._jobs = None
             await self._db.rollback()
             raise
 
@@ -343,6 +347,7 @@ class Store:
     async def _rollback_to_locked(self, number: int) -> None:
         """Forgets everything learned from blocks above `number` and refolds jobs, keepers and
         epochs from the events that remain. Signatures and pending transactions stay."""
+        self._jobs = None
         try:
             await self._db.execute("DELETE FROM blocks WHERE number > ?", (number,))
             await self._db.execute("DELETE FROM events WHERE block_number > ?", (number,))
@@ -360,6 +365,7 @@ class Store:
                 await self._fold(str(name), data, int(block_number), int(data.get("_ts", 0)))
             await self._db.commit()
         except BaseException:
+            self._jobs = None
             await self._db.rollback()
             raise
 
@@ -416,23 +422,28 @@ class Store:
             "INSERT OR REPLACE INTO jobs (job_id, status, data) VALUES (?, ?, ?)",
             (job.job_id, int(job.status), _job_to_json(job)),
         )
+        if self._jobs is not None:
+            self._jobs[job.job_id] = job
 
     # ------------------------------------------------------------------ reads
 
+    async def _job_table(self) -> dict[int, Job]:
+        if self._jobs is None:
+            async with self._db.execute("SELECT data FROM jobs ORDER BY job_id") as cur:
+                rows = await cur.fetchall()
+            jobs = [_job_from_json(str(r[0])) for r in rows]
+            self._jobs = {job.job_id: job for job in jobs}
+        return self._jobs
+
     async def job(self, job_id: int) -> Job | None:
-        async with self._db.execute("SELECT data FROM jobs WHERE job_id = ?", (job_id,)) as cur:
-            row = await cur.fetchone()
-        return _job_from_json(str(row[0])) if row else None
+        return (await self._job_table()).get(job_id)
 
     async def jobs(self, status: JobStatus | None = None) -> list[Job]:
-        query = "SELECT data FROM jobs"
-        params: tuple[Any, ...] = ()
-        if status is not None:
-            query += " WHERE status = ?"
-            params = (int(status),)
-        async with self._db.execute(query + " ORDER BY job_id", params) as cur:
-            rows = await cur.fetchall()
-        return [_job_from_json(str(r[0])) for r in rows]
+        """Jobs in id order (all, or those with `status`)."""
+        table = await self._job_table()
+        return [
+            table[i] for i in sorted(table) if status is None or table[i].status == status
+        ]
 
     async def endpoint(self, address: str) -> str | None:
         async with self._db.execute(
@@ -485,6 +496,15 @@ class Store:
             data.pop("_ts", None)
             out.append({**data, "block": int(block_number), "tx": "0x" + bytes(tx_hash).hex()})
         return out
+
+    async def execution_counts(self) -> tuple[int, int]:
+        """(JobExecuted events, how many of them succeeded) known to the store."""
+        async with self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(json_extract(args, '$.success') = 1), 0) "
+            "FROM events WHERE name = 'JobExecuted'"
+        ) as cur:
+            row = await cur.fetchone()
+        return (int(row[0]), int(row[1])) if row else (0, 0)
 
     async def next_job_log(self, job_id: int, after_cursor: int, max_block: int) -> int | None:
         """The oldest matched log of an Event job above `after_cursor`, confirmed by `max_block`."""
