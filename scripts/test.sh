@@ -14,7 +14,7 @@ echo "test: mypy" >&2
 
 echo "test: pytest" >&2
 status=0
-.venv/bin/pytest -q -n "${PYTEST_WORKERS:-2}" "$@" || status=$?
+.venv/bin/pytest -q -n "${PYTEST_WORKERS:-2}" --dist loadgroup "$@" || status=$?
 if [[ "$status" == 5 ]]; then
     echo "test: pytest collected no tests" >&2
 fi
