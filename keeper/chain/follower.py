@@ -110,7 +110,7 @@ class ChainFollower:
         head = await self._store.head()
         if head is not None:
             back_to = max(self._start_block - 1, head[0] - self._reorg_depth)
-            await self._store.rollback_to(back_to)
+            await self._store.rollback_to(back_to, restart_turns=False)
             log.info("sync.resume from=%d stored_head=%d", back_to, head[0])
 
     async def sync(self) -> SyncResult:

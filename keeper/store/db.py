@@ -338,13 +338,15 @@ class Store:
             await self._db.rollback()
             raise
 
-    async def rollback_to(self, number: int) -> None:
+    async def rollback_to(self, number: int, *, restart_turns: bool = True) -> None:
         """Forgets everything learned from blocks above `number` and refolds jobs, keepers and
-        epochs from the events that remain. Signatures and pending transactions stay."""
+        epochs from the events that remain; open rounds restart their turns unless
+        `restart_turns` is False (a resume, where nothing is known to have changed).
+        Signatures, submitted rounds and pending transactions stay."""
         async with self._write:
-            await self._rollback_to_locked(number)
+            await self._rollback_to_locked(number, restart_turns)
 
-    async def _rollback_to_locked(self, number: int) -> None:
+    async def _rollback_to_locked(self, number: int, restart_turns: bool) -> None:
         """Forgets everything learned from blocks above `number` and refolds jobs, keepers and
         epochs from the events that remain. Signatures and pending transactions stay."""
         self._jobs = None
@@ -356,6 +358,11 @@ class Store:
             await self._db.execute("DELETE FROM keepers")
             await self._db.execute("DELETE FROM epochs")
             await self._db.execute("DELETE FROM quorums")
+            # A round this node was waiting on may have been executed in a removed block and be
+            # open again: its turns restart from the next head, or every backup whose turn
+            # passed while it was closed would lead at once. Submitted rounds keep their state.
+            if restart_turns:
+                await self._db.execute("DELETE FROM rounds WHERE status = 'due'")
             async with self._db.execute(
                 "SELECT name, block_number, args FROM events ORDER BY block_number, log_index"
             ) as cur:
@@ -441,9 +448,7 @@ class Store:
     async def jobs(self, status: JobStatus | None = None) -> list[Job]:
         """Jobs in id order (all, or those with `status`)."""
         table = await self._job_table()
-        return [
-            table[i] for i in sorted(table) if status is None or table[i].status == status
-        ]
+        return [table[i] for i in sorted(table) if status is None or table[i].status == status]
 
     async def endpoint(self, address: str) -> str | None:
         async with self._db.execute(

@@ -289,6 +289,7 @@ async def test_rollback_restores_the_folded_state_before_the_orphaned_blocks(
     # and the node signed and submitted meanwhile
     assert await sign(store, report(jobId=1, round=1, checkBlock=6))
     await store.save_round(1, 1, "submitted", 6, {"tx": "0x01"})
+    await store.save_round(2, 0, "due", 5, {})
     # (the orphaned blocks did change the folds)
     job1 = await store.job(1)
     assert job1 is not None and (job1.round, job1.last_cursor) == (1, ts(2))
@@ -306,6 +307,8 @@ async def test_rollback_restores_the_folded_state_before_the_orphaned_blocks(
     # while what the node signed and did is never rolled back
     assert await store.signature_count() == 1
     assert (await store.round_state(1, 1)) == ("submitted", 6, {"tx": "0x01"})
+    # but a round it was waiting on starts its turns afresh (it may have been closed in between)
+    assert await store.round_state(2, 0) is None
     # and the new branch folds on top of the surviving state
     fork = [event("JobCancelled", 4, 0, jobId=1, refund=10**18)]
     await store.apply_blocks(headers(4, 4, "fork"), fork)
@@ -319,9 +322,11 @@ async def test_rollback_survives_a_restart(tmp_path: Path) -> None:
     store = await open_store(path)
     await store.apply_blocks(headers(1, 2), [created(1, 1, 0, 0, TIME_JOB)])
     await store.apply_blocks(headers(3, 4), [created(2, 3, 0, 0, TIME_JOB)])
-    await store.rollback_to(2)
+    await store.save_round(1, 0, "due", 4, {})
+    await store.rollback_to(2, restart_turns=False)  # as a resume does
     await store.close()
     store = await open_store(path)
     assert [j.job_id for j in await store.jobs()] == [1]
+    assert await store.round_state(1, 0) == ("due", 4, {})
     assert await store.head() == (2, block_hash(2))
     await store.close()
