@@ -18,13 +18,15 @@ import re
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from eth_account import Account
-from eth_account.messages import encode_defunct
-from eth_keys.exceptions import BadSignature as _BadKeySignature
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
-from keeper.core.report import SIGNATURE_LENGTH, Report
+from keeper.core.report import (
+    SIGNATURE_LENGTH,
+    Report,
+    recover_digest_signer,
+    sign_digest,
+)
 
 SIGNATURE_HEADER = "X-Keeper-Signature"
 REPORT_MESSAGE_TYPE = "report"
@@ -32,7 +34,6 @@ MAX_PAYLOAD_BYTES = 4096
 MAX_JSON_DEPTH = 16
 UINT64_MAX = 2**64 - 1
 UINT256_MAX = 2**256 - 1
-SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 MALFORMED = "Malformed"
 BAD_SIGNATURE = "BadSignature"
@@ -322,10 +323,14 @@ def decode_response(body: bytes) -> ReportResponse:
 # ---------------------------------------------------------------------------- body signatures
 
 
+def compute_body_digest(body: bytes) -> bytes:
+    """EIP-191 (`personal_sign`) digest of the exact body bytes."""
+    return keccak(b"\x19Ethereum Signed Message:\n" + str(len(body)).encode() + bytes(body))
+
+
 def sign_body(private_key: bytes | str, body: bytes) -> bytes:
     """The sender's 65-byte EIP-191 signature of the exact body bytes."""
-    signed = Account.sign_message(encode_defunct(primitive=body), private_key)
-    return bytes(signed.signature)
+    return sign_digest(private_key, compute_body_digest(body))
 
 
 def format_signature_header(signature: bytes) -> str:
@@ -347,15 +352,8 @@ def recover_body_signer(body: bytes, signature: bytes) -> str:
     Only canonical signatures count (v 27/28, 0 < r < n, 0 < s <= n/2), like OpenZeppelin's
     ECDSA, so each signer has exactly one signature per body.
     """
-    if len(signature) != SIGNATURE_LENGTH:
-        raise MessageError(BAD_SIGNATURE, f"signature must be {SIGNATURE_LENGTH} bytes")
-    r = int.from_bytes(signature[:32], "big")
-    s = int.from_bytes(signature[32:64], "big")
-    v = signature[64]
-    if v not in (27, 28) or not 0 < r < SECP256K1_N or not 0 < s <= SECP256K1_N // 2:
-        raise MessageError(BAD_SIGNATURE, "signature is not a canonical secp256k1 signature")
     try:
-        signer = Account.recover_message(encode_defunct(primitive=bytes(body)), signature=signature)
-    except (ValueError, _BadKeySignature) as exc:
-        raise MessageError(BAD_SIGNATURE, "signature does not recover to an address") from exc
+        signer = recover_digest_signer(compute_body_digest(body), signature)
+    except ValueError as exc:
+        raise MessageError(BAD_SIGNATURE, f"signature is not canonical or invalid: {exc}") from exc
     return to_checksum_address(signer)

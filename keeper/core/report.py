@@ -7,10 +7,10 @@ TaskManager address. Signing is pure computation over a key; no chain is touched
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Any
 
-from eth_account import Account
-from eth_account.messages import encode_typed_data
+from eth_keys.datatypes import PrivateKey, Signature
 from eth_keys.exceptions import BadSignature
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
@@ -18,6 +18,7 @@ from eth_utils.crypto import keccak
 DOMAIN_NAME = "KeeperTaskManager"
 DOMAIN_VERSION = "1"
 SIGNATURE_LENGTH = 65
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 SECP256K1_HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
 
 REPORT_TYPES: dict[str, list[dict[str, str]]] = {
@@ -89,34 +90,112 @@ def compute_payload_hash(payload: bytes) -> bytes:
     return keccak(payload)
 
 
+# EIP-712 hashing written out for this one fixed struct: eth_account's generic typed-data
+# encoder costs about 1 ms per report, and a round hashes a report 2N - 1 times across an
+# N-member quorum. tests/unit/test_report.py checks it against that encoder and the contract.
+_DOMAIN_TYPEHASH = keccak(
+    text="EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
+)
+_REPORT_TYPEHASH = keccak(
+    text="Report(uint256 jobId,uint64 round,uint64 epoch,uint256 cursor,uint64 checkBlock,"
+    "bytes32 checkBlockHash,bytes32 payloadHash,address executor,uint64 deadline)"
+)
+
+
+def _uint_word(value: int, bits: int) -> bytes:
+    if not 0 <= value < 1 << bits:
+        raise ValueError(f"{value} does not fit uint{bits}")
+    return value.to_bytes(32, "big")
+
+
+def _bytes32_word(value: bytes) -> bytes:
+    if len(value) != 32:
+        raise ValueError(f"bytes32 value has {len(value)} bytes")
+    return bytes(value)
+
+
+def _address_word(address: str) -> bytes:
+    raw = bytes.fromhex(address[2:]) if address[:2] in ("0x", "0X") else b""
+    if len(raw) != 20:
+        raise ValueError(f"{address!r} is not an address")
+    return raw.rjust(32, b"\x00")
+
+
+@lru_cache(maxsize=16)
+def compute_domain_separator(domain: Domain) -> bytes:
+    return keccak(
+        _DOMAIN_TYPEHASH
+        + keccak(text=DOMAIN_NAME)
+        + keccak(text=DOMAIN_VERSION)
+        + _uint_word(domain.chain_id, 256)
+        + _address_word(domain.verifying_contract)
+    )
+
+
 def compute_report_digest(report: Report, domain: Domain) -> bytes:
     """The 32-byte EIP-712 digest that `TaskManager.hashReport` returns."""
-    signable = encode_typed_data(domain.as_dict(), REPORT_TYPES, report.as_message())
-    return keccak(b"\x19" + signable.version + signable.header + signable.body)
+    struct = keccak(
+        _REPORT_TYPEHASH
+        + _uint_word(report.jobId, 256)
+        + _uint_word(report.round, 64)
+        + _uint_word(report.epoch, 64)
+        + _uint_word(report.cursor, 256)
+        + _uint_word(report.checkBlock, 64)
+        + _bytes32_word(report.checkBlockHash)
+        + _bytes32_word(report.payloadHash)
+        + _address_word(report.executor)
+        + _uint_word(report.deadline, 64)
+    )
+    return keccak(b"\x19\x01" + compute_domain_separator(domain) + struct)
+
+
+@lru_cache(maxsize=16)
+def _private_key(key: bytes) -> PrivateKey:
+    # Deriving the public key is an EC multiplication: do it once per key, not per signature.
+    return PrivateKey(key)
+
+
+def sign_digest(private_key: bytes | str, digest: bytes) -> bytes:
+    """A 65-byte (r, s, v) signature of a 32-byte digest, v 27/28 and low s (libsecp256k1
+    produces only low-s signatures), as OpenZeppelin's ECDSA requires."""
+    if isinstance(private_key, str):
+        key = bytes.fromhex(private_key.removeprefix("0x"))
+    else:
+        key = bytes(private_key)
+    sig = _private_key(key).sign_msg_hash(digest)
+    r, s, v = int(sig.r), int(sig.s), int(sig.v)
+    return r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([v + 27])
+
+
+def recover_digest_signer(digest: bytes, signature: bytes) -> str:
+    """The checksum address that signed `digest`; ValueError unless the signature is canonical
+    (65 bytes, v 27/28, 0 < r < n, 0 < s <= n/2): the contract accepts nothing else, so a member
+    answering with a malleable signature would otherwise make every execute revert."""
+    if len(signature) != SIGNATURE_LENGTH:
+        raise ValueError(f"signature must be {SIGNATURE_LENGTH} bytes, got {len(signature)}")
+    if signature[64] not in (27, 28):
+        raise ValueError("signature v must be 27 or 28")
+    r = int.from_bytes(signature[:32], "big")
+    s = int.from_bytes(signature[32:64], "big")
+    if not 0 < r < SECP256K1_N:
+        raise ValueError("signature r is out of range")
+    if not 0 < s <= SECP256K1_HALF_N:
+        raise ValueError("signature s is zero or in the upper half of the curve order (malleable)")
+    try:
+        vrs = Signature(vrs=(signature[64] - 27, r, s))
+        return str(vrs.recover_public_key_from_msg_hash(digest).to_checksum_address())
+    except BadSignature as exc:
+        # eth_keys' BadSignature is no ValueError; callers handle signatures from peers and
+        # must see one error type, not crash on another.
+        raise ValueError(f"signature is not a valid secp256k1 signature: {exc}") from exc
 
 
 def sign_report(private_key: bytes | str, report: Report, domain: Domain) -> bytes:
-    """A 65-byte (r, s, v) signature with low s, as OpenZeppelin's ECDSA requires."""
-    signed = Account.sign_typed_data(
-        private_key, domain.as_dict(), REPORT_TYPES, report.as_message()
-    )
-    return bytes(signed.signature)
+    """The signer's EIP-712 signature of `report` in `domain` (canonical, low s)."""
+    return sign_digest(private_key, compute_report_digest(report, domain))
 
 
 def recover_report_signer(report: Report, domain: Domain, signature: bytes) -> str:
-    """The address that made `signature` over `report`; raises ValueError when malformed."""
-    if len(signature) != SIGNATURE_LENGTH:
-        raise ValueError(f"signature must be {SIGNATURE_LENGTH} bytes, got {len(signature)}")
-    # The contract accepts only canonical signatures (v 27/28, low s, as OpenZeppelin's ECDSA):
-    # a member answering with a malleable one would otherwise make every execute revert.
-    if signature[64] not in (27, 28):
-        raise ValueError("signature v must be 27 or 28")
-    if int.from_bytes(signature[32:64], "big") > SECP256K1_HALF_N:
-        raise ValueError("signature s is in the upper half of the curve order (malleable)")
-    signable = encode_typed_data(domain.as_dict(), REPORT_TYPES, report.as_message())
-    try:
-        return str(Account.recover_message(signable, signature=signature))
-    except BadSignature as exc:
-        # eth_keys' BadSignature (r or s zero or out of range) is no ValueError; callers
-        # handle signatures from peers and must see one error type, not crash on another.
-        raise ValueError(f"signature is not a valid secp256k1 signature: {exc}") from exc
+    """The address that made `signature` over `report`; raises ValueError when malformed or
+    not canonical."""
+    return recover_digest_signer(compute_report_digest(report, domain), signature)

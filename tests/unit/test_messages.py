@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from eth_account import Account
+from eth_account.messages import encode_defunct
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 from hypothesis import given, settings
@@ -16,7 +17,6 @@ from hypothesis import strategies as st
 
 from keeper.core.messages import (
     MAX_PAYLOAD_BYTES,
-    SECP256K1_N,
     MessageError,
     ReportRequest,
     ReportResponse,
@@ -31,7 +31,7 @@ from keeper.core.messages import (
     recover_body_signer,
     sign_body,
 )
-from keeper.core.report import Domain, Report, sign_report
+from keeper.core.report import SECP256K1_N, Domain, Report, sign_report
 from keeper.errors import PeerError, PeerRejected
 
 KEY = bytes([1]) * 32
@@ -401,6 +401,9 @@ def test_given_a_signed_body_then_the_signer_is_recovered() -> None:
     assert len(signature) == 65
     assert recover_body_signer(body, signature) == SENDER
     assert recover_body_signer(body, sign_body(OTHER_KEY, body)) == OTHER
+    # and the signature is eth_account's personal_sign of the body, byte for byte
+    reference = Account.sign_message(encode_defunct(primitive=body), KEY)
+    assert signature == bytes(reference.signature)
 
 
 def test_given_a_tampered_body_then_another_address_is_recovered() -> None:

@@ -8,12 +8,14 @@ from typing import Any
 import pytest
 from eth_abi.abi import encode as abi_encode
 from eth_account import Account
+from eth_account.messages import encode_typed_data
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from keeper.core.report import (
+    REPORT_TYPES,
     Domain,
     Report,
     compute_payload_hash,
@@ -69,6 +71,29 @@ def manual_digest(report: Report, domain: Domain) -> bytes:
 @given(report=reports)
 def test_digest_matches_the_eip712_definition(report: Report) -> None:
     assert compute_report_digest(report, DOMAIN) == manual_digest(report, DOMAIN)
+
+
+@settings(max_examples=50, deadline=None)
+@given(report=reports, key_index=st.integers(0, len(KEYS) - 1))
+def test_digest_and_signature_match_eth_accounts_typed_data(report: Report, key_index: int) -> None:
+    # The node hashes and signs reports with its own code for speed: eth_account's generic
+    # EIP-712 encoder is the reference it must agree with, byte for byte.
+    signable = encode_typed_data(DOMAIN.as_dict(), REPORT_TYPES, report.as_message())
+    reference = keccak(b"\x19" + signable.version + signable.header + signable.body)
+    assert compute_report_digest(report, DOMAIN) == reference
+    signed = Account.sign_typed_data(
+        KEYS[key_index], DOMAIN.as_dict(), REPORT_TYPES, report.as_message()
+    )
+    assert sign_report(KEYS[key_index], report, DOMAIN) == bytes(signed.signature)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("round", 2**64), ("jobId", -1), ("checkBlockHash", b"\x01" * 31), ("executor", "0x1234")],
+)
+def test_digest_refuses_values_outside_their_solidity_types(field: str, value: Any) -> None:
+    with pytest.raises(ValueError):
+        compute_report_digest(a_report(**{field: value}), DOMAIN)
 
 
 @settings(max_examples=50, deadline=None)
