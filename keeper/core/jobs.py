@@ -115,6 +115,9 @@ class Job:
     round: int = 0
     last_cursor: int = 0
     balance: int = 0
+    # The block of the last event that let a new round open (creation, execution, resume,
+    # top-up): every node folds the same events, so leader turns can count from it.
+    opened_block: int = 0
 
     @property
     def kind(self) -> TriggerKind:
@@ -165,19 +168,20 @@ def job_from_created(args: dict[str, Any], block_number: int, block_timestamp: i
         end_time=int(spec["endTime"]),
         max_executions=int(spec["maxExecutions"]),
         created_block=block_number,
+        opened_block=block_number,
         last_cursor=last_cursor,
         balance=int(args["deposit"]),
     )
 
 
-def apply_job_event(job: Job, name: str, args: dict[str, Any]) -> Job:
-    """The job after one of its events (JobCreated is handled by `job_from_created`)."""
+def apply_job_event(job: Job, name: str, args: dict[str, Any], block: int = 0) -> Job:
+    """The job after one of its events in `block` (JobCreated is `job_from_created`'s)."""
     if name == "JobFunded":
-        return replace(job, balance=int(args["balance"]))
+        return replace(job, balance=int(args["balance"]), opened_block=block)
     if name == "JobPaused":
         return replace(job, status=JobStatus.Paused)
     if name == "JobResumed":
-        return replace(job, status=JobStatus.Active)
+        return replace(job, status=JobStatus.Active, opened_block=block)
     if name == "JobCancelled":
         return replace(job, status=JobStatus.Cancelled, balance=0)
     if name == "JobExecuted":
@@ -186,5 +190,6 @@ def apply_job_event(job: Job, name: str, args: dict[str, Any]) -> Job:
             round=int(args["round"]) + 1,
             last_cursor=int(args["cursor"]),
             balance=max(0, job.balance - int(args["payment"])),
+            opened_block=block,
         )
     return job

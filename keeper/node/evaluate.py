@@ -22,6 +22,7 @@ from keeper.core.triggers import (
     compute_time_cursor,
     is_condition_due,
     is_job_active_at,
+    split_event_cursor,
 )
 from keeper.store.db import Store
 
@@ -97,6 +98,23 @@ class Evaluator:
                 if result is not None:
                     out[job.job_id] = Proposal(job.job_id, job.round, check_block, result)
         return out
+
+    async def opened_at(self, job: Job, proposal: Proposal) -> int | None:
+        """The block from which every node counts the round's leader turns: where the proposed
+        slot or log fell due, and not before the event that let the round open. None where a
+        node cannot tell: a Condition resolver may say "now" at any block.
+
+        Counting from when *this* node first saw the round due made turns differ between nodes
+        that lag each other, so two backups could believe the same turn theirs.
+        """
+        if job.kind in (TriggerKind.Time, TriggerKind.Cron):
+            fired = await self._store.first_block_at(proposal.cursor)
+        elif job.kind == TriggerKind.Event:
+            log_block, _ = split_event_cursor(proposal.cursor)
+            fired = log_block + job.trigger.confirmations
+        else:
+            return None
+        return None if fired is None else max(fired, job.opened_block + 1)
 
     async def _cursor(self, job: Job, check_block: int, check_ts: int) -> int | None:
         t = job.trigger

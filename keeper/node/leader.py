@@ -120,10 +120,15 @@ class LeaderService:
     ) -> RoundResult:
         store, me = self._ctx.store, self._ctx.address
         state = await store.round_state(job.job_id, job.round)
-        if state is None:
-            await store.save_round(job.job_id, job.round, "due", head, {})
-            self._metrics.rounds_started.inc()
-            due_block, status, data = head, "due", dict[str, object]()
+        if state is None or state[0] == "reopened":
+            # Turns count from the block the round opened, the same on every node; a round a
+            # reorg reopened counts from now, or every backup whose turn passed would lead.
+            opened = await self._evaluator.opened_at(job, proposal) if state is None else None
+            due_block = head if opened is None else min(head, opened)
+            await store.save_round(job.job_id, job.round, "due", due_block, {})
+            if state is None:
+                self._metrics.rounds_started.inc()
+            status, data = "due", dict[str, object]()
         else:
             status, due_block, data = state
         if status == "submitted" and await self._is_pending(str(data.get("tx", ""))):

@@ -180,12 +180,16 @@ class KeeperNode:
         """One pass: catch up, settle transactions, lead what is due, rotate if due."""
         try:
             head = await self.sync_now()
+            outcomes = await self.sender.poll(head)
+            if any((o.block_number or 0) > head for o in outcomes):
+                # Our transaction is in a block the store has not seen yet: without it, the
+                # round it closed still looks open and this node would lead it again.
+                head = await self.sync_now()
             stored = await self.store.head()
             if stored is None:
                 return
-            head_hash = stored[1]
+            head, head_hash = stored
             head_ts = await self.store.block_timestamp(head) or 0
-            await self.sender.poll(head)
             if self._passed != (head, head_hash):
                 # Rounds are led once per head, and rotate() turns count in blocks: polling
                 # faster than blocks arrive must not repeat the pass over every job.
@@ -279,8 +283,9 @@ class KeeperNode:
             for index, members in enumerate(await self.store.quorums(latest.epoch)):
                 if any(m.address.lower() == self.address.lower() for m in members):
                     my_quorums.add(index)
+        quorums = await self.ctx.epoch_quorums() if latest else None
         for job in await self.store.jobs():
-            quorum = await self.ctx.quorum_for(job.job_id) if latest else None
+            quorum = quorums.for_job(job.job_id) if quorums else None
             mine = quorum is not None and quorum.has(self.address)
             jobs.append(
                 {

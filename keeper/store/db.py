@@ -118,6 +118,7 @@ def _job_to_json(job: Job) -> str:
             "round": job.round,
             "last_cursor": job.last_cursor,
             "balance": job.balance,
+            "opened_block": job.opened_block,
         }
     )
 
@@ -154,6 +155,7 @@ def _job_from_json(text: str) -> Job:
         round=d["round"],
         last_cursor=d["last_cursor"],
         balance=d["balance"],
+        opened_block=d.get("opened_block", d["created_block"]),
     )
 
 
@@ -359,10 +361,10 @@ class Store:
             await self._db.execute("DELETE FROM epochs")
             await self._db.execute("DELETE FROM quorums")
             # A round this node was waiting on may have been executed in a removed block and be
-            # open again: its turns restart from the next head, or every backup whose turn
-            # passed while it was closed would lead at once. Submitted rounds keep their state.
+            # open again: its turns restart from the next head (the leader sees 'reopened'), or
+            # every backup whose turn passed would lead at once. Submitted rounds keep theirs.
             if restart_turns:
-                await self._db.execute("DELETE FROM rounds WHERE status = 'due'")
+                await self._db.execute("UPDATE rounds SET status = 'reopened' WHERE status = 'due'")
             async with self._db.execute(
                 "SELECT name, block_number, args FROM events ORDER BY block_number, log_index"
             ) as cur:
@@ -383,7 +385,7 @@ class Store:
         elif name in JOB_EVENTS:
             job_opt = await self.job(int(args["jobId"]))
             if job_opt is not None:
-                await self._put_job(apply_job_event(job_opt, name, args))
+                await self._put_job(apply_job_event(job_opt, name, args, block))
         elif name in KEEPER_EVENTS:
             await self._fold_keeper(name, args)
         elif name == "EpochStarted":
@@ -511,6 +513,14 @@ class Store:
             row = await cur.fetchone()
         return (int(row[0]), int(row[1])) if row else (0, 0)
 
+    async def first_block_at(self, timestamp: int) -> int | None:
+        """The lowest stored block whose timestamp reaches `timestamp` (None if none does)."""
+        async with self._db.execute(
+            "SELECT MIN(number) FROM blocks WHERE timestamp >= ?", (timestamp,)
+        ) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row and row[0] is not None else None
+
     async def next_job_log(self, job_id: int, after_cursor: int, max_block: int) -> int | None:
         """The oldest matched log of an Event job above `after_cursor`, confirmed by `max_block`."""
         async with self._db.execute(
@@ -604,6 +614,8 @@ class Store:
     async def save_round(
         self, job_id: int, round_: int, status: str, due_block: int, data: dict[str, Any]
     ) -> None:
+        """Records a round's status; its due block is set once, when the round is first seen
+        or after a reorg reopened it, and kept by every later update."""
         async with self._write:
             await self._save_round_locked(job_id, round_, status, due_block, data)
 
@@ -613,7 +625,8 @@ class Store:
         await self._db.execute(
             "INSERT INTO rounds (job_id, round, status, due_block, data) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (job_id, round) DO UPDATE SET status = excluded.status, "
-            "data = excluded.data",
+            "data = excluded.data, due_block = CASE WHEN rounds.status = 'reopened' "
+            "THEN excluded.due_block ELSE rounds.due_block END",
             (job_id, round_, status, due_block, json.dumps(data)),
         )
         await self._db.commit()

@@ -307,8 +307,12 @@ async def test_rollback_restores_the_folded_state_before_the_orphaned_blocks(
     # while what the node signed and did is never rolled back
     assert await store.signature_count() == 1
     assert (await store.round_state(1, 1)) == ("submitted", 6, {"tx": "0x01"})
-    # but a round it was waiting on starts its turns afresh (it may have been closed in between)
-    assert await store.round_state(2, 0) is None
+    # but a round it was waiting on is reopened (it may have been closed in between): its
+    # turns count again from the block the leader next records, and only then
+    assert await store.round_state(2, 0) == ("reopened", 5, {})
+    await store.save_round(2, 0, "due", 9, {})
+    await store.save_round(2, 0, "submitted", 11, {"tx": "0x02"})
+    assert await store.round_state(2, 0) == ("submitted", 9, {"tx": "0x02"})
     # and the new branch folds on top of the surviving state
     fork = [event("JobCancelled", 4, 0, jobId=1, refund=10**18)]
     await store.apply_blocks(headers(4, 4, "fork"), fork)
@@ -329,4 +333,25 @@ async def test_rollback_survives_a_restart(tmp_path: Path) -> None:
     assert [j.job_id for j in await store.jobs()] == [1]
     assert await store.round_state(1, 0) == ("due", 4, {})
     assert await store.head() == (2, block_hash(2))
+    await store.close()
+
+
+async def test_jobs_remember_the_block_their_current_round_could_open(tmp_path: Path) -> None:
+    # Leader turns count from it on every node, so it must come from events, not from when a
+    # node happened to see them.
+    store = await open_store(tmp_path / "keeper.db")
+    await store.apply_blocks(headers(1, 2), [created(1, 2, 0, 0, TIME_JOB)])
+    assert (await store.job(1)).opened_block == 2  # type: ignore[union-attr]
+    executed = event("JobExecuted", 4, 0, jobId=1, round=0, cursor=ts(3), executor=OPERATOR,
+                     success=True, gasUsed=50_000, payment=10**15)  # fmt: skip
+    await store.apply_blocks(headers(3, 4), [executed])
+    assert (await store.job(1)).opened_block == 4  # type: ignore[union-attr]
+    await store.apply_blocks(headers(5, 5), [event("JobPaused", 5, 0, jobId=1)])
+    assert (await store.job(1)).opened_block == 4  # type: ignore[union-attr]
+    await store.apply_blocks(headers(6, 6), [event("JobResumed", 6, 0, jobId=1)])
+    assert (await store.job(1)).opened_block == 6  # type: ignore[union-attr]
+    # and a slot's first block is the first stored block whose timestamp reaches it
+    assert await store.first_block_at(ts(3)) == 3
+    assert await store.first_block_at(ts(3) + 1) == 4
+    assert await store.first_block_at(ts(6) + 1) is None
     await store.close()
