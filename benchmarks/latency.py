@@ -24,11 +24,9 @@ import bisect
 import json
 import math
 import os
-import platform
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from eth_keys.backends import get_backend
 
-from keeper.chain.anvil import ANVIL
+from benchmarks.report import machine, write_section
 from keeper.core.quorum import rank_members
 from tests.e2e.cluster import Cluster, start_cluster
 from tests.e2e.support import (
@@ -288,25 +286,6 @@ def summarize(run: Run) -> list[dict[str, Any]]:
     return rows
 
 
-def machine() -> str:
-    model = "unknown CPU"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    try:
-        anvil = subprocess.run(
-            [str(ANVIL), "--version"], capture_output=True, text=True, timeout=10
-        ).stdout.splitlines()[0]
-    except (OSError, IndexError):
-        anvil = "anvil"
-    return (
-        f"{os.cpu_count()} cores (nproc), {model}, {platform.system()} {platform.machine()}, "
-        f"Python {platform.python_version()}, {anvil}"
-    )
-
-
 HEADER = (
     "| setup | keepers | jobs | path | executions | blocks median | p95 | p99 "
     "| agreement ms median | p99 |"
@@ -392,12 +371,7 @@ def existing(text: str) -> tuple[list[str], list[str], list[str]]:
 
 def write(section: str) -> None:
     """Replaces the latency section (between its markers) and leaves the rest untouched."""
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    if BEGIN not in text:
-        text = text.rstrip("\n") + "\n\n" + BEGIN + "\n" + END + "\n"
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    DOCS.write_text(head + section + tail)
+    write_section(BEGIN, END, section, DOCS)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
