@@ -17,7 +17,7 @@ from web3.contract import AsyncContract
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
-from keeper.chain.contracts import JOB_VIEW_FIELDS, Deployment, bind, call
+from keeper.chain.contracts import JOB_VIEW_FIELDS, Deployment, bind, call, get_logs_paged
 from keeper.commands import chain_step, load_deployment, reading_web3, send, signing_web3
 from keeper.config import Settings
 from keeper.core.jobs import JobStatus, Trigger, decode_trigger
@@ -142,9 +142,7 @@ async def job_list(settings: Settings, args: argparse.Namespace) -> int:
     tm, deployment = await _reader(settings)
     filters = {"owner": owner} if owner else {}
     async with chain_step("job list"):
-        logs = await tm.events.JobCreated().get_logs(
-            from_block=deployment.block, argument_filters=filters
-        )
+        logs = await get_logs_paged(tm.events.JobCreated(), deployment.block, filters)
         ids = [int(log["args"]["jobId"]) for log in logs]
         jobs = [{"jobId": job_id, **await fetch_job(tm, job_id)} for job_id in ids]
     if not jobs:
@@ -178,11 +176,9 @@ async def job_show(settings: Settings, args: argparse.Namespace) -> int:
     async with chain_step("job show"):
         state = await fetch_job(tm, job_id)
         min_balance = int(await call(tm.functions.minBalance(job_id)))
-        created = await tm.events.JobCreated().get_logs(
-            from_block=deployment.block, argument_filters={"jobId": job_id}
-        )
-        executed = await tm.events.JobExecuted().get_logs(
-            from_block=deployment.block, argument_filters={"jobId": job_id}
+        created = await get_logs_paged(tm.events.JobCreated(), deployment.block, {"jobId": job_id})
+        executed = await get_logs_paged(
+            tm.events.JobExecuted(), deployment.block, {"jobId": job_id}
         )
     kind = TriggerKind(state["kind"])
     print(f"job {job_id}")

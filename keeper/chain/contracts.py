@@ -202,6 +202,30 @@ async def call(
         raise revert from exc
 
 
+LOG_PAGE_BLOCKS = 10_000  # many public RPCs refuse eth_getLogs over wider ranges
+
+
+async def get_logs_paged(
+    event: Any,
+    from_block: int,
+    argument_filters: dict[str, Any] | None = None,
+    *,
+    to_block: int | None = None,
+    page: int = LOG_PAGE_BLOCKS,
+) -> list[Any]:
+    """`event.get_logs` from `from_block` to `to_block` (default: the head) in ranges of at
+    most `page` blocks, in chain order."""
+    if to_block is None:
+        to_block = int(await event.w3.eth.block_number)
+    logs: list[Any] = []
+    for lo in range(from_block, to_block + 1, page):
+        hi = min(to_block, lo + page - 1)
+        logs += await event.get_logs(
+            from_block=lo, to_block=hi, argument_filters=argument_filters or {}
+        )
+    return logs
+
+
 async def _deploy(w3: AsyncWeb3[Any], name: str, sender: str, *args: Any) -> str:
     artifact = load_artifact(name)
     factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)

@@ -204,16 +204,16 @@ def start_cluster(
 ) -> Cluster:
     """anvil, `keeper deploy`, `keeper register` for each stake, `keeper run` for each."""
     anvil = AnvilProcess(accounts=len(stakes) + 8, block_time=block_time)
+    accounts = dev_accounts(len(stakes) + 8)
+    deployment_file = tmp / "deployment.json"
+    cluster = Cluster(
+        tmp=tmp,
+        anvil=anvil,
+        accounts=accounts,
+        deployment_file=deployment_file,
+        deployment=Deployment(0, "0x" + "00" * 20, "0x" + "00" * 20, 0),
+    )
     try:
-        accounts = dev_accounts(len(stakes) + 8)
-        deployment_file = tmp / "deployment.json"
-        cluster = Cluster(
-            tmp=tmp,
-            anvil=anvil,
-            accounts=accounts,
-            deployment_file=deployment_file,
-            deployment=Deployment(0, "0x" + "00" * 20, "0x" + "00" * 20, 0),
-        )
         cluster.cli(
             "deploy",
             "--out",
@@ -232,6 +232,6 @@ def start_cluster(
             if start:
                 cluster.start(i)
     except BaseException:
-        anvil.stop()
+        cluster.stop_all()  # the keepers already started, then anvil
         raise
     return cluster

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from web3.types import TxReceipt
 
+from keeper.chain.contracts import get_logs_paged
 from keeper.errors import ContractRevert
 from tests.harness import ETHER, TIME, Net, selector, time_trigger
 
@@ -269,3 +270,14 @@ async def test_withdraw_earnings_pays_out_exactly_once(net4: Net) -> None:
 
 async def test_a_keeper_without_earnings_cannot_withdraw(net4: Net) -> None:
     await reverts(net4, net4.tm.functions.withdrawEarnings(), net4.keepers[0], "NothingToWithdraw")
+
+
+async def test_job_logs_are_read_in_pages_and_none_is_lost(net: Net) -> None:
+    # Public RPCs cap eth_getLogs ranges, so `keeper job list/show` read logs page by page.
+    first = await net.w3.eth.block_number
+    job_ids = [await create_time_job(net) for _ in range(3)]
+    for page in (1, 2, 10_000):
+        logs = await get_logs_paged(net.tm.events.JobCreated(), first, page=page)
+        assert [int(lg["args"]["jobId"]) for lg in logs] == job_ids
+    (only,) = await get_logs_paged(net.tm.events.JobCreated(), first, {"jobId": job_ids[1]}, page=1)
+    assert int(only["args"]["jobId"]) == job_ids[1]
