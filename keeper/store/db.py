@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiosqlite
 from eth_utils.address import to_checksum_address
@@ -192,6 +192,9 @@ class Store:
         # Every job, decoded, in memory: nodes read the whole table on each pass and the store
         # is its only writer. None until first read, and after a write transaction failed.
         self._jobs: dict[int, Job] | None = None
+        # Reads of the sync head, epochs and quorums, valid until the next block is applied or
+        # rolled back (members answer many requests per block from them).
+        self._folds: dict[tuple[Any, ...], Any] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -263,11 +266,14 @@ class Store:
 
     async def head(self) -> tuple[int, bytes] | None:
         """The last block whose events were applied (the sync cursor)."""
-        async with self._db.execute(
-            "SELECT number, hash FROM blocks ORDER BY number DESC LIMIT 1"
-        ) as cur:
-            row = await cur.fetchone()
-        return (int(row[0]), bytes(row[1])) if row else None
+        key = ("head",)
+        if key not in self._folds:
+            async with self._db.execute(
+                "SELECT number, hash FROM blocks ORDER BY number DESC LIMIT 1"
+            ) as cur:
+                row = await cur.fetchone()
+            self._folds[key] = (int(row[0]), bytes(row[1])) if row else None
+        return cast(tuple[int, bytes] | None, self._folds[key])
 
     async def block_hash(self, number: int) -> bytes | None:
         async with self._db.execute("SELECT hash FROM blocks WHERE number = ?", (number,)) as cur:
@@ -291,7 +297,11 @@ class Store:
         """Records headers (number, hash, parent, timestamp), their events and matched Event-job
         logs (job_id, cursor, block, hash), and folds the events, all in one transaction."""
         async with self._write:
-            await self._apply_blocks_locked(headers, events, job_logs, keep_blocks)
+            self._folds.clear()
+            try:
+                await self._apply_blocks_locked(headers, events, job_logs, keep_blocks)
+            finally:
+                self._folds.clear()
 
     async def _apply_blocks_locked(
         self,
@@ -346,7 +356,11 @@ class Store:
         `restart_turns` is False (a resume, where nothing is known to have changed).
         Signatures, submitted rounds and pending transactions stay."""
         async with self._write:
-            await self._rollback_to_locked(number, restart_turns)
+            self._folds.clear()
+            try:
+                await self._rollback_to_locked(number, restart_turns)
+            finally:
+                self._folds.clear()
 
     async def _rollback_to_locked(self, number: int, restart_turns: bool) -> None:
         """Forgets everything learned from blocks above `number` and refolds jobs, keepers and
@@ -465,28 +479,43 @@ class Store:
         return {str(a): {"endpoint": str(e), **json.loads(d)} for a, e, d in rows}
 
     async def latest_epoch(self) -> Epoch | None:
-        async with self._db.execute(
-            "SELECT epoch, seed, count, start_block FROM epochs ORDER BY epoch DESC LIMIT 1"
-        ) as cur:
-            row = await cur.fetchone()
-        return Epoch(int(row[0]), bytes(row[1]), int(row[2]), int(row[3])) if row else None
+        key = ("latest_epoch",)
+        if key not in self._folds:
+            async with self._db.execute(
+                "SELECT epoch, seed, count, start_block FROM epochs ORDER BY epoch DESC LIMIT 1"
+            ) as cur:
+                row = await cur.fetchone()
+            self._folds[key] = (
+                Epoch(int(row[0]), bytes(row[1]), int(row[2]), int(row[3])) if row else None
+            )
+        return cast(Epoch | None, self._folds[key])
 
     async def epoch(self, epoch: int) -> Epoch | None:
-        async with self._db.execute(
-            "SELECT epoch, seed, count, start_block FROM epochs WHERE epoch = ?", (epoch,)
-        ) as cur:
-            row = await cur.fetchone()
-        return Epoch(int(row[0]), bytes(row[1]), int(row[2]), int(row[3])) if row else None
+        key = ("epoch", epoch)
+        if key not in self._folds:
+            async with self._db.execute(
+                "SELECT epoch, seed, count, start_block FROM epochs WHERE epoch = ?", (epoch,)
+            ) as cur:
+                row = await cur.fetchone()
+            self._folds[key] = (
+                Epoch(int(row[0]), bytes(row[1]), int(row[2]), int(row[3])) if row else None
+            )
+        return cast(Epoch | None, self._folds[key])
 
     async def quorums(self, epoch: int) -> list[list[Member]]:
         """Members of each quorum of `epoch`, in quorum order (empty if the epoch is unknown)."""
         from keeper.core.quorum import unpack_member
 
-        async with self._db.execute(
-            "SELECT members FROM quorums WHERE epoch = ? ORDER BY quorum", (epoch,)
-        ) as cur:
-            rows = await cur.fetchall()
-        return [[unpack_member(to_bytes(w)) for w in json.loads(r[0])] for r in rows]
+        key = ("quorums", epoch)
+        if key not in self._folds:
+            async with self._db.execute(
+                "SELECT members FROM quorums WHERE epoch = ? ORDER BY quorum", (epoch,)
+            ) as cur:
+                rows = await cur.fetchall()
+            self._folds[key] = [
+                [unpack_member(to_bytes(w)) for w in json.loads(r[0])] for r in rows
+            ]
+        return [list(q) for q in self._folds[key]]
 
     async def executions(self, job_id: int | None = None) -> list[dict[str, Any]]:
         """JobExecuted events, oldest first, with block and transaction."""
