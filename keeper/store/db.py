@@ -275,17 +275,23 @@ class Store:
             self._folds[key] = (int(row[0]), bytes(row[1])) if row else None
         return cast(tuple[int, bytes] | None, self._folds[key])
 
+    async def _block(self, number: int) -> tuple[bytes, int] | None:
+        key = ("block", number)
+        if key not in self._folds:
+            async with self._db.execute(
+                "SELECT hash, timestamp FROM blocks WHERE number = ?", (number,)
+            ) as cur:
+                row = await cur.fetchone()
+            self._folds[key] = (bytes(row[0]), int(row[1])) if row else None
+        return cast(tuple[bytes, int] | None, self._folds[key])
+
     async def block_hash(self, number: int) -> bytes | None:
-        async with self._db.execute("SELECT hash FROM blocks WHERE number = ?", (number,)) as cur:
-            row = await cur.fetchone()
-        return bytes(row[0]) if row else None
+        block = await self._block(number)
+        return block[0] if block else None
 
     async def block_timestamp(self, number: int) -> int | None:
-        async with self._db.execute(
-            "SELECT timestamp FROM blocks WHERE number = ?", (number,)
-        ) as cur:
-            row = await cur.fetchone()
-        return int(row[0]) if row else None
+        block = await self._block(number)
+        return block[1] if block else None
 
     async def apply_blocks(
         self,
