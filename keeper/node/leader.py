@@ -251,15 +251,13 @@ class LeaderService:
             leader_signature=own,
         )
         body = self._client.sign_request(request)
-        peers = []
-        for member in quorum.members:
-            if member.address.lower() == ctx.address.lower():
-                continue
-            endpoint = await ctx.store.endpoint(member.address)
-            if endpoint:
-                peers.append(
-                    asyncio.ensure_future(self._ask(endpoint, member.address, request, body))
-                )
+        others = [m.address for m in quorum.members if m.address.lower() != ctx.address.lower()]
+        endpoints = [await ctx.store.endpoint(address) for address in others]
+        peers = [
+            asyncio.ensure_future(self._ask(endpoint, address, request, body))
+            for address, endpoint in zip(others, endpoints, strict=True)
+            if endpoint
+        ]
         try:
             for next_done in asyncio.as_completed(peers):
                 response = await next_done

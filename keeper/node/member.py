@@ -8,6 +8,7 @@ checkBlockHash), restarts included. Every refusal is a PeerRejected with its own
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from eth_utils.crypto import keccak
@@ -74,6 +75,7 @@ class MemberService:
 
     async def _handle(self, req: ReportRequest) -> ReportResponse:
         ctx, report = self._ctx, req.report
+        began = time.monotonic()
         store = ctx.store
         head = await self._head()
         if req.sent_block + ctx.options.stale_blocks < head:
@@ -134,12 +136,13 @@ class MemberService:
         if not await store.record_signature(report, digest, signature):
             raise _reject(409, "Conflict", "already signed a different result for this key")
         log.info(
-            "report.signed job=%d round=%d cursor=%d check_block=%d leader=%s",
+            "report.signed job=%d round=%d cursor=%d check_block=%d leader=%s ms=%.1f",
             report.jobId,
             report.round,
             report.cursor,
             report.checkBlock,
             req.sender,
+            (time.monotonic() - began) * 1000,
         )
         return ReportResponse(
             signer=ctx.address, signature=signature, overloaded=self._is_overloaded()

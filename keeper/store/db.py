@@ -473,11 +473,14 @@ class Store:
         return [table[i] for i in sorted(table) if status is None or table[i].status == status]
 
     async def endpoint(self, address: str) -> str | None:
-        async with self._db.execute(
-            "SELECT endpoint FROM keepers WHERE address = ?", (to_checksum_address(address),)
-        ) as cur:
-            row = await cur.fetchone()
-        return str(row[0]) if row else None
+        key = ("endpoint", address.lower())
+        if key not in self._folds:
+            async with self._db.execute(
+                "SELECT endpoint FROM keepers WHERE address = ?", (to_checksum_address(address),)
+            ) as cur:
+                row = await cur.fetchone()
+            self._folds[key] = str(row[0]) if row else None
+        return cast(str | None, self._folds[key])
 
     async def keepers(self) -> dict[str, dict[str, Any]]:
         async with self._db.execute("SELECT address, endpoint, data FROM keepers") as cur:
