@@ -25,6 +25,7 @@ import json
 import math
 import os
 import re
+import shlex
 import shutil
 import signal
 import sys
@@ -310,7 +311,8 @@ def render_rows(runs: list[Run]) -> list[str]:
 
 def render_notes(runs: list[Run]) -> list[str]:
     return [
-        f"- {run.label}, {run.keepers} keepers, {run.jobs} jobs: {run.executions} executions "
+        f"- {run.label}, {run.keepers} keepers, {run.jobs} jobs every {run.interval} s: "
+        f"{run.executions} executions "
         f"measured, eth-keys backend {run.backend}, {run.missed_slots} slots skipped "
         f"between them, {run.no_quorum} leader "
         f"attempts short of threshold (`round.no_quorum`); host load average "
@@ -327,8 +329,9 @@ def render(commands: list[str], rows: list[str], notes: list[str], args: argpars
         "",
         f"Machine: {machine()}. Every keeper is a `keeper run` process of the e2e Cluster "
         "(poll interval 0.25 s, `--turn-blocks 2`), equal stakes, one quorum, threshold "
-        f"6667 bps; Time jobs every {args.interval} s with start times spread over the "
-        f"interval; {args.steady:.0f} s of steady state after two intervals of warm-up, then "
+        "6667 bps; Time jobs with start times spread over their interval (each run's "
+        f"interval is in its note below); {args.steady:.0f} s of steady state after two "
+        "intervals of warm-up, then "
         f"{args.victims} keepers killed (SIGKILL) in turn for {args.down:.0f} s each and "
         "restarted on their store.",
         "",
@@ -392,7 +395,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 async def main() -> None:
     args = parse_args()
-    command = " ".join([".venv/bin/python benchmarks/latency.py", *sys.argv[1:]])
+    command = shlex.join([".venv/bin/python", "benchmarks/latency.py", *sys.argv[1:]])
     runs = [await bench(n, args) for n in args.keepers]
     rows = [row for run in runs for row in summarize(run)]
     print(json.dumps(rows, indent=2))
