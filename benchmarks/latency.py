@@ -84,6 +84,7 @@ class Run:
     backend: str = field(default_factory=lambda: type(get_backend()).__name__)
     no_quorum: int = 0
     notes: list[str] = field(default_factory=list)
+    extra: tuple[str, ...] = ()  # extra `keeper run` flags
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -214,9 +215,10 @@ async def bench(n_keepers: int, args: argparse.Namespace) -> Run:
     print(f"[{n_keepers} keepers] cluster in {tmp}", flush=True)
     # Register everyone before any keeper runs: one rotation forms the whole set.
     cluster = start_cluster(tmp, stakes=(2,) * n_keepers, quorum_size=n_keepers, start=False)
+    extra = ("--poll-interval", str(args.poll_interval)) if args.poll_interval else ()
+    run = Run(n_keepers, args.jobs, args.interval, label=args.label, extra=extra)
     for i in cluster.keepers:
-        cluster.start(i)
-    run = Run(n_keepers, args.jobs, args.interval, label=args.label)
+        cluster.start(i, *run.extra)
     began = time.monotonic()
     load_before = os.getloadavg()[0]
     try:
@@ -240,7 +242,7 @@ async def bench(n_keepers: int, args: argparse.Namespace) -> Run:
             cluster.kill(victim, signal.SIGKILL)
             k0 = chain_head(cluster)
             await asyncio.sleep(args.down)
-            cluster.start(victim)
+            cluster.start(victim, *run.extra)
             if not await caught_up(cluster, victim):
                 run.notes.append(f"keeper {victim} had not caught up 90 s after its restart")
             k1 = chain_head(cluster)
@@ -311,7 +313,9 @@ def render_rows(runs: list[Run]) -> list[str]:
 
 def render_notes(runs: list[Run]) -> list[str]:
     return [
-        f"- {run.label}, {run.keepers} keepers, {run.jobs} jobs every {run.interval} s: "
+        f"- {run.label}, {run.keepers} keepers, {run.jobs} jobs every {run.interval} s"
+        + (f" (`keeper run {' '.join(run.extra)}`)" if run.extra else "")
+        + ": "
         f"{run.executions} executions "
         f"measured, eth-keys backend {run.backend}, {run.missed_slots} slots skipped "
         f"between them, {run.no_quorum} leader "
@@ -385,6 +389,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steady", type=float, default=60, help="steady-state seconds")
     p.add_argument("--victims", type=int, default=2, help="keepers killed one after another")
     p.add_argument("--down", type=float, default=30, help="seconds each victim stays down")
+    p.add_argument(
+        "--poll-interval", type=float, help="keepers' --poll-interval (default: the Cluster's)"
+    )
     p.add_argument("--label", default="as shipped", help="the setup column of the table")
     p.add_argument("--append", action="store_true", help="add rows to the existing table")
     p.add_argument("--json", type=Path, help="also write the rows as JSON here")
