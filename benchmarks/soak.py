@@ -45,6 +45,7 @@ import json
 import math
 import random
 import re
+import shlex
 import shutil
 import signal
 import sys
@@ -729,7 +730,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 async def main() -> int:
     args = parse_args()
-    command = " ".join([".venv/bin/python benchmarks/soak.py", *sys.argv[1:]])
+    command = shlex.join([".venv/bin/python", "benchmarks/soak.py", *sys.argv[1:]])
     result = await soak(args)
     section = render(command, result, args)
     print(section)

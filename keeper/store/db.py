@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import aiosqlite
 from eth_utils.address import to_checksum_address
@@ -24,6 +24,8 @@ from keeper.core.report import Report
 from keeper.core.triggers import TriggerKind
 from keeper.errors import StoreError, StoreMismatch
 from keeper.store.schema import MIGRATIONS, SCHEMA_VERSION
+
+_T = TypeVar("_T")
 
 JOB_EVENTS = ("JobCreated", "JobFunded", "JobPaused", "JobResumed", "JobCancelled", "JobExecuted")
 KEEPER_EVENTS = (
@@ -121,6 +123,10 @@ def _job_to_json(job: Job) -> str:
             "opened_block": job.opened_block,
         }
     )
+
+
+def _epoch_of(row: Any) -> Epoch:
+    return Epoch(int(row[0]), bytes(row[1]), int(row[2]), int(row[3]))
 
 
 def _job_from_json(text: str) -> Job:
@@ -264,26 +270,37 @@ class Store:
 
     # ------------------------------------------------------------------ blocks and sync cursor
 
+    async def _read_one(
+        self,
+        key: tuple[Any, ...],
+        sql: str,
+        params: tuple[Any, ...],
+        convert: Callable[[Any], _T],
+    ) -> _T | None:
+        """One row of a table folded from blocks, converted; kept in the per-block read cache
+        (cleared whenever blocks are applied or rolled back)."""
+        if key not in self._folds:
+            async with self._db.execute(sql, params) as cur:
+                row = await cur.fetchone()
+            self._folds[key] = convert(row) if row else None
+        return cast(_T | None, self._folds[key])
+
     async def head(self) -> tuple[int, bytes] | None:
         """The last block whose events were applied (the sync cursor)."""
-        key = ("head",)
-        if key not in self._folds:
-            async with self._db.execute(
-                "SELECT number, hash FROM blocks ORDER BY number DESC LIMIT 1"
-            ) as cur:
-                row = await cur.fetchone()
-            self._folds[key] = (int(row[0]), bytes(row[1])) if row else None
-        return cast(tuple[int, bytes] | None, self._folds[key])
+        return await self._read_one(
+            ("head",),
+            "SELECT number, hash FROM blocks ORDER BY number DESC LIMIT 1",
+            (),
+            lambda row: (int(row[0]), bytes(row[1])),
+        )
 
     async def _block(self, number: int) -> tuple[bytes, int] | None:
-        key = ("block", number)
-        if key not in self._folds:
-            async with self._db.execute(
-                "SELECT hash, timestamp FROM blocks WHERE number = ?", (number,)
-            ) as cur:
-                row = await cur.fetchone()
-            self._folds[key] = (bytes(row[0]), int(row[1])) if row else None
-        return cast(tuple[bytes, int] | None, self._folds[key])
+        return await self._read_one(
+            ("block", number),
+            "SELECT hash, timestamp FROM blocks WHERE number = ?",
+            (number,),
+            lambda row: (bytes(row[0]), int(row[1])),
+        )
 
     async def block_hash(self, number: int) -> bytes | None:
         block = await self._block(number)
@@ -473,14 +490,12 @@ class Store:
         return [table[i] for i in sorted(table) if status is None or table[i].status == status]
 
     async def endpoint(self, address: str) -> str | None:
-        key = ("endpoint", address.lower())
-        if key not in self._folds:
-            async with self._db.execute(
-                "SELECT endpoint FROM keepers WHERE address = ?", (to_checksum_address(address),)
-            ) as cur:
-                row = await cur.fetchone()
-            self._folds[key] = str(row[0]) if row else None
-        return cast(str | None, self._folds[key])
+        return await self._read_one(
+            ("endpoint", address.lower()),
+            "SELECT endpoint FROM keepers WHERE address = ?",
+            (to_checksum_address(address),),
+            lambda row: str(row[0]),
+        )
 
     async def keepers(self) -> dict[str, dict[str, Any]]:
         async with self._db.execute("SELECT address, endpoint, data FROM keepers") as cur:
@@ -488,28 +503,20 @@ class Store:
         return {str(a): {"endpoint": str(e), **json.loads(d)} for a, e, d in rows}
 
     async def latest_epoch(self) -> Epoch | None:
-        key = ("latest_epoch",)
-        if key not in self._folds:
-            async with self._db.execute(
-                "SELECT epoch, seed, count, start_block FROM epochs ORDER BY epoch DESC LIMIT 1"
-            ) as cur:
-                row = await cur.fetchone()
-            self._folds[key] = (
-                Epoch(int(row[0]), bytes(row[1]), int(row[2]), int(row[3])) if row else None
-            )
-        return cast(Epoch | None, self._folds[key])
+        return await self._read_one(
+            ("latest_epoch",),
+            "SELECT epoch, seed, count, start_block FROM epochs ORDER BY epoch DESC LIMIT 1",
+            (),
+            _epoch_of,
+        )
 
     async def epoch(self, epoch: int) -> Epoch | None:
-        key = ("epoch", epoch)
-        if key not in self._folds:
-            async with self._db.execute(
-                "SELECT epoch, seed, count, start_block FROM epochs WHERE epoch = ?", (epoch,)
-            ) as cur:
-                row = await cur.fetchone()
-            self._folds[key] = (
-                Epoch(int(row[0]), bytes(row[1]), int(row[2]), int(row[3])) if row else None
-            )
-        return cast(Epoch | None, self._folds[key])
+        return await self._read_one(
+            ("epoch", epoch),
+            "SELECT epoch, seed, count, start_block FROM epochs WHERE epoch = ?",
+            (epoch,),
+            _epoch_of,
+        )
 
     async def quorums(self, epoch: int) -> list[list[Member]]:
         """Members of each quorum of `epoch`, in quorum order (empty if the epoch is unknown)."""
