@@ -11,10 +11,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from eth_utils.abi import collapse_if_tuple
 from eth_utils.address import to_checksum_address
 from hexbytes import HexBytes
 from web3 import AsyncWeb3
-from web3._utils.events import get_event_data
 from web3.contract import AsyncContract
 
 from keeper.chain.rpc import rpc_guard
@@ -48,36 +48,108 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
+Header = tuple[int, bytes, bytes, int]  # number, hash, parent hash, timestamp
+
+
+def _header(block: Any) -> Header:
+    return (
+        int(block["number"]),
+        bytes(block["hash"]),
+        bytes(block["parentHash"]),
+        int(block["timestamp"]),
+    )
+
+
+def _extends(header: Header, local: tuple[int, bytes]) -> bool:
+    """Whether `header` is the child of the stored head `local` (number, hash)."""
+    return header[0] == local[0] + 1 and header[2] == local[1]
+
+
+@dataclass(frozen=True)
+class _EventAbi:
+    """One event's ABI, prepared once: what to decode from the topics and from the data."""
+
+    name: str
+    indexed: list[dict[str, Any]]
+    plain: list[dict[str, Any]]
+    plain_types: list[str]
+
+
+def _name_value(abi_input: Mapping[str, Any], value: Any) -> Any:
+    """A decoded value with its struct components named, as web3's event decoding names them."""
+    kind = str(abi_input["type"])
+    if not kind.startswith("tuple"):
+        return value
+    if kind != "tuple":  # tuple[] or tuple[k]: name each element
+        element = {**abi_input, "type": kind[: kind.rindex("[")]}
+        return [_name_value(element, v) for v in value]
+    components = abi_input["components"]
+    return {str(c["name"]): _name_value(c, v) for c, v in zip(components, value, strict=True)}
+
+
+def _is_dynamic(kind: str) -> bool:
+    return kind in ("string", "bytes") or kind.endswith("]") or kind.startswith("tuple")
+
+
 class EventDecoder:
-    """Decodes logs of the registry and the TaskManager by topic0, from the artifacts' ABIs."""
+    """Decodes logs of the registry and the TaskManager by topic0, from the artifacts' ABIs.
+
+    It decodes with eth-abi directly, not with web3's `get_event_data`: the follower decodes
+    every event of every block, and web3's generic path (argument binding, attribute dicts,
+    normalizers) cost a millisecond per event. tests/integration/test_follower.py checks both
+    give the same arguments for every event the contracts emit.
+    """
 
     def __init__(self, contracts: Sequence[AsyncContract], codec: Any) -> None:
         self._codec = codec
-        self._by_topic: dict[tuple[str, bytes], dict[str, Any]] = {}
+        self._by_topic: dict[tuple[str, bytes], _EventAbi] = {}
         for contract in contracts:
             for item in contract.abi:
-                entry = dict(item)
+                entry: dict[str, Any] = dict(item)
                 if entry.get("type") != "event":
                     continue
                 topic = bytes(HexBytes(contract.events[str(entry["name"])].topic))
-                self._by_topic[(str(contract.address).lower(), topic)] = entry
+                inputs = [dict(i) for i in entry.get("inputs", [])]
+                plain = [i for i in inputs if not i.get("indexed")]
+                self._by_topic[(str(contract.address).lower(), topic)] = _EventAbi(
+                    name=str(entry["name"]),
+                    indexed=[i for i in inputs if i.get("indexed")],
+                    plain=plain,
+                    plain_types=[collapse_if_tuple(i) for i in plain],
+                )
         self.addresses = [str(c.address) for c in contracts]
 
-    def decode(self, raw: Any, timestamp: int) -> ChainEvent | None:
+    def decode_args(self, raw: Any) -> tuple[str, dict[str, Any]] | None:
+        """(event name, JSON-safe arguments) of a raw log, or None if it is not ours."""
         topics = raw["topics"]
         if not topics:
             return None
         abi = self._by_topic.get((str(raw["address"]).lower(), bytes(topics[0])))
-        if abi is None:
+        if abi is None or len(topics) != len(abi.indexed) + 1:
             return None
-        data = get_event_data(self._codec, abi, raw)
+        args: dict[str, Any] = {}
+        for abi_input, topic in zip(abi.indexed, topics[1:], strict=True):
+            kind = str(abi_input["type"])
+            # An indexed dynamic value is only its hash in the topic.
+            value = bytes(topic) if _is_dynamic(kind) else self._codec.decode([kind], topic)[0]
+            args[str(abi_input["name"])] = value
+        values = self._codec.decode(abi.plain_types, bytes(raw["data"]))
+        for abi_input, value in zip(abi.plain, values, strict=True):
+            args[str(abi_input["name"])] = _name_value(abi_input, value)
+        return abi.name, to_jsonable(args)
+
+    def decode(self, raw: Any, timestamp: int) -> ChainEvent | None:
+        decoded = self.decode_args(raw)
+        if decoded is None:
+            return None
+        name, args = decoded
         return ChainEvent(
-            name=str(data["event"]),
+            name=name,
             block_number=int(raw["blockNumber"]),
             log_index=int(raw["logIndex"]),
             block_hash=bytes(raw["blockHash"]),
             tx_hash=bytes(raw["transactionHash"]),
-            args=to_jsonable(dict(data["args"])),
+            args=args,
             block_timestamp=timestamp,
         )
 
@@ -103,6 +175,8 @@ class ChainFollower:
         self._reorg_depth = reorg_depth
         self._max_range = max_range
         self._lock = asyncio.Lock()
+        self._chain_head = 0  # the chain's head at the last sync
+        self._pushed: Header | None = None  # the newest header pushed since the last sync
 
     async def resume(self) -> None:
         """After a restart: forget the last `reorg_depth` blocks and learn them again, so a
@@ -113,23 +187,50 @@ class ChainFollower:
             await self._store.rollback_to(back_to, restart_turns=False)
             log.info("sync.resume from=%d stored_head=%d", back_to, head[0])
 
-    async def sync(self) -> SyncResult:
-        """Applies up to `max_range` new blocks; call repeatedly until `head == chain_head`."""
+    def note_head(self, header: Header) -> None:
+        """A header the RPC pushed (keeper.chain.heads): the next sync takes it as the chain's
+        latest instead of asking, if it extends the stored head by one block. Anything else (a
+        gap, another branch) makes the sync ask the chain as it would without a push."""
+        if self._pushed is None or header[0] >= self._pushed[0]:
+            self._pushed = header
+
+    async def sync(self, until: int | None = None) -> SyncResult:
+        """Applies up to `max_range` new blocks; call repeatedly until `head == chain_head`.
+
+        With `until`, a sync that another caller finished while this one waited for the lock
+        (the store already holds block `until`) returns without asking the chain again.
+        """
         async with self._lock, rpc_guard("sync"):
-            return await self._sync_once()
+            if until is not None:
+                local = await self._store.head()
+                if local is not None and local[0] >= until:
+                    return SyncResult(local[0], max(local[0], self._chain_head), 0)
+            result = await self._sync_once()
+            self._chain_head = result.chain_head
+            return result
 
     async def _sync_once(self) -> SyncResult:
-        chain_head = int(await self._w3.eth.block_number)
+        # One call for the common cases: nothing new (latest is our head) or one new block
+        # that extends our head, which is the whole header range and the reorg check at once.
         local = await self._store.head()
+        pushed, self._pushed = self._pushed, None
+        if pushed is not None and local is not None and _extends(pushed, local):
+            latest = pushed  # the header came with the push: nothing to ask
+        else:
+            latest = _header(await self._w3.eth.get_block("latest"))
+        chain_head = latest[0]
+        if local is not None and latest[:2] == local:
+            return SyncResult(local[0], chain_head, 0)
         reorg_to: int | None = None
-        if local is not None:
-            reorg_to = await self._check_reorg(local, chain_head)
+        extends = local is not None and _extends(latest, local)
+        if local is not None and not extends:
+            reorg_to = await self._check_reorg(local, latest)
             local = await self._store.head()
         first = local[0] + 1 if local else self._start_block
         if first > chain_head:
             return SyncResult(local[0] if local else first - 1, chain_head, 0, reorg_to)
         last = min(chain_head, first + self._max_range - 1)
-        headers = await self._headers(first, last)
+        headers = [latest] if extends else await self._headers(first, last)
         if local is not None and headers[0][2] != local[1]:
             # The chain moved under us between the reorg check and now: step back, retry later.
             await self._store.rollback_to(local[0] - 1)
@@ -157,19 +258,19 @@ class ChainFollower:
             log.debug("sync.events from=%d to=%d count=%d", first, last, len(events))
         return SyncResult(last, chain_head, last - first + 1, reorg_to)
 
-    async def _headers(self, first: int, last: int) -> list[tuple[int, bytes, bytes, int]]:
+    async def _headers(self, first: int, last: int) -> list[Header]:
         blocks = await asyncio.gather(*(self._w3.eth.get_block(n) for n in range(first, last + 1)))
-        return [
-            (int(b["number"]), bytes(b["hash"]), bytes(b["parentHash"]), int(b["timestamp"]))
-            for b in blocks
-        ]
+        return [_header(b) for b in blocks]
 
-    async def _check_reorg(self, local: tuple[int, bytes], chain_head: int) -> int | None:
+    async def _check_reorg(self, local: tuple[int, bytes], latest: Header) -> int | None:
         """Walks back from the local head to the newest block the chain still has, rolls the
         store back to it and returns its number; None when there was no reorg."""
         number, stored_hash = local
-        if number > chain_head:
-            number = chain_head  # the chain got shorter
+        if number > latest[0]:
+            number = latest[0]  # the chain got shorter
+        elif number == latest[0]:
+            if latest[1] == stored_hash:
+                return None
         elif bytes((await self._w3.eth.get_block(number))["hash"]) == stored_hash:
             return None
         while number >= self._start_block:

@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 from eth_utils.crypto import keccak
+from hexbytes import HexBytes
+from web3._utils.events import get_event_data
 
 from keeper.chain.contracts import DeployParams
-from keeper.chain.follower import ChainFollower, SyncResult
+from keeper.chain.follower import ChainFollower, EventDecoder, SyncResult, to_jsonable
 from keeper.core.quorum import compute_quorum_hash
 from keeper.core.triggers import compute_event_cursor
 from keeper.store.db import Store
@@ -163,10 +165,9 @@ async def job_log_cursors(f: Follower, job_id: int) -> list[int]:
 # ---------------------------------------------------------------------- what is learned
 
 
-async def test_follower_learns_what_the_contracts_hold(tmp_path: Path) -> None:
-    # given a registry with 5 keepers in 2 quorums, jobs of two kinds, and their lifecycles
-    params = DeployParams(ETHER, 100, 3600, 2, 100 * 10**9, 10**14)
-    net = await make_net(keepers=8, params=params)
+async def make_history(net: Net) -> tuple[int, int, int]:
+    """5 keepers in 2 quorums, jobs of two kinds and their lifecycles, stake and endpoint
+    changes, an exit and a second epoch; returns (time job, event job, the event's cursor)."""
     await net.register_keepers([ETHER, 2 * ETHER, 3 * ETHER, 4 * ETHER, 5 * ETHER])
     await net.rotate()
     time_job = await create_time_job(net)
@@ -176,11 +177,21 @@ async def test_follower_learns_what_the_contracts_hold(tmp_path: Path) -> None:
     await net.execute_round(time_job, start, selector("onTime()"))
     await net.tx(net.tm.functions.fund(time_job), net.owner, value=ETHER)
     await net.tx(net.tm.functions.pause(event_job), net.owner)
+    await net.tx(net.tm.functions.resume(event_job), net.owner)
+    await net.tx(net.tm.functions.cancel(event_job), net.owner)
     k = net.keepers
     await net.tx(net.registry.functions.addStake(), k[0], value=ETHER)
     await net.tx(net.registry.functions.setEndpoint("http://moved:1"), k[1])
     await net.tx(net.registry.functions.requestExit(), k[2])
     await net.rotate()  # the set changed: epoch 2 without keeper 2
+    return time_job, event_job, cursor
+
+
+async def test_follower_learns_what_the_contracts_hold(tmp_path: Path) -> None:
+    # given a registry with 5 keepers in 2 quorums, jobs of two kinds, and their lifecycles
+    params = DeployParams(ETHER, 100, 3600, 2, 100 * 10**9, 10**14)
+    net = await make_net(keepers=8, params=params)
+    time_job, event_job, cursor = await make_history(net)
     # when a follower syncs from the deployment block
     f = await Follower.open(net, tmp_path / "keeper.db")
     await f.sync_all()
@@ -192,6 +203,36 @@ async def test_follower_learns_what_the_contracts_hold(tmp_path: Path) -> None:
     assert await job_log_cursors(f, event_job) == [cursor]
     assert await f.head_matches_chain()
     await f.store.close()
+
+
+async def test_events_decode_as_web3_decodes_them() -> None:
+    # given every kind of event the follower stores, emitted by the contracts
+    params = DeployParams(ETHER, 100, 3600, 2, 100 * 10**9, 10**14)
+    net = await make_net(keepers=8, params=params)
+    await make_history(net)
+    decoder = EventDecoder([net.registry, net.tm], net.w3.codec)
+    raw_logs = await net.w3.eth.get_logs(
+        {"fromBlock": 0, "toBlock": "latest", "address": decoder.addresses}  # type: ignore[typeddict-item]
+    )
+    abis = {
+        bytes(HexBytes(c.events[e["name"]].topic)): e
+        for c in (net.registry, net.tm)
+        for e in c.abi
+        if e.get("type") == "event"
+    }
+    seen = set()
+    for raw in raw_logs:
+        # when the follower's decoder and web3's get_event_data decode the same log
+        ours = decoder.decode_args(raw)
+        theirs = get_event_data(net.w3.codec, abis[bytes(raw["topics"][0])], raw)
+        # then they agree on the event and every argument
+        assert ours == (theirs["event"], to_jsonable(dict(theirs["args"])))
+        seen.add(ours[0])
+    assert seen >= {
+        "KeeperRegistered", "StakeAdded", "EndpointSet", "ExitRequested", "EpochStarted",
+        "QuorumFormed", "JobCreated", "JobFunded", "JobPaused", "JobResumed", "JobCancelled",
+        "JobExecuted",
+    }  # fmt: skip
 
 
 async def test_bounded_ranges_reach_the_same_state(follower: Follower, tmp_path: Path) -> None:
