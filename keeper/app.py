@@ -31,6 +31,7 @@ def node_options(settings: Settings) -> NodeOptions:
         turn_blocks=settings.turn_blocks,
         max_cpu_percent=settings.max_cpu_percent,
         max_memory_percent=settings.max_memory_percent,
+        ws_url=settings.heads_url,
     )
 
 
@@ -38,7 +39,7 @@ async def build_node(settings: Settings, account: LocalAccount | None = None) ->
     """Checks the deployment against the chain, opens the store, builds the node (not started)."""
     account = account or load_account(settings)
     deployment = Deployment.load(Path(settings.deployment))
-    w3 = connect(settings.rpc_url)
+    w3 = connect(settings.rpc_url, lean=True)
     async with rpc_guard(f"connect to {settings.rpc_url}"):
         chain_id = int(await w3.eth.chain_id)
         code = await w3.eth.get_code(deployment.task_manager)  # type: ignore[arg-type]

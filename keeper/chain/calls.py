@@ -12,7 +12,7 @@ from keeper.chain.contracts import revert_of
 from keeper.chain.rpc import rpc_guard
 from keeper.core.quorum import Member
 from keeper.core.report import Report
-from keeper.errors import ContractRevert
+from keeper.errors import ChainError, ContractRevert
 
 # Gas of execute beyond the target's limit: base work plus one signature check per signer.
 EXECUTE_BASE_GAS = 150_000
@@ -38,6 +38,7 @@ class KeeperCalls:
         self._w3 = w3
         self.registry = registry
         self.task_manager = task_manager
+        self._can_rotate_data = registry.encode_abi("canRotate", args=[])
 
     def execute_data(
         self,
@@ -71,8 +72,14 @@ class KeeperCalls:
         return None
 
     async def can_rotate(self) -> bool:
+        """`canRotate()`, asked every head: one plain eth_call of fixed calldata, without the
+        contract-call machinery (ABI lookup and formatting) that costs more than the call."""
+        call = {"to": str(self.registry.address), "data": self._can_rotate_data}
         async with rpc_guard("canRotate"):
-            return bool(await self.registry.functions.canRotate().call())
+            result = bytes(await self._w3.eth.call(call))  # type: ignore[arg-type]
+        if len(result) != 32:
+            raise ChainError(f"canRotate returned {len(result)} bytes, not one word")
+        return int.from_bytes(result, "big") != 0
 
     async def billing(self) -> tuple[int, int]:
         async with rpc_guard("billing"):

@@ -74,8 +74,19 @@ class LoopSessionManager(HTTPSessionManager):
         return fresh
 
 
-def connect(rpc_url: str, timeout: float = 10.0) -> AsyncWeb3[Any]:
-    """An AsyncWeb3 over HTTP(S) with a bounded request timeout."""
+# Middleware a node never needs: it sends raw signed transactions and names no ENS address,
+# yet the ENS middleware walks every request's parameters and the validation middleware asks
+# for the chain id before every eth_call (3.2 ms of CPU per call with them, 1.2 without).
+NODE_UNUSED_MIDDLEWARE = ("ens_name_to_address", "validation")
+
+
+def connect(rpc_url: str, timeout: float = 10.0, *, lean: bool = False) -> AsyncWeb3[Any]:
+    """An AsyncWeb3 over HTTP(S) with a bounded request timeout; `lean` (the node's) drops
+    the middleware in NODE_UNUSED_MIDDLEWARE."""
     provider = AsyncHTTPProvider(rpc_url, request_kwargs={"timeout": timeout})
     provider._request_session_manager = LoopSessionManager()
-    return AsyncWeb3(provider)
+    w3 = AsyncWeb3(provider)
+    if lean:
+        for name in NODE_UNUSED_MIDDLEWARE:
+            w3.middleware_onion.remove(name)
+    return w3
