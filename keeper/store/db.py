@@ -27,6 +27,11 @@ from keeper.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 _T = TypeVar("_T")
 
+# A stored signature for the same (job, round, check block, hash) with a different result.
+_CONFLICTING_SIGNATURE = (
+    "SELECT 1 FROM signatures WHERE job_id = ? AND round = ? AND check_block = ? "
+    "AND check_block_hash = ? AND (cursor != ? OR payload_hash != ?) LIMIT 1"
+)
 JOB_EVENTS = ("JobCreated", "JobFunded", "JobPaused", "JobResumed", "JobCancelled", "JobExecuted")
 KEEPER_EVENTS = (
     "KeeperRegistered",
@@ -198,8 +203,9 @@ class Store:
         # Every job, decoded, in memory: nodes read the whole table on each pass and the store
         # is its only writer. None until first read, and after a write transaction failed.
         self._jobs: dict[int, Job] | None = None
-        # Reads of the sync head, epochs and quorums, valid until the next block is applied or
-        # rolled back (members answer many requests per block from them).
+        # Reads of the sync head, blocks, epochs, quorums and endpoints: apply_blocks updates or
+        # drops what a block changes, rollback_to drops them all (members answer many requests
+        # per block from them).
         self._folds: dict[tuple[Any, ...], Any] = {}
 
     # ------------------------------------------------------------------ lifecycle
@@ -319,12 +325,34 @@ class Store:
     ) -> None:
         """Records headers (number, hash, parent, timestamp), their events and matched Event-job
         logs (job_id, cursor, block, hash), and folds the events, all in one transaction."""
+        headers, events = list(headers), list(events)
         async with self._write:
-            self._folds.clear()
+            # Job events change only jobs, kept apart in memory: blocks with nothing else keep
+            # the cached epochs, quorums and endpoints (a leader reads every member's endpoint
+            # on every round).
+            keep = all(e.name in JOB_EVENTS for e in events)
+            self._forget_chain_reads(keep_registry=keep)
             try:
                 await self._apply_blocks_locked(headers, events, job_logs, keep_blocks)
-            finally:
+            except BaseException:
                 self._folds.clear()
+                raise
+            self._forget_chain_reads(keep_registry=keep)
+            for number, block_hash, _parent, timestamp in headers:
+                self._folds[("block", number)] = (block_hash, timestamp)
+            if headers:
+                top = max(headers)
+                self._folds[("head",)] = (top[0], top[1])
+                for key in [k for k in self._folds if k[0] == "block"]:
+                    if key[1] <= top[0] - keep_blocks:
+                        del self._folds[key]
+
+    def _forget_chain_reads(self, *, keep_registry: bool) -> None:
+        """Drops cached reads a block changes: the head always (a read during the transaction
+        sees its uncommitted rows), and everything but stored blocks unless `keep_registry`."""
+        for key in list(self._folds):
+            if key[0] == "head" or (not keep_registry and key[0] != "block"):
+                del self._folds[key]
 
     async def _apply_blocks_locked(
         self,
@@ -593,8 +621,7 @@ class Store:
     async def record_signature(self, report: Report, digest: bytes, signature: bytes) -> bool:
         """Stores a signature unless one with a DIFFERENT result exists for the same key.
 
-        Returns False (and stores nothing) when signing would be equivocation. The check and
-        the insert run in one transaction, so two concurrent requests cannot both pass.
+        Returns False (and stores nothing) when signing would be equivocation.
         """
         async with self._write:
             return await self._record_signature_locked(report, digest, signature)
@@ -605,41 +632,30 @@ class Store:
         """Stores a signature unless one with a DIFFERENT result exists for the same key.
 
         Returns False (and stores nothing) when signing would be equivocation. The check and
-        the insert run in one transaction, so two concurrent requests cannot both pass.
+        the insert are one statement, so two concurrent requests cannot both pass.
         """
+        key = (report.jobId, report.round, report.checkBlock, report.checkBlockHash)
+        result = (report.cursor, report.payloadHash)
+        row = (*key, *result, digest, _report_to_json(report), signature)
+        # One statement checks and inserts (a member answers in the middle of every block's
+        # work, and each statement is a hop to the database thread).
         try:
-            await self._db.execute("BEGIN IMMEDIATE")
-            async with self._db.execute(
-                "SELECT cursor, payload_hash FROM signatures WHERE job_id = ? AND round = ? "
-                "AND check_block = ? AND check_block_hash = ?",
-                (report.jobId, report.round, report.checkBlock, report.checkBlockHash),
-            ) as cur:
-                rows = await cur.fetchall()
-            for cursor, payload_hash in rows:
-                if int(cursor) != report.cursor or bytes(payload_hash) != report.payloadHash:
-                    await self._db.rollback()
-                    return False
-            await self._db.execute(
+            cur = await self._db.execute(
                 "INSERT OR IGNORE INTO signatures (job_id, round, check_block, check_block_hash, "
                 "cursor, payload_hash, digest, report, signature) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    report.jobId,
-                    report.round,
-                    report.checkBlock,
-                    report.checkBlockHash,
-                    report.cursor,
-                    report.payloadHash,
-                    digest,
-                    _report_to_json(report),
-                    signature,
-                ),
+                f"SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS ({_CONFLICTING_SIGNATURE})",
+                (*row, *key, *result),
             )
+            inserted = cur.rowcount == 1
             await self._db.commit()
-            return True
         except BaseException:
             await self._db.rollback()
             raise
+        if inserted:
+            return True
+        # Nothing inserted: this very signature is stored already (a retry), or a conflicting one.
+        async with self._db.execute(_CONFLICTING_SIGNATURE, (*key, *result)) as check:
+            return await check.fetchone() is None
 
     async def signature_count(self) -> int:
         async with self._db.execute("SELECT COUNT(*) FROM signatures") as cur:
