@@ -71,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--listen", help="host:port for the peer API (env KEEPER_LISTEN)")
     run.add_argument("--db", help="SQLite store (env KEEPER_DB)")
     run.add_argument("--poll-interval", dest="poll_interval", type=float)
+    run.add_argument(
+        "--ws-url",
+        dest="ws_url",
+        help="new heads over WebSocket: auto (the RPC's host:port, default), off, or a ws:// URL",
+    )
     run.add_argument("--turn-blocks", dest="turn_blocks", type=int)
 
     status = commands.add_parser("status", help="the node's view, from its peer API")

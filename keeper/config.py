@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from dotenv import dotenv_values
 from eth_account import Account
@@ -26,6 +27,7 @@ class Settings:
     """Everything a command may read. Field names map to KEEPER_<NAME> variables."""
 
     rpc_url: str = "http://127.0.0.1:8545"
+    ws_url: str = "auto"  # newHeads over WebSocket: "auto" (the RPC's host:port), "off", a URL
     private_key: str | None = None
     keystore: str | None = None
     password_file: str | None = None
@@ -41,12 +43,31 @@ class Settings:
     gas_price_cap_gwei: float = 100.0
 
     @property
+    def heads_url(self) -> str | None:
+        """The WebSocket URL to subscribe to new heads on, or None to poll only."""
+        if self.ws_url == "off":
+            return None
+        if self.ws_url == "auto":
+            return derive_ws_url(self.rpc_url)
+        return self.ws_url
+
+    @property
     def listen_host(self) -> str:
         return self.listen.rsplit(":", 1)[0]
 
     @property
     def listen_port(self) -> int:
         return int(self.listen.rsplit(":", 1)[1])
+
+
+def derive_ws_url(rpc_url: str) -> str | None:
+    """The WebSocket URL on the HTTP endpoint's own host and port (anvil, Hardhat and most
+    hosted RPCs serve both there); None for a URL that is not http(s)."""
+    parts = urlsplit(rpc_url)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme)
+    if scheme is None:
+        return None
+    return urlunsplit((scheme, parts.netloc, parts.path, parts.query, ""))
 
 
 def _coerce(name: str, kind: Any, raw: Any) -> Any:
@@ -99,6 +120,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"listen port out of range: {port}")
     if s.poll_interval <= 0 or s.turn_blocks <= 0 or s.reorg_depth < 0:
         raise ConfigError("poll interval and turn blocks must be positive, reorg depth >= 0")
+    if s.ws_url not in ("auto", "off") and not s.ws_url.startswith(("ws://", "wss://")):
+        raise ConfigError(f"ws url must be auto, off or a ws:// or wss:// URL, got {s.ws_url!r}")
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"unknown log level {s.log_level!r}")
 

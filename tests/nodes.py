@@ -47,8 +47,9 @@ class Network:
     def db_path(self, i: int) -> Path:
         return self.tmp / f"keeper{i}.db"
 
-    async def start_node(self, i: int) -> KeeperNode:
-        """Starts (or restarts, on its old store) the node of keeper `i`; no background loop."""
+    async def start_node(self, i: int, *, loop: bool = False) -> KeeperNode:
+        """Starts (or restarts, on its old store) the node of keeper `i`; its background loop
+        (and head subscription) only with `loop`: tests drive the others with `step`."""
         account: LocalAccount = self.net.keepers[i]
         store = await Store.open(
             self.db_path(i),
@@ -67,7 +68,7 @@ class Network:
             fee_policy=FeePolicy(),
             load=quiet_load(i),
         )
-        await node.start(loop=False)
+        await node.start(loop=loop)
         self.nodes[i] = node
         self.ports[i] = node.port
         return node

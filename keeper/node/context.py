@@ -30,6 +30,7 @@ class NodeOptions:
     load_interval: float = 2.0
     unhealthy_after: float = 15.0
     max_sync_range: int = 200
+    ws_url: str | None = None  # newHeads subscription that wakes the loop (None: poll only)
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ class MemberService:
         ctx: NodeContext,
         evaluator: Evaluator,
         metrics: NodeMetrics,
-        sync_now: Callable[[], Awaitable[int]],
+        sync_now: Callable[[int], Awaitable[int]],
         is_overloaded: Callable[[], bool],
         observe_peer: Callable[[str, int], None] | None = None,
     ) -> None:
@@ -82,8 +82,10 @@ class MemberService:
             raise _reject(422, "Stale", f"message from block {req.sent_block}, head is {head}")
         if report.executor.lower() != req.sender.lower():
             raise _reject(422, "ExecutorMismatch", "the report's executor is not the sender")
+        synced_ms = 0.0
         if report.checkBlock > head:
-            head = await self._sync_now()
+            head = await self._sync_now(report.checkBlock)
+            synced_ms = (time.monotonic() - began) * 1000
             if report.checkBlock > head:
                 raise _reject(425, "TooEarly", f"not synced to block {report.checkBlock} yet")
         if not head - MAX_CHECK_AGE <= report.checkBlock:
@@ -136,13 +138,14 @@ class MemberService:
         if not await store.record_signature(report, digest, signature):
             raise _reject(409, "Conflict", "already signed a different result for this key")
         log.info(
-            "report.signed job=%d round=%d cursor=%d check_block=%d leader=%s ms=%.1f",
+            "report.signed job=%d round=%d cursor=%d check_block=%d leader=%s ms=%.1f sync_ms=%.1f",
             report.jobId,
             report.round,
             report.cursor,
             report.checkBlock,
             req.sender,
             (time.monotonic() - began) * 1000,
+            synced_ms,
         )
         return ReportResponse(
             signer=ctx.address, signature=signature, overloaded=self._is_overloaded()

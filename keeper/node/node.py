@@ -19,7 +19,8 @@ from web3 import AsyncWeb3
 
 from keeper.chain.calls import KeeperCalls, compute_rotate_gas
 from keeper.chain.contracts import Deployment, bind
-from keeper.chain.follower import ChainFollower
+from keeper.chain.follower import ChainFollower, Header
+from keeper.chain.heads import HeadWatcher
 from keeper.chain.reader import ChainReader
 from keeper.chain.sender import TxSender
 from keeper.core.fees import FeePolicy
@@ -41,6 +42,10 @@ from keeper.store.db import Store
 
 log = logging.getLogger(__name__)
 
+# Seconds between polls while new heads are pushed (a missed push costs at most this).
+PUSHED_POLL_INTERVAL = 1.0
+# Seconds after a head before the loop checks rotate() and counts executions.
+HOUSEKEEPING_DELAY = 0.25
 # The rotate() ranking uses job id 0 (jobs start at 1) and the current epoch as the round.
 ROTATE_JOB_ID = 0
 
@@ -97,12 +102,16 @@ class KeeperNode:
         self._scheduler = AsyncIOScheduler()
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
+        self._wake = asyncio.Event()  # set by a pushed head (or stop): tick now, not at the poll
+        self.heads = HeadWatcher(options.ws_url, self._on_pushed_head) if options.ws_url else None
+        self._heads_task: asyncio.Task[None] | None = None
         self._last_ok = clock()
         self._last_error = ""
         self._chain_head = 0
         self._rotate_due: dict[int, int] = {}
         self._executions_seen = (0, 0)  # (executions, successes) already counted in metrics
         self._passed: tuple[int, bytes] | None = None  # the head the last full pass handled
+        self._housekeeping_head: int | None = None  # a head whose rotate check is still to do
 
     @property
     def address(self) -> str:
@@ -140,6 +149,10 @@ class KeeperNode:
         self._stop.clear()
         if loop:
             self._task = asyncio.create_task(self._run(), name=f"keeper-{self.address[:8]}")
+            if self.heads is not None:
+                self._heads_task = asyncio.create_task(
+                    self.heads.run(), name=f"heads-{self.address[:8]}"
+                )
         log.info(
             "node.started address=%s port=%d registry=%s task_manager=%s",
             self.address,
@@ -151,11 +164,13 @@ class KeeperNode:
     async def stop(self) -> None:
         """Stops the loop, the peer API and the scheduler, then closes the store."""
         self._stop.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        self._wake.set()
+        for task in (self._heads_task, self._task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._heads_task = None
         await self.server.stop()
         await self.client.close()
         if self._scheduler.running:
@@ -172,12 +187,34 @@ class KeeperNode:
 
     async def _run(self) -> None:
         while not self._stop.is_set():
-            await self.tick()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self.options.poll_interval)
+            self._wake.clear()  # a head pushed during the tick wakes the next one at once
+            await self.tick(housekeeping=False)
+            if self._housekeeping_head is not None:
+                # Every member's agreement traffic for a block comes in its first few tens of
+                # milliseconds; rotate checks and execution counts can wait that out.
+                await self._wait_for_wake(HOUSEKEEPING_DELAY)
+                await self._housekeeping()
+            if not self._wake.is_set():
+                await self._wait_for_wake(self._poll_interval())
 
-    async def tick(self) -> None:
-        """One pass: catch up, settle transactions, lead what is due, rotate if due."""
+    async def _wait_for_wake(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    def _on_pushed_head(self, header: Header) -> None:
+        self.follower.note_head(header)
+        self._wake.set()
+
+    def _poll_interval(self) -> float:
+        """While heads are pushed, polling is only the safety net and need not be fast."""
+        if self.heads is not None and self.heads.subscribed:
+            return max(self.options.poll_interval, PUSHED_POLL_INTERVAL)
+        return self.options.poll_interval
+
+    async def tick(self, *, housekeeping: bool = True) -> None:
+        """One pass: catch up, settle transactions, lead what is due, rotate if due. Without
+        `housekeeping` (the loop), the rotate check and execution counts of a new head are left
+        to `_housekeeping`, which the loop runs a moment later."""
         try:
             head = await self.sync_now()
             outcomes = await self.sender.poll(head)
@@ -195,30 +232,52 @@ class KeeperNode:
                 # faster than blocks arrive must not repeat the pass over every job.
                 assert self.leader is not None
                 await self.leader.on_head(head, head_hash, head_ts)
-                await self._maybe_rotate(head)
-                await self._close_rounds()
                 self._passed = (head, head_hash)
+                self._housekeeping_head = head
+                if housekeeping:
+                    await self._housekeep(head)
             self._last_ok = self._clock()
             self._last_error = ""
-        except RpcUnavailable as exc:
+        except Exception as exc:  # the loop must outlive any one bad pass
+            self._note_failure(exc)
+
+    def _note_failure(self, exc: Exception) -> None:
+        """A failed pass: unhealthy until the next one succeeds; called in its except block."""
+        if isinstance(exc, RpcUnavailable):
             self.node_metrics.rpc_errors.inc()
             self._last_error = str(exc)
             log.warning("node.rpc_unavailable error=%s", exc)
-        except KeeperError as exc:
+        elif isinstance(exc, KeeperError):
             self._last_error = str(exc)
             log.warning("node.tick_failed error=%s", exc)
-        except Exception as exc:  # the loop must outlive any one bad pass
+        else:
             self._last_error = f"{type(exc).__name__}: {exc}"
             log.exception("node.tick_crashed")
 
-    async def sync_now(self) -> int:
-        """Catches up with the chain (bounded ranges) and returns the new local head."""
+    async def _housekeeping(self) -> None:
+        """The deferred part of a pass (see `tick`); a failure is the pass's failure."""
+        head = self._housekeeping_head
+        if head is None:
+            return
+        try:
+            await self._housekeep(head)
+        except Exception as exc:  # the loop must outlive any one bad pass
+            self._note_failure(exc)
+
+    async def _housekeep(self, head: int) -> None:
+        await self._maybe_rotate(head)
+        await self._close_rounds()
+        self._housekeeping_head = None
+
+    async def sync_now(self, until: int | None = None) -> int:
+        """Catches up with the chain (bounded ranges) and returns the new local head; with
+        `until`, stops asking the chain once the store holds that block."""
         for _ in range(50):
-            result = await self.follower.sync()
+            result = await self.follower.sync(until)
             self._chain_head = result.chain_head
             self.node_metrics.head_block.set(result.head)
             self.node_metrics.blocks_behind.set(max(0, result.chain_head - result.head))
-            if result.head >= result.chain_head:
+            if result.head >= result.chain_head or (until is not None and result.head >= until):
                 break
         head = await self.store.head()
         return head[0] if head else 0
@@ -322,6 +381,7 @@ class KeeperNode:
             },
             "healthy": self.is_healthy(),
             "last_error": self._last_error,
+            "heads": "pushed" if self.heads is not None and self.heads.subscribed else "polled",
         }
 
     def is_healthy(self) -> bool:
