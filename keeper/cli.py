@@ -237,7 +237,9 @@ def _configure_logging(level: str) -> None:
         stream=sys.stderr,
     )
     # Their INFO lines are per request / per job run: noise next to the node's own events.
-    for noisy in ("apscheduler", "aiohttp.access"):
+    # web3's WebSocket provider also names the whole URL (a hosted RPC's API key) on every
+    # connect; keeper.chain.heads says what matters without it.
+    for noisy in ("apscheduler", "aiohttp.access", "web3.providers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

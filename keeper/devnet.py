@@ -139,7 +139,13 @@ class Devnet:
             account=account,
             deployment=self.deployment,
             store=store,
-            options=NodeOptions(poll_interval=0.25, turn_blocks=2, deadline_blocks=20),
+            options=NodeOptions(
+                poll_interval=0.25,
+                turn_blocks=2,
+                deadline_blocks=20,
+                # anvil pushes new heads on its own port; the embedded chain has no socket
+                ws_url=self.anvil.url.replace("http://", "ws://") if self.anvil else None,
+            ),
             fee_policy=FeePolicy(),
         )
         await node.start()

@@ -68,13 +68,14 @@ class HeadWatcher:
         """Runs until cancelled; never raises otherwise."""
         delay = self._retry_first
         where = describe_url(self._url)
+        failing = False
         while True:
             try:
                 provider = WebSocketProvider(self._url, max_connection_retries=1)
                 async with AsyncWeb3(provider) as w3:
                     await w3.eth.subscribe("newHeads")
                     self.subscribed = True
-                    delay = self._retry_first
+                    delay, failing = self._retry_first, False
                     log.info("heads.subscribed url=%s", where)
                     async for message in w3.socket.process_subscriptions():
                         header = parse_head(message.get("result"))
@@ -85,12 +86,16 @@ class HeadWatcher:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # any failure of the socket means: poll, retry later
-                log.info(
-                    "heads.unavailable url=%s error=%s retry_in=%.0fs",
+                # Said once per outage (an RPC without WebSockets would repeat it forever).
+                level = logging.INFO if self.subscribed or not failing else logging.DEBUG
+                log.log(
+                    level,
+                    "heads.unavailable url=%s error=%s retry_in=%.0fs (polling meanwhile)",
                     where,
                     type(exc).__name__,
                     delay,
                 )
+                failing = True
             self.subscribed = False
             await asyncio.sleep(delay)
             delay = min(delay * 2, self._retry_max)
