@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,9 +20,9 @@ from tests.anvil import AnvilChain, AnvilProcess, TcpProxy
 from tests.nodes import start_network
 
 
-async def wait_until(predicate: object, timeout: float = 15.0) -> None:
+async def wait_until(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
+    while not predicate():
         assert time.monotonic() < deadline, "timed out"
         await asyncio.sleep(0.02)
 
