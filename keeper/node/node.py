@@ -35,6 +35,7 @@ from keeper.node.context import NodeContext, NodeOptions
 from keeper.node.evaluate import Billing, Evaluator
 from keeper.node.leader import LeaderService
 from keeper.node.member import MemberService
+from keeper.node.tasks import cancel_and_wait
 from keeper.peers.client import PeerClient
 from keeper.peers.server import PeerServer
 from keeper.schedule import cron_next_fire
@@ -166,10 +167,7 @@ class KeeperNode:
         self._stop.set()
         self._wake.set()
         for task in (self._heads_task, self._task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_and_wait(task)
         self._task = self._heads_task = None
         await self.server.stop()
         await self.client.close()
