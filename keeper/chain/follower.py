@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_utils.abi import collapse_if_tuple
-from eth_utils.address import to_checksum_address
 from hexbytes import HexBytes
 from web3 import AsyncWeb3
 from web3.contract import AsyncContract
 
 from keeper.chain.rpc import rpc_guard
+from keeper.core.addresses import checksum_address
 from keeper.core.jobs import Job, JobStatus, decode_trigger, is_log_match
 from keeper.core.triggers import TriggerKind, compute_event_cursor
 from keeper.store.db import ChainEvent, Store
@@ -44,7 +44,7 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [to_jsonable(v) for v in value]
     if isinstance(value, str) and value.startswith("0x") and len(value) == 42:
-        return to_checksum_address(value)
+        return checksum_address(value)
     return value
 
 

@@ -22,13 +22,13 @@ from typing import Any, Literal
 from eth_account.signers.local import LocalAccount
 from eth_account.typed_transactions.typed_transaction import TypedTransaction
 from eth_typing import ChecksumAddress
-from eth_utils.address import to_checksum_address
 from hexbytes import HexBytes
 from web3 import AsyncWeb3
 from web3.exceptions import TransactionNotFound
 from web3.types import TxReceipt
 
 from keeper.chain.rpc import rpc_guard
+from keeper.core.addresses import checksum_address
 from keeper.core.fees import FeePolicy, Fees, compute_bump, compute_fees, is_stuck
 from keeper.core.types import BlockNumber, Wei
 from keeper.errors import RpcUnavailable, TransactionFailed
@@ -75,7 +75,7 @@ class TxSender:
 
     @property
     def address(self) -> ChecksumAddress:
-        return to_checksum_address(self._account.address)
+        return self._account.address  # eth-account keeps it in checksum form
 
     # ------------------------------------------------------------------ public API
 
@@ -121,7 +121,7 @@ class TxSender:
                 "type": 2,
                 "chainId": self._chain_id,
                 "nonce": nonce,
-                "to": to_checksum_address(to),
+                "to": checksum_address(to),
                 "value": value,
                 "data": data,
                 "gas": gas,
@@ -394,7 +394,7 @@ def _call_of(raw: bytes) -> dict[str, Any]:
         "gas": int(tx["gas"]),
     }
     if tx.get("to"):
-        params["to"] = to_checksum_address(bytes(tx["to"]))
+        params["to"] = checksum_address(bytes(tx["to"]))
     return params
 
 

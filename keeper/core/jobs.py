@@ -11,9 +11,9 @@ from enum import IntEnum
 from typing import Any
 
 from eth_abi.abi import decode as abi_decode
-from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
+from keeper.core.addresses import checksum_address
 from keeper.core.triggers import JobRules, TriggerKind
 
 ZERO_TOPIC = b"\x00" * 32
@@ -68,7 +68,7 @@ def decode_trigger(kind: int, data: bytes) -> Trigger:
         t = tuple(bytes(x) for x in topics)
         return Trigger(
             kind=k,
-            emitter=to_checksum_address(emitter),
+            emitter=checksum_address(emitter),
             topics=(t[0], t[1], t[2], t[3]),
             confirmations=int(confirmations),
         )
@@ -77,7 +77,7 @@ def decode_trigger(kind: int, data: bytes) -> Trigger:
     )
     return Trigger(
         kind=k,
-        resolver=to_checksum_address(resolver),
+        resolver=checksum_address(resolver),
         resolver_calldata=bytes(calldata),
         mode=int(mode),
         min_interval=int(min_interval),
@@ -158,8 +158,8 @@ def job_from_created(args: dict[str, Any], block_number: int, block_timestamp: i
     last_cursor = (block_number << 32) | 0xFFFFFFFF if kind == TriggerKind.Event else 0
     return Job(
         job_id=int(args["jobId"]),
-        owner=to_checksum_address(args["owner"]),
-        target=to_checksum_address(spec["target"]),
+        owner=checksum_address(args["owner"]),
+        target=checksum_address(spec["target"]),
         call_data=bytes(spec["callData"]),
         trigger=trigger,
         gas_limit=int(spec["gasLimit"]),

@@ -18,9 +18,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
+from keeper.core.addresses import checksum_address
 from keeper.core.report import (
     SIGNATURE_LENGTH,
     Report,
@@ -113,7 +113,7 @@ def _report_to_json(report: Report) -> dict[str, Any]:
         "checkBlock": report.checkBlock,
         "checkBlockHash": _hex(report.checkBlockHash),
         "payloadHash": _hex(report.payloadHash),
-        "executor": to_checksum_address(report.executor),
+        "executor": checksum_address(report.executor),
         "deadline": report.deadline,
     }
 
@@ -123,7 +123,7 @@ def encode_request(req: ReportRequest) -> bytes:
     return _canonical(
         {
             "type": REPORT_MESSAGE_TYPE,
-            "sender": to_checksum_address(req.sender),
+            "sender": checksum_address(req.sender),
             "sentBlock": req.sent_block,
             "report": _report_to_json(req.report),
             "payload": _hex(req.payload),
@@ -136,7 +136,7 @@ def encode_response(resp: ReportResponse) -> bytes:
     """The canonical body of a successful `POST /v1/reports` answer."""
     return _canonical(
         {
-            "signer": to_checksum_address(resp.signer),
+            "signer": checksum_address(resp.signer),
             "signature": _hex(resp.signature),
             "overloaded": resp.overloaded,
         }
@@ -258,7 +258,7 @@ def _address(obj: dict[str, Any], key: str, where: str = "") -> str:
     value = obj[key]
     if not isinstance(value, str) or not _ADDRESS.fullmatch(value):
         _malformed(f"{where}{key} must be a 0x-prefixed 20-byte address")
-    checksummed = to_checksum_address(value)
+    checksummed = checksum_address(value)
     # Mixed case claims an EIP-55 checksum; a wrong one is a typo or a tampered address.
     if value[2:] != value[2:].lower() and value != checksummed:
         _malformed(f"{where}{key} has an invalid EIP-55 checksum")
@@ -356,4 +356,4 @@ def recover_body_signer(body: bytes, signature: bytes) -> str:
         signer = recover_digest_signer(compute_body_digest(body), signature)
     except ValueError as exc:
         raise MessageError(BAD_SIGNATURE, f"signature is not canonical or invalid: {exc}") from exc
-    return to_checksum_address(signer)
+    return checksum_address(signer)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from eth_abi.abi import encode as abi_encode
-from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
+
+from keeper.core.addresses import checksum_address
 
 BPS = 10_000
 STAKE_BITS = 96
@@ -40,7 +42,7 @@ def pack_member(address: str, stake: int) -> bytes:
 
 def unpack_member(word: bytes) -> Member:
     value = int.from_bytes(word, "big")
-    address = to_checksum_address((value >> STAKE_BITS).to_bytes(20, "big"))
+    address = checksum_address((value >> STAKE_BITS).to_bytes(20, "big"))
     return Member(address=address, stake=value & STAKE_MASK)
 
 
@@ -49,6 +51,7 @@ def compute_quorum_hash(members: Sequence[Member]) -> bytes:
     return keccak(b"".join(m.word for m in members))
 
 
+@lru_cache(maxsize=65536)  # asked for every job at every head; fixed for an epoch
 def compute_quorum_of(seed: bytes, job_id: int, count: int) -> int:
     """The quorum serving `job_id`: keccak256(abi.encode(seed, jobId)) % count."""
     if count <= 0:
@@ -75,7 +78,7 @@ def compute_quorums(seed: bytes, active: Mapping[str, int], target_size: int) ->
     quorums: list[list[Member]] = []
     for j in range(count):
         chosen = order[j::count]
-        members = [Member(to_checksum_address(a), active[a]) for a in chosen]
+        members = [Member(checksum_address(a), active[a]) for a in chosen]
         quorums.append(sorted(members, key=lambda m: int(m.address, 16)))
     return quorums
 
@@ -116,6 +119,7 @@ def pack_signatures(
     return bitmap, packed
 
 
+@lru_cache(maxsize=65536)  # a round is ranked by its leader and each member, often twice
 def compute_rank_key(job_id: int, round_: int, member: str) -> bytes:
     """keccak256(abi.encode(jobId, round, member)): the per-round leader order."""
     return keccak(abi_encode(["uint256", "uint64", "address"], [job_id, round_, member]))

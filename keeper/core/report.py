@@ -12,8 +12,9 @@ from typing import Any
 
 from eth_keys.datatypes import PrivateKey, Signature
 from eth_keys.exceptions import BadSignature
-from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
+
+from keeper.core.addresses import checksum_address
 
 DOMAIN_NAME = "KeeperTaskManager"
 DOMAIN_VERSION = "1"
@@ -48,7 +49,7 @@ class Domain:
             "name": DOMAIN_NAME,
             "version": DOMAIN_VERSION,
             "chainId": self.chain_id,
-            "verifyingContract": to_checksum_address(self.verifying_contract),
+            "verifyingContract": checksum_address(self.verifying_contract),
         }
 
 
@@ -69,7 +70,7 @@ class Report:
     def as_message(self) -> dict[str, Any]:
         """The EIP-712 message dict (also the tuple order of the ABI struct)."""
         message = asdict(self)
-        message["executor"] = to_checksum_address(self.executor)
+        message["executor"] = checksum_address(self.executor)
         return message
 
     def as_tuple(self) -> tuple[Any, ...]:
@@ -122,6 +123,7 @@ def _address_word(address: str) -> bytes:
 
 
 @lru_cache(maxsize=16)
+@lru_cache(maxsize=64)
 def compute_domain_separator(domain: Domain) -> bytes:
     return keccak(
         _DOMAIN_TYPEHASH
@@ -183,11 +185,18 @@ def recover_digest_signer(digest: bytes, signature: bytes) -> str:
         raise ValueError("signature s is zero or in the upper half of the curve order (malleable)")
     try:
         vrs = Signature(vrs=(signature[64] - 27, r, s))
-        return str(vrs.recover_public_key_from_msg_hash(digest).to_checksum_address())
+        public_key = vrs.recover_public_key_from_msg_hash(digest).to_bytes()
     except BadSignature as exc:
         # eth_keys' BadSignature is no ValueError; callers handle signatures from peers and
         # must see one error type, not crash on another.
         raise ValueError(f"signature is not a valid secp256k1 signature: {exc}") from exc
+    return _address_of(public_key)
+
+
+@lru_cache(maxsize=4096)
+def _address_of(public_key: bytes) -> str:
+    # A quorum's few members sign over and over: hash each public key once.
+    return checksum_address(keccak(public_key)[-20:])
 
 
 def sign_report(private_key: bytes | str, report: Report, domain: Domain) -> bytes:

@@ -15,8 +15,8 @@ from typing import Any
 
 import aiohttp
 from eth_account import Account
-from eth_utils.address import to_checksum_address
 
+from keeper.core.addresses import checksum_address
 from keeper.core.messages import (
     SIGNATURE_HEADER,
     MessageError,
@@ -48,7 +48,7 @@ class PeerClient:
     def __init__(
         self, private_key: bytes, sender: str, *, timeout: float = DEFAULT_TIMEOUT
     ) -> None:
-        self._sender = to_checksum_address(sender)
+        self._sender = checksum_address(sender)
         if Account.from_key(private_key).address != self._sender:
             raise ValueError("sender is not the address of private_key")
         self._key = private_key
@@ -72,7 +72,7 @@ class PeerClient:
 
     def sign_request(self, req: ReportRequest) -> SignedRequest:
         """Encodes and signs `req` once, to be posted to every member of the quorum."""
-        if to_checksum_address(req.sender) != self._sender:
+        if checksum_address(req.sender) != self._sender:
             raise ValueError("request sender is not this client's sender")
         body = encode_request(req)
         return SignedRequest(body, format_signature_header(sign_body(self._key, body)))

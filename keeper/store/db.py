@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import aiosqlite
-from eth_utils.address import to_checksum_address
 
+from keeper.core.addresses import checksum_address
 from keeper.core.jobs import Job, JobStatus, Trigger, apply_job_event, job_from_created
 from keeper.core.quorum import Member
 from keeper.core.report import Report
@@ -186,7 +186,7 @@ def report_from_dict(m: dict[str, Any]) -> Report:
         checkBlock=int(m["checkBlock"]),
         checkBlockHash=to_bytes(m["checkBlockHash"]),
         payloadHash=to_bytes(m["payloadHash"]),
-        executor=to_checksum_address(m["executor"]),
+        executor=checksum_address(m["executor"]),
         deadline=int(m["deadline"]),
     )
 
@@ -466,7 +466,7 @@ class Store:
             )
 
     async def _fold_keeper(self, name: str, args: dict[str, Any]) -> None:
-        address = to_checksum_address(args["keeper"])
+        address = checksum_address(args["keeper"])
         async with self._db.execute(
             "SELECT endpoint, data FROM keepers WHERE address = ?", (address,)
         ) as cur:
@@ -521,7 +521,7 @@ class Store:
         return await self._read_one(
             ("endpoint", address.lower()),
             "SELECT endpoint FROM keepers WHERE address = ?",
-            (to_checksum_address(address),),
+            (checksum_address(address),),
             lambda row: str(row[0]),
         )
 

@@ -16,6 +16,7 @@ from eth_account.signers.local import LocalAccount
 from eth_keys import keys
 from eth_utils import to_checksum_address
 
+from keeper.chain.calls import KeeperCalls
 from keeper.core.quorum import Member
 from keeper.core.report import compute_report_digest
 from tests.harness import ETHER, Net
@@ -281,3 +282,24 @@ async def test_executor_rewritten_after_signing_is_rejected(round_: Round) -> No
     )
     assert index == 0
     assert signer not in {m.address for m in round_.members}
+
+
+async def test_the_nodes_execute_calldata_is_web3s_encoding_and_executes(round_: Round) -> None:
+    # given the leader's encoder (eth-abi on the ABI's types, not web3's contract machinery)
+    net = round_.net
+    calls = KeeperCalls(net.w3, net.registry, net.tm)
+    packed = b"".join(round_.signatures())
+    args = (round_.report, round_.payload, round_.members, all_bits(round_.members), packed)
+    data = calls.execute_data(*args)
+    # then it is byte for byte what web3 encodes for the same arguments
+    words = [m.word for m in round_.members]
+    expected = net.tm.encode_abi(
+        "execute", args=[round_.report.as_tuple(), round_.payload, words, args[3], packed]
+    )
+    assert data == bytes.fromhex(expected[2:])
+    # and the executor's transaction with exactly that calldata executes the round
+    before = await net.job(round_.job_id)
+    tx = {"from": round_.report.executor, "to": net.tm.address, "data": data, "gas": 2_000_000}
+    receipt = await net.w3.eth.wait_for_transaction_receipt(await net.w3.eth.send_transaction(tx))
+    assert receipt["status"] == 1
+    assert (await net.job(round_.job_id))["round"] == before["round"] + 1
