@@ -5,6 +5,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 import pytest
+from eth_abi.abi import encode as abi_encode
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 from hypothesis import given
@@ -17,6 +18,7 @@ from keeper.core.quorum import (
     compute_quorum_hash,
     compute_quorum_of,
     compute_quorums,
+    compute_rank_key,
     compute_signer_bitmap,
     compute_sort_key,
     compute_total_stake,
@@ -264,3 +266,22 @@ def test_leader_rank_before_due_is_the_primary_and_the_last_keeps_leading() -> N
 def test_turn_start_rejects_bad_arguments(rank: int, turn: int) -> None:
     with pytest.raises(ValueError):
         compute_turn_start(100, rank, turn)
+
+
+@given(job_id=st.integers(0, 2**256 - 1), round_=st.integers(0, 2**64 - 1), member=addresses)
+def test_rank_key_is_keccak_of_the_abi_encoded_job_round_and_member(
+    job_id: int, round_: int, member: str
+) -> None:
+    # the hand-packed words are exactly abi.encode(uint256, uint64, address)
+    encoded = abi_encode(["uint256", "uint64", "address"], [job_id, round_, member])
+    assert compute_rank_key(job_id, round_, member) == keccak(encoded)
+
+
+@pytest.mark.parametrize(
+    ("job_id", "round_", "member"),
+    [(-1, 0, "0x" + "11" * 20), (2**256, 0, "0x" + "11" * 20), (1, 2**64, "0x" + "11" * 20),
+     (1, 0, "0x" + "11" * 19)],
+)
+def test_rank_key_refuses_what_abi_encode_would(job_id: int, round_: int, member: str) -> None:
+    with pytest.raises(ValueError):
+        compute_rank_key(job_id, round_, member)
