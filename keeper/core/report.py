@@ -123,7 +123,6 @@ def _address_word(address: str) -> bytes:
 
 
 @lru_cache(maxsize=16)
-@lru_cache(maxsize=64)
 def compute_domain_separator(domain: Domain) -> bytes:
     return keccak(
         _DOMAIN_TYPEHASH
