@@ -85,6 +85,9 @@ class Run:
     no_quorum: int = 0
     notes: list[str] = field(default_factory=list)
     extra: tuple[str, ...] = ()  # extra `keeper run` flags
+    steady: float = 60.0  # seconds of steady state
+    victims: int = 0  # keepers killed one after another after it
+    down: float = 30.0  # seconds each stayed down
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -216,7 +219,16 @@ async def bench(n_keepers: int, args: argparse.Namespace) -> Run:
     # Register everyone before any keeper runs: one rotation forms the whole set.
     cluster = start_cluster(tmp, stakes=(2,) * n_keepers, quorum_size=n_keepers, start=False)
     extra = ("--poll-interval", str(args.poll_interval)) if args.poll_interval else ()
-    run = Run(n_keepers, args.jobs, args.interval, label=args.label, extra=extra)
+    run = Run(
+        n_keepers,
+        args.jobs,
+        args.interval,
+        label=args.label,
+        extra=extra,
+        steady=args.steady,
+        victims=args.victims,
+        down=args.down,
+    )
     for i in cluster.keepers:
         cluster.start(i, *run.extra)
     began = time.monotonic()
@@ -315,6 +327,12 @@ def render_notes(runs: list[Run]) -> list[str]:
     return [
         f"- {run.label}, {run.keepers} keepers, {run.jobs} jobs every {run.interval} s"
         + (f" (`keeper run {' '.join(run.extra)}`)" if run.extra else "")
+        + f", {run.steady:.0f} s steady, "
+        + (
+            f"{run.victims} keepers killed for {run.down:.0f} s each"
+            if run.victims
+            else "none killed"
+        )
         + ": "
         f"{run.executions} executions "
         f"measured, eth-keys backend {run.backend}, {run.missed_slots} slots skipped "
@@ -334,10 +352,10 @@ def render(commands: list[str], rows: list[str], notes: list[str], args: argpars
         f"Machine: {machine()}. Every keeper is a `keeper run` process of the e2e Cluster "
         "(poll interval 0.25 s, `--turn-blocks 2`), equal stakes, one quorum, threshold "
         "6667 bps; Time jobs with start times spread over their interval (each run's "
-        f"interval is in its note below); {args.steady:.0f} s of steady state after two "
-        "intervals of warm-up, then "
-        f"{args.victims} keepers killed (SIGKILL) in turn for {args.down:.0f} s each and "
-        "restarted on their store.",
+        "interval is in its note below); steady state after two intervals of warm-up, then "
+        "keepers killed (SIGKILL) in turn and restarted on their store (each run's note says "
+        "for how long and how many; notes that do not say are 60 s of steady state, then 2 "
+        "keepers down for 30 s each, and none for the light-load runs).",
         "",
         "Blocks: from the first block whose timestamp reaches the slot to the block holding "
         "the JobExecuted. Agreement: the leader's time from leading the round to threshold "
