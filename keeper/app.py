@@ -10,7 +10,7 @@ from pathlib import Path
 from eth_account.signers.local import LocalAccount
 
 from keeper.chain.contracts import Deployment
-from keeper.chain.rpc import connect, rpc_guard
+from keeper.chain.rpc import connect, disconnect, rpc_guard
 from keeper.config import Settings, load_account
 from keeper.core.fees import GWEI, FeePolicy
 from keeper.core.types import Wei
@@ -74,7 +74,7 @@ async def run_node(settings: Settings) -> int:
     try:
         await node.start()
     except OSError as exc:
-        await node.stop()
+        await _shut_down(node)
         raise ConfigError(f"cannot listen on {settings.listen}: {exc.strerror}") from exc
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -86,5 +86,11 @@ async def run_node(settings: Settings) -> int:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-        await node.stop()
+        await _shut_down(node)
     return 0
+
+
+async def _shut_down(node: KeeperNode) -> None:
+    """Stops the node, then closes the RPC connections this module opened for it."""
+    await node.stop()
+    await disconnect(node.w3)

@@ -33,6 +33,7 @@ from keeper.chain.contracts import (
     transact,
 )
 from keeper.chain.embedded import EmbeddedChain
+from keeper.chain.rpc import disconnect
 from keeper.core.fees import FeePolicy
 from keeper.core.triggers import TriggerKind
 from keeper.node.context import NodeOptions
@@ -301,6 +302,9 @@ class Devnet:
                 await producer
         for node in self.nodes:
             await node.stop()
+            await disconnect(node.w3)
+        if getattr(self, "w3", None) is not None:
+            await disconnect(self.w3)
         if self.anvil is not None:
             self.anvil.stop()
         if self._tmp is not None:

@@ -15,6 +15,7 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 
 from keeper.chain.contracts import DeployParams
+from keeper.chain.rpc import disconnect
 from keeper.core.fees import FeePolicy
 from keeper.monitor.load import LoadMonitor
 from keeper.node.context import NodeOptions
@@ -76,10 +77,12 @@ class Network:
     async def stop_node(self, i: int) -> None:
         node = self.nodes.pop(i)
         await node.stop()
+        await disconnect(node.w3)
 
     async def stop(self) -> None:
         for i in list(self.nodes):
             await self.stop_node(i)
+        await disconnect(self.net.w3)
 
     async def step(self, blocks: int = 1) -> None:
         """Mines `blocks` blocks, BLOCK_SECONDS apart, each followed by one pass of every node."""

@@ -90,3 +90,11 @@ def connect(rpc_url: str, timeout: float = 10.0, *, lean: bool = False) -> Async
         for name in NODE_UNUSED_MIDDLEWARE:
             w3.middleware_onion.remove(name)
     return w3
+
+
+async def disconnect(w3: AsyncWeb3[Any]) -> None:
+    """Closes the HTTP sessions an AsyncHTTPProvider keeps (one per event loop), which nothing
+    else closes: left open, aiohttp warns about them when they are collected. Other providers
+    (eth-tester's) hold no connection and are left alone."""
+    if isinstance(w3.provider, AsyncHTTPProvider):
+        await w3.provider.disconnect()

@@ -13,6 +13,7 @@ import pytest
 
 from keeper.chain.follower import Header
 from keeper.chain.heads import HeadWatcher, describe_url, parse_head
+from keeper.chain.rpc import disconnect
 from keeper.config import Settings, load_settings
 from keeper.errors import ConfigError
 from keeper.node.context import NodeOptions
@@ -57,8 +58,8 @@ async def test_pushed_headers_are_the_chains_and_a_cut_is_retried() -> None:
         proxy.url.replace("http://", "ws://"), heads.append, retry_first=0.1, retry_max=0.2
     )
     task = asyncio.create_task(watcher.run())
+    w3 = AnvilChain(anvil).web3()
     try:
-        w3 = AnvilChain(anvil).web3()
         # given a subscription
         await wait_until(lambda: watcher.subscribed)
         # when blocks are mined, then each push carries the block's own header
@@ -86,6 +87,7 @@ async def test_pushed_headers_are_the_chains_and_a_cut_is_retried() -> None:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        await disconnect(w3)
         await proxy.stop()
         anvil.stop()
 

@@ -12,6 +12,7 @@ from eth_utils.crypto import keccak
 from keeper.chain.anvil import AnvilProcess, dev_accounts
 from keeper.chain.contracts import deploy_contract, transact
 from keeper.chain.reader import ChainReader
+from keeper.chain.rpc import disconnect
 from tests.anvil import AnvilChain, TcpProxy
 
 
@@ -39,8 +40,9 @@ async def test_resolvers_are_called_in_one_batch_at_the_check_block(anvil: Anvil
     after = int(await w3.eth.block_number)
     proxy = TcpProxy(anvil.port)
     await proxy.start()
+    reader_w3 = AnvilChain(anvil).web3(proxy.url)
     try:
-        reader = ChainReader(AnvilChain(anvil).web3(proxy.url))
+        reader = ChainReader(reader_w3)
         calls = [
             (target.address, selector("checker()")),
             (target.address, selector("checkUpkeep(bytes)") + abi_encode(["bytes"], [b"x"])),
@@ -50,6 +52,8 @@ async def test_resolvers_are_called_in_one_batch_at_the_check_block(anvil: Anvil
         at_before = await reader.call_resolvers(calls, before)
         at_after = await reader.call_resolvers(calls, after)
     finally:
+        await disconnect(reader_w3)
+        await disconnect(w3)
         await proxy.stop()
     # then each check block gives its own answer, and a reverting resolver gives None
     can_before, _ = abi_decode(["bool", "bytes"], at_before[0] or b"")
