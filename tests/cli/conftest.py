@@ -15,13 +15,17 @@ from web3 import AsyncHTTPProvider, AsyncWeb3, HTTPProvider, Web3
 
 from keeper.chain.artifacts import load_artifact
 from keeper.chain.contracts import Deployment, deploy_contract
+from keeper.chain.rpc import disconnect
 from tests.anvil import AnvilProcess, dev_accounts
 from tests.cli.support import CliChain, key_hex, run_keeper
 
 
 async def _deploy_target(url: str, sender: str) -> str:
     w3 = AsyncWeb3(AsyncHTTPProvider(url))
-    target = await deploy_contract(w3, "DemoTarget", sender, 60)
+    try:
+        target = await deploy_contract(w3, "DemoTarget", sender, 60)
+    finally:
+        await disconnect(w3)
     return str(target.address)
 
 
