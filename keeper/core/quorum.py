@@ -12,6 +12,7 @@ from functools import lru_cache
 
 from eth_utils.crypto import keccak
 
+from keeper.core.abi_words import address_word, bytes32_word, uint_word
 from keeper.core.addresses import checksum_address
 
 BPS = 10_000
@@ -45,27 +46,6 @@ def unpack_member(word: bytes) -> Member:
     return Member(address=address, stake=value & STAKE_MASK)
 
 
-# abi.encode words by hand: these keys are hashed for every new round and every job at every
-# head, and eth-abi's general encoder costs ~30 us a call (tests compare both encodings).
-
-
-def _uint(value: int, bits: int) -> bytes:
-    if not 0 <= value < 1 << bits:
-        raise ValueError(f"{value} does not fit in uint{bits}")
-    return value.to_bytes(32, "big")
-
-
-def _bytes32(value: bytes) -> bytes:
-    if len(value) != 32:
-        raise ValueError(f"a seed is 32 bytes, got {len(value)}")
-    return bytes(value)
-
-
-def _address(address: str) -> bytes:
-    raw = bytes.fromhex(address.removeprefix("0x"))
-    if len(raw) != 20:
-        raise ValueError(f"{address!r} is not a 20-byte address")
-    return bytes(12) + raw
 
 
 def compute_quorum_hash(members: Sequence[Member]) -> bytes:
@@ -78,12 +58,12 @@ def compute_quorum_of(seed: bytes, job_id: int, count: int) -> int:
     """The quorum serving `job_id`: keccak256(abi.encode(seed, jobId)) % count."""
     if count <= 0:
         raise ValueError("an epoch has at least one quorum")
-    return int.from_bytes(keccak(_bytes32(seed) + _uint(job_id, 256)), "big") % count
+    return int.from_bytes(keccak(bytes32_word(seed) + uint_word(job_id, 256)), "big") % count
 
 
 def compute_sort_key(seed: bytes, keeper: str) -> int:
     """Top 96 bits of keccak256(abi.encode(seed, keeper)), then the address as tie-break."""
-    h = int.from_bytes(keccak(_bytes32(seed) + _address(keeper)), "big")
+    h = int.from_bytes(keccak(bytes32_word(seed) + address_word(keeper)), "big")
     return ((h >> 160) << 160) | int(keeper, 16)
 
 
@@ -144,7 +124,7 @@ def pack_signatures(
 @lru_cache(maxsize=65536)  # a round is ranked by its leader and each member, often twice
 def compute_rank_key(job_id: int, round_: int, member: str) -> bytes:
     """keccak256(abi.encode(jobId, round, member)): the per-round leader order."""
-    return keccak(_uint(job_id, 256) + _uint(round_, 64) + _address(member))
+    return keccak(uint_word(job_id, 256) + uint_word(round_, 64) + address_word(member))
 
 
 def rank_members(

@@ -14,6 +14,7 @@ from eth_keys.datatypes import PrivateKey, Signature
 from eth_keys.exceptions import BadSignature
 from eth_utils.crypto import keccak
 
+from keeper.core.abi_words import address_word, bytes32_word, uint_word
 from keeper.core.addresses import checksum_address
 
 DOMAIN_NAME = "KeeperTaskManager"
@@ -103,23 +104,6 @@ _REPORT_TYPEHASH = keccak(
 )
 
 
-def _uint_word(value: int, bits: int) -> bytes:
-    if not 0 <= value < 1 << bits:
-        raise ValueError(f"{value} does not fit uint{bits}")
-    return value.to_bytes(32, "big")
-
-
-def _bytes32_word(value: bytes) -> bytes:
-    if len(value) != 32:
-        raise ValueError(f"bytes32 value has {len(value)} bytes")
-    return bytes(value)
-
-
-def _address_word(address: str) -> bytes:
-    raw = bytes.fromhex(address[2:]) if address[:2] in ("0x", "0X") else b""
-    if len(raw) != 20:
-        raise ValueError(f"{address!r} is not an address")
-    return raw.rjust(32, b"\x00")
 
 
 @lru_cache(maxsize=16)
@@ -128,8 +112,8 @@ def compute_domain_separator(domain: Domain) -> bytes:
         _DOMAIN_TYPEHASH
         + keccak(text=DOMAIN_NAME)
         + keccak(text=DOMAIN_VERSION)
-        + _uint_word(domain.chain_id, 256)
-        + _address_word(domain.verifying_contract)
+        + uint_word(domain.chain_id, 256)
+        + address_word(domain.verifying_contract)
     )
 
 
@@ -137,15 +121,15 @@ def compute_report_digest(report: Report, domain: Domain) -> bytes:
     """The 32-byte EIP-712 digest that `TaskManager.hashReport` returns."""
     struct = keccak(
         _REPORT_TYPEHASH
-        + _uint_word(report.jobId, 256)
-        + _uint_word(report.round, 64)
-        + _uint_word(report.epoch, 64)
-        + _uint_word(report.cursor, 256)
-        + _uint_word(report.checkBlock, 64)
-        + _bytes32_word(report.checkBlockHash)
-        + _bytes32_word(report.payloadHash)
-        + _address_word(report.executor)
-        + _uint_word(report.deadline, 64)
+        + uint_word(report.jobId, 256)
+        + uint_word(report.round, 64)
+        + uint_word(report.epoch, 64)
+        + uint_word(report.cursor, 256)
+        + uint_word(report.checkBlock, 64)
+        + bytes32_word(report.checkBlockHash)
+        + bytes32_word(report.payloadHash)
+        + address_word(report.executor)
+        + uint_word(report.deadline, 64)
     )
     return keccak(b"\x19\x01" + compute_domain_separator(domain) + struct)
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
 from eth_abi.abi import decode as abi_decode
 from eth_abi.abi import encode as abi_encode
 from eth_utils.crypto import keccak
@@ -14,15 +11,6 @@ from keeper.chain.contracts import deploy_contract, transact
 from keeper.chain.reader import ChainReader
 from keeper.chain.rpc import disconnect
 from tests.anvil import AnvilChain, TcpProxy
-
-
-@pytest.fixture
-async def anvil() -> AsyncIterator[AnvilProcess]:
-    process = AnvilProcess(accounts=2)
-    try:
-        yield process
-    finally:
-        process.stop()
 
 
 def selector(signature: str) -> bytes:

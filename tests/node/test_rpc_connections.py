@@ -3,25 +3,14 @@ to warn about ("Unclosed client session") or for the OS to hold."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import pytest
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from keeper.chain.anvil import AnvilProcess
 from keeper.chain.embedded import EmbeddedChain
 from keeper.chain.rpc import connect, disconnect
-
-
-@pytest.fixture
-async def anvil() -> AsyncIterator[AnvilProcess]:
-    process = AnvilProcess(accounts=2)
-    try:
-        yield process
-    finally:
-        process.stop()
 
 
 def _sessions(w3: AsyncWeb3[Any]) -> list[aiohttp.ClientSession]:
