@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from eth_utils.crypto import keccak
@@ -77,6 +77,10 @@ class LeaderService:
         self._attempted: dict[tuple[int, int], int] = {}  # (job, round) -> block of last try
         self._slots = asyncio.Semaphore(MAX_CONCURRENT_ROUNDS)
         self._pending: set[str] = set()  # hashes of this node's pending transactions
+        # Requests still in flight after their round reached threshold: they run to their end
+        # (a cancelled HTTP exchange closes its keep-alive connection, and the next round to
+        # that member would pay a new one); `close` cancels them.
+        self._stragglers: set[asyncio.Future[tuple[str, bytes] | None]] = set()
         # What members said of their load in their last answer: address -> (overloaded, block),
         # for status and metrics; rankings never use it (views of it differ between members).
         self.peer_load: dict[str, tuple[bool, int]] = {}
@@ -235,7 +239,8 @@ class LeaderService:
         head: int,
     ) -> dict[str, bytes] | None:
         """Asks every other member to sign; returns the signatures once the stake threshold is
-        met (stopping early), or None if the members who answered are not enough."""
+        met (stopping early, the other requests left to finish), or None if the members who
+        answered are not enough."""
         ctx = self._ctx
         stakes = {m.address.lower(): m.stake for m in quorum.members}
         total = sum(stakes.values())
@@ -270,8 +275,7 @@ class LeaderService:
                 if is_threshold_met(signed, total, job.threshold_bps):
                     return signatures
         finally:
-            for task in peers:
-                task.cancel()
+            self._let_finish(peers)
         log.info(
             "round.no_quorum job=%d round=%d signed=%d total=%d",
             job.job_id,
@@ -301,6 +305,19 @@ class LeaderService:
             return None
         self._observe(member, response.overloaded, request.sent_block)
         return signer, response.signature
+
+    def _let_finish(self, peers: Sequence[asyncio.Future[tuple[str, bytes] | None]]) -> None:
+        for task in peers:
+            if not task.done():
+                self._stragglers.add(task)
+                task.add_done_callback(self._stragglers.discard)
+
+    async def close(self) -> None:
+        """Cancels the requests still in flight from rounds already decided."""
+        stragglers, self._stragglers = list(self._stragglers), set()
+        for task in stragglers:
+            task.cancel()
+        await asyncio.gather(*stragglers, return_exceptions=True)
 
     def _observe(self, member: str, overloaded: bool, block: int) -> None:
         self.peer_load[member.lower()] = (overloaded, block)

@@ -170,6 +170,8 @@ class KeeperNode:
             await cancel_and_wait(task)
         self._task = self._heads_task = None
         await self.server.stop()
+        if self.leader is not None:
+            await self.leader.close()
         await self.client.close()
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
