@@ -107,14 +107,25 @@ class Evaluator:
         Counting from when *this* node first saw the round due made turns differ between nodes
         that lag each other, so two backups could believe the same turn theirs.
         """
-        if job.kind in (TriggerKind.Time, TriggerKind.Cron):
-            fired = await self._store.first_block_at(proposal.cursor)
-        elif job.kind == TriggerKind.Event:
-            log_block, _ = split_event_cursor(proposal.cursor)
-            fired = log_block + job.trigger.confirmations
-        else:
-            return None
-        return None if fired is None else max(fired, job.opened_block + 1)
+        return (await self.opened_at_many([(job, proposal)])).get(job.job_id)
+
+    async def opened_at_many(self, rounds: Sequence[tuple[Job, Proposal]]) -> dict[int, int]:
+        """`opened_at` of each job's proposed round, keyed by job id (None left out), with one
+        store read for all the Time and Cron slots."""
+        slots = [p.cursor for job, p in rounds if job.kind in (TriggerKind.Time, TriggerKind.Cron)]
+        first_blocks = await self._store.first_blocks_at(slots)
+        out: dict[int, int] = {}
+        for job, proposal in rounds:
+            if job.kind in (TriggerKind.Time, TriggerKind.Cron):
+                fired = first_blocks.get(proposal.cursor)
+            elif job.kind == TriggerKind.Event:
+                log_block, _ = split_event_cursor(proposal.cursor)
+                fired = log_block + job.trigger.confirmations
+            else:
+                continue
+            if fired is not None:
+                out[job.job_id] = max(fired, job.opened_block + 1)
+        return out
 
     async def _cursor(self, job: Job, check_block: int, check_ts: int) -> int | None:
         t = job.trigger

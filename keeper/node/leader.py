@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from eth_utils.crypto import keccak
 
@@ -43,6 +44,10 @@ log = logging.getLogger(__name__)
 MAX_CONCURRENT_ROUNDS = 32
 # Reverts that mean the round is already closed: someone else executed it.
 ROUND_CLOSED = {"WrongRound", "CursorNotRaised", "MaxExecutionsReached"}
+
+
+# A round as stored: status (due | submitted | reopened), due block, data.
+RoundState = tuple[str, int, dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -101,40 +106,71 @@ class LeaderService:
         self._pending = (
             {"0x" + p.tx_hash.hex() for p in await store.pending_txs("pending")} if due else set()
         )
+        states = await self._open_rounds([(job, proposals[job.job_id]) for job, _ in due], head)
         tasks = [
-            self._guarded(job, quorum, proposals[job.job_id], head, head_hash)
+            self._guarded(
+                job, quorum, proposals[job.job_id], states[(job.job_id, job.round)], head, head_hash
+            )
             for job, quorum in due
         ]
         self._forget_old(head)
         return list(await asyncio.gather(*tasks))
 
+    async def _open_rounds(
+        self, due: list[tuple[Job, Proposal]], head: int
+    ) -> dict[tuple[int, int], RoundState]:
+        """The stored state of each due round, recording the rounds seen due for the first time
+        (or reopened by a reorg), all in one read and one transaction: a member's answers wait
+        for this node's database writes, and every due round is one on every member."""
+        store = self._ctx.store
+        states = await store.round_states((job.job_id, job.round) for job, _ in due)
+        fresh = [(job, p) for job, p in due if (job.job_id, job.round) not in states]
+        opened = await self._evaluator.opened_at_many(fresh)
+        new: list[tuple[int, int, int]] = []
+        for job, _ in due:
+            key = (job.job_id, job.round)
+            state = states.get(key)
+            if state is not None and state[0] != "reopened":
+                continue
+            # Turns count from the block the round opened, the same on every node; a round a
+            # reorg reopened counts from now, or every backup whose turn passed would lead.
+            first = opened.get(job.job_id) if state is None else None
+            due_block = head if first is None else min(head, first)
+            new.append((job.job_id, job.round, due_block))
+            states[key] = ("due", due_block, {})
+            if state is None:
+                self._metrics.rounds_started.inc()
+        await store.open_rounds(new)
+        return states
+
     async def _guarded(
-        self, job: Job, quorum: QuorumView, proposal: Proposal, head: int, head_hash: bytes
+        self,
+        job: Job,
+        quorum: QuorumView,
+        proposal: Proposal,
+        state: RoundState,
+        head: int,
+        head_hash: bytes,
     ) -> RoundResult:
         async with self._slots:
             try:
-                return await self._maybe_lead(job, quorum, proposal, head, head_hash)
+                return await self._maybe_lead(job, quorum, proposal, state, head, head_hash)
             except KeeperError as exc:
                 self._metrics.rounds_failed.inc()
                 log.warning("round.failed job=%d round=%d error=%s", job.job_id, job.round, exc)
                 return RoundResult(job.job_id, job.round, "failed")
 
     async def _maybe_lead(
-        self, job: Job, quorum: QuorumView, proposal: Proposal, head: int, head_hash: bytes
+        self,
+        job: Job,
+        quorum: QuorumView,
+        proposal: Proposal,
+        state: RoundState,
+        head: int,
+        head_hash: bytes,
     ) -> RoundResult:
-        store, me = self._ctx.store, self._ctx.address
-        state = await store.round_state(job.job_id, job.round)
-        if state is None or state[0] == "reopened":
-            # Turns count from the block the round opened, the same on every node; a round a
-            # reorg reopened counts from now, or every backup whose turn passed would lead.
-            opened = await self._evaluator.opened_at(job, proposal) if state is None else None
-            due_block = head if opened is None else min(head, opened)
-            await store.save_round(job.job_id, job.round, "due", due_block, {})
-            if state is None:
-                self._metrics.rounds_started.inc()
-            status, data = "due", dict[str, object]()
-        else:
-            status, due_block, data = state
+        me = self._ctx.address
+        status, due_block, data = state
         if status == "submitted" and await self._is_pending(str(data.get("tx", ""))):
             return RoundResult(job.job_id, job.round, "waiting")
         ranked = rank_members(job.job_id, job.round, [m.address for m in quorum.members])

@@ -32,6 +32,13 @@ _CONFLICTING_SIGNATURE = (
     "SELECT 1 FROM signatures WHERE job_id = ? AND round = ? AND check_block = ? "
     "AND check_block_hash = ? AND (cursor != ? OR payload_hash != ?) LIMIT 1"
 )
+# A round's status and data; its due block is kept unless a reorg reopened the round.
+_SAVE_ROUND = (
+    "INSERT INTO rounds (job_id, round, status, due_block, data) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (job_id, round) DO UPDATE SET status = excluded.status, "
+    "data = excluded.data, due_block = CASE WHEN rounds.status = 'reopened' "
+    "THEN excluded.due_block ELSE rounds.due_block END"
+)
 JOB_EVENTS = ("JobCreated", "JobFunded", "JobPaused", "JobResumed", "JobCancelled", "JobExecuted")
 KEEPER_EVENTS = (
     "KeeperRegistered",
@@ -220,7 +227,9 @@ class Store:
         signatures and pending transactions mean nothing here and must not be reused.
         """
         try:
-            conn = await aiosqlite.connect(str(path))
+            # Autocommit: a one-statement write is one hop to the database thread instead of two
+            # (statement, then commit); multi-statement writes open their transaction with BEGIN.
+            conn = await aiosqlite.connect(str(path), isolation_level=None)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open store {path}: {exc}") from exc
         store = cls(conn, str(path))
@@ -272,7 +281,6 @@ class Store:
         await self._db.executemany(
             "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", list(identity.items())
         )
-        await self._db.commit()
 
     # ------------------------------------------------------------------ blocks and sync cursor
 
@@ -365,17 +373,22 @@ class Store:
         logs (job_id, cursor, block, hash), and folds the events, all in one transaction."""
         headers = list(headers)
         events = sorted(events, key=lambda e: (e.block_number, e.log_index))
+        # Every statement is a hop to the database thread, and a member's answers wait for this
+        # transaction: rows go in one executemany per table, the jobs' folds at the end.
+        await self._job_table()
+        changed: dict[int, Job] = {}
+        await self._db.execute("BEGIN")
         try:
             await self._db.executemany(
                 "INSERT OR REPLACE INTO blocks (number, hash, parent_hash, timestamp) "
                 "VALUES (?, ?, ?, ?)",
                 headers,
             )
-            for ev in events:
-                await self._db.execute(
-                    "INSERT OR IGNORE INTO events "
-                    "(block_number, log_index, block_hash, tx_hash, name, job_id, args) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            await self._db.executemany(
+                "INSERT OR IGNORE INTO events "
+                "(block_number, log_index, block_hash, tx_hash, name, job_id, args) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
                     (
                         ev.block_number,
                         ev.log_index,
@@ -384,9 +397,13 @@ class Store:
                         ev.name,
                         ev.args.get("jobId"),
                         json.dumps({**ev.args, "_ts": ev.block_timestamp}),
-                    ),
-                )
-                await self._fold(ev.name, ev.args, ev.block_number, ev.block_timestamp)
+                    )
+                    for ev in events
+                ],
+            )
+            for ev in events:
+                await self._fold(ev.name, ev.args, ev.block_number, ev.block_timestamp, changed)
+            await self._write_jobs(changed.values())
             await self._db.executemany(
                 "INSERT OR IGNORE INTO job_logs (job_id, cursor, block_number, block_hash) "
                 "VALUES (?, ?, ?, ?)",
@@ -395,7 +412,7 @@ class Store:
             if headers:
                 top = max(h[0] for h in headers)
                 await self._db.execute("DELETE FROM blocks WHERE number <= ?", (top - keep_blocks,))
-            await self._db.commit()
+            await self._db.execute("COMMIT")
         except BaseException:
             self._jobs = None
             await self._db.rollback()
@@ -417,6 +434,8 @@ class Store:
         """Forgets everything learned from blocks above `number` and refolds jobs, keepers and
         epochs from the events that remain. Signatures and pending transactions stay."""
         self._jobs = None
+        changed: dict[int, Job] = {}
+        await self._db.execute("BEGIN")
         try:
             await self._db.execute("DELETE FROM blocks WHERE number > ?", (number,))
             await self._db.execute("DELETE FROM events WHERE block_number > ?", (number,))
@@ -434,23 +453,29 @@ class Store:
                 "SELECT name, block_number, args FROM events ORDER BY block_number, log_index"
             ) as cur:
                 rows = await cur.fetchall()
+            await self._job_table()  # empty now: the folds below fill it
             for name, block_number, args in rows:
                 data = json.loads(args)
-                await self._fold(str(name), data, int(block_number), int(data.get("_ts", 0)))
-            await self._db.commit()
+                block, ts = int(block_number), int(data.get("_ts", 0))
+                await self._fold(str(name), data, block, ts, changed)
+            await self._write_jobs(changed.values())
+            await self._db.execute("COMMIT")
         except BaseException:
             self._jobs = None
             await self._db.rollback()
             raise
 
-    async def _fold(self, name: str, args: dict[str, Any], block: int, ts: int) -> None:
+    async def _fold(
+        self, name: str, args: dict[str, Any], block: int, ts: int, changed: dict[int, Job]
+    ) -> None:
+        """Folds one event; jobs change in memory and in `changed`, for `_write_jobs`."""
         if name == "JobCreated":
             job = job_from_created(_bytes_spec(args), block, ts)
-            await self._put_job(job)
+            self._put_job(job, changed)
         elif name in JOB_EVENTS:
             job_opt = await self.job(int(args["jobId"]))
             if job_opt is not None:
-                await self._put_job(apply_job_event(job_opt, name, args, block))
+                self._put_job(apply_job_event(job_opt, name, args, block), changed)
         elif name in KEEPER_EVENTS:
             await self._fold_keeper(name, args)
         elif name == "EpochStarted":
@@ -491,13 +516,16 @@ class Store:
             (address, endpoint, json.dumps(data)),
         )
 
-    async def _put_job(self, job: Job) -> None:
-        await self._db.execute(
-            "INSERT OR REPLACE INTO jobs (job_id, status, data) VALUES (?, ?, ?)",
-            (job.job_id, int(job.status), _job_to_json(job)),
-        )
+    def _put_job(self, job: Job, changed: dict[int, Job]) -> None:
         if self._jobs is not None:
             self._jobs[job.job_id] = job
+        changed[job.job_id] = job
+
+    async def _write_jobs(self, jobs: Iterable[Job]) -> None:
+        await self._db.executemany(
+            "INSERT OR REPLACE INTO jobs (job_id, status, data) VALUES (?, ?, ?)",
+            [(job.job_id, int(job.status), _job_to_json(job)) for job in jobs],
+        )
 
     # ------------------------------------------------------------------ reads
 
@@ -594,6 +622,24 @@ class Store:
             row = await cur.fetchone()
         return int(row[0]) if row and row[0] is not None else None
 
+    async def first_blocks_at(self, timestamps: Iterable[int]) -> dict[int, int]:
+        """`first_block_at` of each timestamp, in one query; a timestamp no stored block reaches
+        is left out."""
+        wanted = sorted(set(timestamps))
+        if not wanted:
+            return {}
+        async with self._db.execute(
+            "SELECT number, timestamp FROM blocks WHERE timestamp >= ? ORDER BY number",
+            (wanted[0],),
+        ) as cur:
+            rows = await cur.fetchall()
+        out: dict[int, int] = {}
+        for number, timestamp in rows:
+            # Timestamps never decrease along the chain: the first block reaching each one.
+            while len(out) < len(wanted) and wanted[len(out)] <= int(timestamp):
+                out[wanted[len(out)]] = int(number)
+        return out
+
     async def next_job_log(self, job_id: int, after_cursor: int, max_block: int) -> int | None:
         """The oldest matched log of an Event job above `after_cursor`, confirmed by `max_block`."""
         async with self._db.execute(
@@ -637,21 +683,15 @@ class Store:
         key = (report.jobId, report.round, report.checkBlock, report.checkBlockHash)
         result = (report.cursor, report.payloadHash)
         row = (*key, *result, digest, _report_to_json(report), signature)
-        # One statement checks and inserts (a member answers in the middle of every block's
-        # work, and each statement is a hop to the database thread).
-        try:
-            cur = await self._db.execute(
-                "INSERT OR IGNORE INTO signatures (job_id, round, check_block, check_block_hash, "
-                "cursor, payload_hash, digest, report, signature) "
-                f"SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS ({_CONFLICTING_SIGNATURE})",
-                (*row, *key, *result),
-            )
-            inserted = cur.rowcount == 1
-            await self._db.commit()
-        except BaseException:
-            await self._db.rollback()
-            raise
-        if inserted:
+        # One statement checks, inserts and commits (a member answers in the middle of every
+        # block's work, and each statement is a hop to the database thread).
+        cur = await self._db.execute(
+            "INSERT OR IGNORE INTO signatures (job_id, round, check_block, check_block_hash, "
+            "cursor, payload_hash, digest, report, signature) "
+            f"SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS ({_CONFLICTING_SIGNATURE})",
+            (*row, *key, *result),
+        )
+        if cur.rowcount == 1:
             return True
         # Nothing inserted: this very signature is stored already (a retry), or a conflicting one.
         async with self._db.execute(_CONFLICTING_SIGNATURE, (*key, *result)) as check:
@@ -672,6 +712,40 @@ class Store:
             row = await cur.fetchone()
         return (str(row[0]), int(row[1]), json.loads(row[2])) if row else None
 
+    async def round_states(
+        self, keys: Iterable[tuple[int, int]]
+    ) -> dict[tuple[int, int], tuple[str, int, dict[str, Any]]]:
+        """`round_state` of each (job_id, round) that has one, in one query per 400 keys."""
+        wanted = list(dict.fromkeys(keys))
+        out: dict[tuple[int, int], tuple[str, int, dict[str, Any]]] = {}
+        for start in range(0, len(wanted), 400):
+            chunk = wanted[start : start + 400]
+            values = ", ".join("(?, ?)" for _ in chunk)
+            async with self._db.execute(
+                "SELECT job_id, round, status, due_block, data FROM rounds "
+                f"WHERE (job_id, round) IN (VALUES {values})",
+                [x for key in chunk for x in key],
+            ) as cur:
+                rows = await cur.fetchall()
+            for job_id, round_, status, due_block, data in rows:
+                out[(int(job_id), int(round_))] = (str(status), int(due_block), json.loads(data))
+        return out
+
+    async def open_rounds(self, rounds: Iterable[tuple[int, int, int]]) -> None:
+        """Records (job_id, round, due_block) as due, in one transaction: `save_round(...,
+        "due", due_block, {})` for each."""
+        rows = [(job_id, round_, "due", due_block, "{}") for job_id, round_, due_block in rounds]
+        if not rows:
+            return
+        async with self._write:
+            await self._db.execute("BEGIN")
+            try:
+                await self._db.executemany(_SAVE_ROUND, rows)
+                await self._db.execute("COMMIT")
+            except BaseException:
+                await self._db.rollback()
+                raise
+
     async def save_round(
         self, job_id: int, round_: int, status: str, due_block: int, data: dict[str, Any]
     ) -> None:
@@ -683,14 +757,7 @@ class Store:
     async def _save_round_locked(
         self, job_id: int, round_: int, status: str, due_block: int, data: dict[str, Any]
     ) -> None:
-        await self._db.execute(
-            "INSERT INTO rounds (job_id, round, status, due_block, data) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (job_id, round) DO UPDATE SET status = excluded.status, "
-            "data = excluded.data, due_block = CASE WHEN rounds.status = 'reopened' "
-            "THEN excluded.due_block ELSE rounds.due_block END",
-            (job_id, round_, status, due_block, json.dumps(data)),
-        )
-        await self._db.commit()
+        await self._db.execute(_SAVE_ROUND, (job_id, round_, status, due_block, json.dumps(data)))
 
     async def round_counts(self) -> dict[str, int]:
         async with self._db.execute("SELECT status, COUNT(*) FROM rounds GROUP BY status") as cur:
@@ -720,7 +787,6 @@ class Store:
                 tx.status,
             ),
         )
-        await self._db.commit()
 
     async def pending_txs(self, status: str = "pending") -> list[PendingTx]:
         async with self._db.execute(
@@ -742,7 +808,6 @@ class Store:
         await self._db.execute(
             "UPDATE pending_txs SET status = ? WHERE tx_hash = ?", (status, tx_hash)
         )
-        await self._db.commit()
 
     async def mark_nonce(self, nonce: int, status: str, except_hash: bytes | None = None) -> None:
         """Marks every still-pending transaction of `nonce` (e.g. `replaced` once one is mined)."""
@@ -758,7 +823,6 @@ class Store:
             "AND tx_hash != ?",
             (status, nonce, except_hash or b""),
         )
-        await self._db.commit()
 
     async def max_nonce(self) -> int | None:
         async with self._db.execute("SELECT MAX(nonce) FROM pending_txs") as cur:

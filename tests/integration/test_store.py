@@ -355,3 +355,58 @@ async def test_jobs_remember_the_block_their_current_round_could_open(tmp_path: 
     assert await store.first_block_at(ts(3) + 1) == 4
     assert await store.first_block_at(ts(6) + 1) is None
     await store.close()
+
+
+async def test_many_slots_first_blocks_are_read_at_once(tmp_path: Path) -> None:
+    store = await open_store(tmp_path / "keeper.db")
+    await store.apply_blocks(headers(1, 6), [])
+    # the first block reaching each slot, as first_block_at says one by one
+    slots = [ts(3), ts(3) + 1, ts(1) - 5, ts(6), ts(6) + 1, ts(3)]
+    assert await store.first_blocks_at(slots) == {ts(3): 3, ts(3) + 1: 4, ts(1) - 5: 1, ts(6): 6}
+    for slot in slots:
+        assert (await store.first_blocks_at([slot])).get(slot) == await store.first_block_at(slot)
+    assert await store.first_blocks_at([]) == {}
+    await store.close()
+
+
+async def test_rounds_opened_together_are_read_back_together(tmp_path: Path) -> None:
+    path = tmp_path / "keeper.db"
+    store = await open_store(path)
+    await store.save_round(1, 0, "submitted", 3, {"tx": "0x01"})
+    await store.save_round(2, 0, "due", 2, {})
+    # when a head opens three rounds at once, one of them known already
+    await store.open_rounds([(2, 0, 9), (3, 5, 7), (4, 0, 7)])
+    # then each round reads back as save_round(..., "due", ...) would have left it: a round
+    # already open keeps the block its turns count from
+    states = await store.round_states([(1, 0), (2, 0), (3, 5), (4, 0), (4, 1), (3, 5)])
+    assert states == {
+        (1, 0): ("submitted", 3, {"tx": "0x01"}),
+        (2, 0): ("due", 2, {}),
+        (3, 5): ("due", 7, {}),
+        (4, 0): ("due", 7, {}),
+    }
+    for key, state in states.items():
+        assert await store.round_state(*key) == state
+    # and they are committed (another connection sees them)
+    assert len(read_table(path, "rounds")) == 4
+    # and more keys than one query takes are read in chunks
+    await store.open_rounds([(100 + i, 0, 1) for i in range(1000)])
+    many = await store.round_states((100 + i, 0) for i in range(1000))
+    assert len(many) == 1000 and many[(1099, 0)] == ("due", 1, {})
+    await store.close()
+
+
+async def test_a_failed_block_write_leaves_nothing_behind(tmp_path: Path) -> None:
+    # Writes outside a transaction commit one statement at a time: the block writes must still be
+    # all or nothing.
+    path = tmp_path / "keeper.db"
+    store = await open_store(path)
+    await store.apply_blocks(headers(1, 2), [created(1, 1, 0, 0, TIME_JOB)])
+    before = {t: read_table(path, t) for t in ("blocks", "events", "jobs")}
+    broken = event("JobFunded", 3, 0, jobId=1, **{"from": OTHER}, amount=5)  # no balance
+    with pytest.raises(KeyError):
+        await store.apply_blocks(headers(3, 3), [created(2, 3, 1, 0, TIME_JOB), broken])
+    assert {t: read_table(path, t) for t in ("blocks", "events", "jobs")} == before
+    assert [j.job_id for j in await store.jobs()] == [1]
+    assert await store.head() == (2, block_hash(2))
+    await store.close()
