@@ -108,8 +108,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     lines = (line for f in files for line in f.read_text(errors="replace").splitlines())
     stages = breakdown(read_rounds(lines))
-    for name in ("lead spread", "first handler start", "member handler", "k-th member signed",
-                 "threshold"):
+    for name in (
+        "lead spread",
+        "first handler start",
+        "member handler",
+        "k-th member signed",
+        "threshold",
+    ):
         print(f"{name:>20} ms: {_summary(stages.get(name, []))}")
     return 0
 

@@ -8,6 +8,7 @@ bash scripts/setup.sh
 
 echo "test: ruff" >&2
 .venv/bin/ruff check keeper tests benchmarks scripts
+.venv/bin/ruff format --check keeper tests benchmarks scripts
 
 echo "test: mypy" >&2
 .venv/bin/mypy keeper

@@ -46,8 +46,6 @@ def unpack_member(word: bytes) -> Member:
     return Member(address=address, stake=value & STAKE_MASK)
 
 
-
-
 def compute_quorum_hash(members: Sequence[Member]) -> bytes:
     """keccak256(abi.encodePacked(members)) as stored by the registry."""
     return keccak(b"".join(m.word for m in members))

@@ -104,8 +104,6 @@ _REPORT_TYPEHASH = keccak(
 )
 
 
-
-
 @lru_cache(maxsize=16)
 def compute_domain_separator(domain: Domain) -> bytes:
     return keccak(

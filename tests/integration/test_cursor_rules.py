@@ -39,8 +39,9 @@ def rules_of(job: dict[str, Any]) -> JobRules:
     )
 
 
-async def verdicts(net: Net, job_id: int, cursor: int, payload: bytes,
-                   check_block: int | None = None) -> tuple[str | None, str | None]:
+async def verdicts(
+    net: Net, job_id: int, cursor: int, payload: bytes, check_block: int | None = None
+) -> tuple[str | None, str | None]:
     """(what check_cursor predicts, what `execute` does) for one fully signed report.
 
     The report is simulated in the pending block, whose timestamp `time_travel` sets, so the
@@ -48,15 +49,17 @@ async def verdicts(net: Net, job_id: int, cursor: int, payload: bytes,
     """
     rules = rules_of(await net.job(job_id))
     _, members = await net.quorum_for_job(job_id)
-    report = await net.make_report(job_id, cursor, payload, members[0].address,
-                                   check_block=check_block)
+    report = await net.make_report(
+        job_id, cursor, payload, members[0].address, check_block=check_block
+    )
     pending_ts = int((await net.w3.eth.get_block("pending"))["timestamp"])
     predicted = check_cursor(rules, cursor, report.checkBlock, pending_ts)
     bitmap, packed = pack_signatures(
         members, net.sign(report, [net.account_of(m.address) for m in members])
     )
-    fn = net.tm.functions.execute(report.as_tuple(), payload, [m.word for m in members], bitmap,
-                                  packed)
+    fn = net.tm.functions.execute(
+        report.as_tuple(), payload, [m.word for m in members], bitmap, packed
+    )
     try:
         await call(fn, {"from": report.executor}, block="pending")
         actual = None
@@ -65,8 +68,14 @@ async def verdicts(net: Net, job_id: int, cursor: int, payload: bytes,
     return predicted, actual
 
 
-async def assert_all_agree(net: Net, job_id: int, cursors: list[int], payload: bytes,
-                           seen: set[str | None], check_block: int | None = None) -> None:
+async def assert_all_agree(
+    net: Net,
+    job_id: int,
+    cursors: list[int],
+    payload: bytes,
+    seen: set[str | None],
+    check_block: int | None = None,
+) -> None:
     for cursor in cursors:
         predicted, actual = await verdicts(net, job_id, cursor, payload, check_block)
         assert predicted == actual, f"cursor {cursor}: predicted {predicted}, contract {actual}"
@@ -87,8 +96,20 @@ async def test_time_cursor_verdicts_match_the_contract(net4: Net) -> None:
     seen: set[str | None] = set()
 
     def candidates() -> list[int]:
-        return [0, start - 60, start - 1, start, start + 1, start + 60, start + 61, start + 120,
-                start + 300, start + 360, UINT64_MAX, UINT64_MAX + 1]
+        return [
+            0,
+            start - 60,
+            start - 1,
+            start,
+            start + 1,
+            start + 60,
+            start + 61,
+            start + 120,
+            start + 300,
+            start + 360,
+            UINT64_MAX,
+            UINT64_MAX + 1,
+        ]
 
     # when cursors are tried before the start, between slots, after a round and after the end
     for at in (start - 30, start + 130):
@@ -106,8 +127,16 @@ async def test_time_cursor_verdicts_match_the_contract(net4: Net) -> None:
     net4.time_travel(end + 500)
     await assert_all_agree(net4, job_id, candidates(), payload, seen)
     # and the comparison covered every Time rule
-    assert seen >= {None, "CursorOutOfRange", "CursorNotRaised", "CursorInFuture", "JobExpired",
-                    "CursorBeforeStart", "CursorOffGrid", "MaxExecutionsReached"}
+    assert seen >= {
+        None,
+        "CursorOutOfRange",
+        "CursorNotRaised",
+        "CursorInFuture",
+        "JobExpired",
+        "CursorBeforeStart",
+        "CursorOffGrid",
+        "MaxExecutionsReached",
+    }
 
 
 async def test_event_cursor_verdicts_match_the_contract(net4: Net) -> None:
@@ -122,9 +151,11 @@ async def test_event_cursor_verdicts_match_the_contract(net4: Net) -> None:
     net4.mine(10)
     check_block = await net4.block_number()
     seen: set[str | None] = set()
-    candidates = [compute_event_cursor(b, i) for b in (created, created + 1, check_block - 3,
-                                                       check_block - 2, check_block)
-                  for i in (0, 7)]
+    candidates = [
+        compute_event_cursor(b, i)
+        for b in (created, created + 1, check_block - 3, check_block - 2, check_block)
+        for i in (0, 7)
+    ]
     # when logs of various ages are reported at one check block
     await assert_all_agree(net4, job_id, candidates, payload, seen, check_block)
     await assert_all_agree(net4, late_id, candidates, payload, seen, check_block)

@@ -47,8 +47,9 @@ async def honest_report(net: Net) -> tuple[int, Report]:
     return job_id, report
 
 
-async def prove(net: Net, a: Report, sig_a: bytes, b: Report, sig_b: bytes,
-                reporter: LocalAccount) -> TxReceipt:
+async def prove(
+    net: Net, a: Report, sig_a: bytes, b: Report, sig_b: bytes, reporter: LocalAccount
+) -> TxReceipt:
     fn = net.tm.functions.slashEquivocation(a.as_tuple(), sig_a, b.as_tuple(), sig_b)
     return await net.tx(fn, reporter)
 
@@ -97,7 +98,9 @@ async def test_conflicting_reports_slash_the_signer_and_reward_the_reporter(
     assert (slashed["args"]["amount"], slashed["args"]["reward"]) == (stake, reward)
     (proven,) = await net4.events(net4.tm, "EquivocationProven", receipt)
     assert (proven["args"]["keeper"], proven["args"]["jobId"], proven["args"]["round"]) == (
-        cheater.address, a.jobId, a.round,
+        cheater.address,
+        a.jobId,
+        a.round,
     )
     assert cheater.address not in await net4.registry.functions.keepers().call()
 
@@ -114,9 +117,7 @@ async def test_a_slashed_keeper_leaves_the_next_epoch_at_once(net4: Net) -> None
     # then epoch 2 forms from the three honest keepers, as keeper.core.quorum predicts
     assert await net4.epoch() == 2
     (started,) = await net4.events(net4.registry, "EpochStarted", receipt)
-    honest: dict[str, int] = {
-        k.address: (i + 2) * ETHER for i, k in enumerate(net4.registered[1:])
-    }
+    honest: dict[str, int] = {k.address: (i + 2) * ETHER for i, k in enumerate(net4.registered[1:])}
     quorums = await net4.quorums(2)
     assert quorums == compute_quorums(bytes(started["args"]["seed"]), honest, 4)
     assert cheater.address not in [m.address for q in quorums for m in q]
@@ -130,8 +131,9 @@ async def test_a_keeper_can_be_slashed_only_once(net4: Net) -> None:
     sig_a = sign(net4, cheater, a)
     await prove(net4, a, sig_a, b, sign(net4, cheater, b), net4.owner)
     # when a second proof arrives, then there is nothing left to slash
-    err = await reverts(prove(net4, a, sig_a, c, sign(net4, cheater, c), net4.keepers[7]),
-                        "NothingToSlash")
+    err = await reverts(
+        prove(net4, a, sig_a, c, sign(net4, cheater, c), net4.keepers[7]), "NothingToSlash"
+    )
     assert err.args == (cheater.address.lower(),)
 
 
@@ -172,15 +174,18 @@ async def test_an_exiting_keeper_is_still_slashable_and_loses_its_withdrawal(net
     ],
     ids=["executor", "deadline", "epoch", "all"],
 )
-async def test_an_honest_view_change_is_not_equivocation(net4: Net,
-                                                         changes: dict[str, Any]) -> None:
+async def test_an_honest_view_change_is_not_equivocation(
+    net4: Net, changes: dict[str, Any]
+) -> None:
     # given a backup leader re-signing the same result with itself as executor, later deadline
     # or the next epoch
     _, a = await honest_report(net4)
     b = replace(a, **changes)
     keeper = net4.registered[0]
-    await reverts(prove(net4, a, sign(net4, keeper, a), b, sign(net4, keeper, b), net4.owner),
-                  "NotEquivocation")
+    await reverts(
+        prove(net4, a, sign(net4, keeper, a), b, sign(net4, keeper, b), net4.owner),
+        "NotEquivocation",
+    )
     assert await keeper_info(net4, keeper) == (ETHER, ACTIVE)
 
 
@@ -201,8 +206,10 @@ async def test_different_key_with_another_result_is_not_equivocation(
     _, a = await honest_report(net4)
     b = replace(a, cursor=a.cursor + 60, **changes)
     keeper = net4.registered[0]
-    await reverts(prove(net4, a, sign(net4, keeper, a), b, sign(net4, keeper, b), net4.owner),
-                  "NotEquivocation")
+    await reverts(
+        prove(net4, a, sign(net4, keeper, a), b, sign(net4, keeper, b), net4.owner),
+        "NotEquivocation",
+    )
     assert await keeper_info(net4, keeper) == (ETHER, ACTIVE)
 
 
@@ -210,8 +217,9 @@ async def test_signatures_of_two_different_keepers_prove_nothing(net4: Net) -> N
     _, a = await honest_report(net4)
     b = replace(a, cursor=a.cursor + 60)
     k0, k1 = net4.registered[0], net4.registered[1]
-    err = await reverts(prove(net4, a, sign(net4, k0, a), b, sign(net4, k1, b), net4.owner),
-                        "DifferentSigners")
+    err = await reverts(
+        prove(net4, a, sign(net4, k0, a), b, sign(net4, k1, b), net4.owner), "DifferentSigners"
+    )
     assert err.args == (k0.address.lower(), k1.address.lower())
     assert await keeper_info(net4, k0) == (ETHER, ACTIVE)
     assert await keeper_info(net4, k1) == (2 * ETHER, ACTIVE)
@@ -258,6 +266,7 @@ async def test_a_malleable_high_s_signature_is_rejected(net4: Net) -> None:
     sig_b = sign(net4, keeper, b)
     s = int.from_bytes(sig_b[32:64], "big")
     twin = sig_b[:32] + (SECP256K1_N - s).to_bytes(32, "big") + bytes([55 - sig_b[64]])
-    err = await reverts(prove(net4, a, sign(net4, keeper, a), b, twin, net4.owner),
-                        "MalleableSignature")
+    err = await reverts(
+        prove(net4, a, sign(net4, keeper, a), b, twin, net4.owner), "MalleableSignature"
+    )
     assert err.args == (1,)

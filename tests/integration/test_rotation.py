@@ -51,8 +51,9 @@ async def formed(net: Net, receipt: TxReceipt) -> tuple[int, bytes, list[list[Me
     return int(started["args"]["epoch"]), bytes(started["args"]["seed"]), quorums
 
 
-async def assert_epoch_matches_python(net: Net, receipt: TxReceipt,
-                                      expected_active: dict[str, int]) -> list[list[Member]]:
+async def assert_epoch_matches_python(
+    net: Net, receipt: TxReceipt, expected_active: dict[str, int]
+) -> list[list[Member]]:
     """Every on-chain fact of the new epoch equals what keeper.core.quorum computes."""
     epoch, seed, quorums = await formed(net, receipt)
     assert epoch == await net.epoch()
@@ -78,8 +79,10 @@ async def assert_epoch_matches_python(net: Net, receipt: TxReceipt,
 
 
 async def stakes_of(net: Net, accounts: list[LocalAccount]) -> dict[str, int]:
-    return {a.address: int((await net.registry.functions.keeperInfo(a.address).call())[0])
-            for a in accounts}
+    return {
+        a.address: int((await net.registry.functions.keeperInfo(a.address).call())[0])
+        for a in accounts
+    }
 
 
 async def epoch_state(net: Net) -> dict[str, int]:
@@ -244,8 +247,9 @@ async def test_added_stake_counts_from_the_next_epoch(net4: Net) -> None:
 
 async def test_add_stake_needs_an_active_keeper_and_a_value(net4: Net) -> None:
     await reverts(net4.tx(net4.registry.functions.addStake(), net4.registered[0]), "ZeroValue")
-    await reverts(net4.tx(net4.registry.functions.addStake(), net4.keepers[6], value=ETHER),
-                  "NotActive")
+    await reverts(
+        net4.tx(net4.registry.functions.addStake(), net4.keepers[6], value=ETHER), "NotActive"
+    )
 
 
 # ----------------------------------------------------------------------------- withdraw
@@ -335,9 +339,12 @@ async def test_register_twice_is_rejected_even_while_exiting(net4: Net) -> None:
 @pytest.mark.parametrize("endpoint", ["", "http://" + "a" * 250])
 async def test_register_rejects_an_empty_or_overlong_endpoint(net: Net, endpoint: str) -> None:
     assert endpoint == "" or len(endpoint.encode()) == 257
-    await reverts(net.register(net.keepers[0], ETHER, endpoint=endpoint or None) if endpoint
-                  else net.tx(net.registry.functions.register(""), net.keepers[0], value=ETHER),
-                  "InvalidEndpoint")
+    await reverts(
+        net.register(net.keepers[0], ETHER, endpoint=endpoint or None)
+        if endpoint
+        else net.tx(net.registry.functions.register(""), net.keepers[0], value=ETHER),
+        "InvalidEndpoint",
+    )
 
 
 async def test_register_accepts_an_endpoint_of_exactly_256_bytes(net: Net) -> None:

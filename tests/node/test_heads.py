@@ -111,6 +111,7 @@ async def test_a_pushed_head_wakes_the_node_before_its_poll(tmp_path: Path) -> N
         before = (await node.store.head() or (0, b""))[0]
         # when a block is mined
         anvil.rpc("evm_mine")
+
         # then the node has it within seconds, long before its next poll
         async def synced() -> bool:
             return (await node.store.head() or (0, b""))[0] > before

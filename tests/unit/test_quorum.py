@@ -41,8 +41,9 @@ targets = st.integers(min_value=1, max_value=8)
 
 def member_list(n: int) -> list[Member]:
     """n members with distinct addresses, sorted as a quorum is."""
-    ms = [Member(to_checksum_address((i + 1).to_bytes(20, "big")), 10**18 * (i + 1))
-          for i in range(n)]
+    ms = [
+        Member(to_checksum_address((i + 1).to_bytes(20, "big")), 10**18 * (i + 1)) for i in range(n)
+    ]
     return sorted(ms, key=lambda m: int(m.address, 16))
 
 
@@ -74,8 +75,9 @@ def test_quorums_partition_the_active_keepers_in_balanced_sorted_quorums(
 
 
 @given(seed=seeds, active=keeper_sets, target=targets)
-def test_quorums_deal_the_seed_order_round_robin(seed: bytes, active: dict[str, int],
-                                                  target: int) -> None:
+def test_quorums_deal_the_seed_order_round_robin(
+    seed: bytes, active: dict[str, int], target: int
+) -> None:
     # given the keepers ordered by their sort key
     order = sorted(active, key=lambda a: compute_sort_key(seed, a))
     quorums = compute_quorums(seed, active, target)
@@ -113,8 +115,9 @@ def test_different_seeds_shuffle_keepers_differently() -> None:
 
 
 @given(seed=seeds, job_id=st.integers(0, 2**256 - 1), count=st.integers(1, 2**16 - 1))
-def test_quorum_of_is_keccak_of_seed_and_job_mod_count(seed: bytes, job_id: int,
-                                                       count: int) -> None:
+def test_quorum_of_is_keccak_of_seed_and_job_mod_count(
+    seed: bytes, job_id: int, count: int
+) -> None:
     q = compute_quorum_of(seed, job_id, count)
     assert 0 <= q < count
     assert q == compute_quorum_of(seed, job_id, count)
@@ -164,8 +167,9 @@ def test_quorum_hash_is_keccak_of_the_packed_words() -> None:
 
 
 @given(n=st.integers(1, 20), data=st.data())
-def test_pack_signatures_orders_by_member_and_sets_matching_bits(n: int,
-                                                                 data: st.DataObject) -> None:
+def test_pack_signatures_orders_by_member_and_sets_matching_bits(
+    n: int, data: st.DataObject
+) -> None:
     members = member_list(n)
     signers = data.draw(st.lists(st.sampled_from(members), unique=True))
     # given signatures keyed by address in any order and case
@@ -196,10 +200,10 @@ def test_pack_signatures_drops_non_members() -> None:
 # ----------------------------------------------------------------------------- threshold
 
 
-@given(total=st.integers(0, 2**100), signed_share=st.fractions(0, 1),
-       bps=st.integers(5001, 10_000))
-def test_threshold_is_exact_integer_comparison(total: int, signed_share: Fraction,
-                                               bps: int) -> None:
+@given(total=st.integers(0, 2**100), signed_share=st.fractions(0, 1), bps=st.integers(5001, 10_000))
+def test_threshold_is_exact_integer_comparison(
+    total: int, signed_share: Fraction, bps: int
+) -> None:
     signed = int(total * signed_share)
     met = is_threshold_met(signed, total, bps)
     assert met == (signed * 10_000 >= total * bps)
@@ -220,8 +224,12 @@ def test_threshold_boundary() -> None:
 # ----------------------------------------------------------------------------- leaders
 
 
-@given(job_id=st.integers(0, 2**256 - 1), round_=st.integers(0, 2**64 - 1),
-       members=st.lists(addresses, min_size=1, max_size=30, unique=True), data=st.data())
+@given(
+    job_id=st.integers(0, 2**256 - 1),
+    round_=st.integers(0, 2**64 - 1),
+    members=st.lists(addresses, min_size=1, max_size=30, unique=True),
+    data=st.data(),
+)
 def test_ranking_is_a_deterministic_permutation_with_overloaded_last(
     job_id: int, round_: int, members: list[str], data: st.DataObject
 ) -> None:
@@ -242,10 +250,15 @@ def test_ranking_changes_with_the_round() -> None:
     assert len(leaders) > 1
 
 
-@given(due=st.integers(0, 10**9), turn=st.integers(1, 50), size=st.integers(1, 20),
-       offset=st.integers(0, 2_000))
-def test_leader_rank_at_a_block_is_the_turn_containing_it(due: int, turn: int, size: int,
-                                                          offset: int) -> None:
+@given(
+    due=st.integers(0, 10**9),
+    turn=st.integers(1, 50),
+    size=st.integers(1, 20),
+    offset=st.integers(0, 2_000),
+)
+def test_leader_rank_at_a_block_is_the_turn_containing_it(
+    due: int, turn: int, size: int, offset: int
+) -> None:
     block = due + offset
     rank = compute_current_leader_rank(due, block, turn, size)
     assert 0 <= rank < size
@@ -279,8 +292,12 @@ def test_rank_key_is_keccak_of_the_abi_encoded_job_round_and_member(
 
 @pytest.mark.parametrize(
     ("job_id", "round_", "member"),
-    [(-1, 0, "0x" + "11" * 20), (2**256, 0, "0x" + "11" * 20), (1, 2**64, "0x" + "11" * 20),
-     (1, 0, "0x" + "11" * 19)],
+    [
+        (-1, 0, "0x" + "11" * 20),
+        (2**256, 0, "0x" + "11" * 20),
+        (1, 2**64, "0x" + "11" * 20),
+        (1, 0, "0x" + "11" * 19),
+    ],
 )
 def test_rank_key_refuses_what_abi_encode_would(job_id: int, round_: int, member: str) -> None:
     with pytest.raises(ValueError):

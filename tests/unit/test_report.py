@@ -33,15 +33,31 @@ uint256 = st.integers(0, 2**256 - 1)
 word = st.binary(min_size=32, max_size=32)
 address = st.integers(0, 2**160 - 1).map(lambda n: to_checksum_address(n.to_bytes(20, "big")))
 reports = st.builds(
-    Report, jobId=uint256, round=uint64, epoch=uint64, cursor=uint256, checkBlock=uint64,
-    checkBlockHash=word, payloadHash=word, executor=address, deadline=uint64,
+    Report,
+    jobId=uint256,
+    round=uint64,
+    epoch=uint64,
+    cursor=uint256,
+    checkBlock=uint64,
+    checkBlockHash=word,
+    payloadHash=word,
+    executor=address,
+    deadline=uint64,
 )
 
 
 def a_report(**kw: Any) -> Report:
-    base = Report(jobId=7, round=3, epoch=2, cursor=1_700_000_060, checkBlock=120,
-                  checkBlockHash=keccak(b"block 120"), payloadHash=keccak(b"payload"),
-                  executor="0x" + "cd" * 20, deadline=140)
+    base = Report(
+        jobId=7,
+        round=3,
+        epoch=2,
+        cursor=1_700_000_060,
+        checkBlock=120,
+        checkBlockHash=keccak(b"block 120"),
+        payloadHash=keccak(b"payload"),
+        executor="0x" + "cd" * 20,
+        deadline=140,
+    )
     return replace(base, **kw)
 
 
@@ -50,20 +66,39 @@ def manual_digest(report: Report, domain: Domain) -> bytes:
     domain_type = keccak(
         text="EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
     )
-    separator = keccak(abi_encode(
-        ["bytes32", "bytes32", "bytes32", "uint256", "address"],
-        [domain_type, keccak(text="KeeperTaskManager"), keccak(text="1"), domain.chain_id,
-         domain.verifying_contract],
-    ))
+    separator = keccak(
+        abi_encode(
+            ["bytes32", "bytes32", "bytes32", "uint256", "address"],
+            [
+                domain_type,
+                keccak(text="KeeperTaskManager"),
+                keccak(text="1"),
+                domain.chain_id,
+                domain.verifying_contract,
+            ],
+        )
+    )
     report_type = keccak(
         text="Report(uint256 jobId,uint64 round,uint64 epoch,uint256 cursor,uint64 checkBlock,"
         "bytes32 checkBlockHash,bytes32 payloadHash,address executor,uint64 deadline)"
     )
-    struct = keccak(abi_encode(
-        ["bytes32", "uint256", "uint64", "uint64", "uint256", "uint64", "bytes32", "bytes32",
-         "address", "uint64"],
-        [report_type, *report.as_tuple()],
-    ))
+    struct = keccak(
+        abi_encode(
+            [
+                "bytes32",
+                "uint256",
+                "uint64",
+                "uint64",
+                "uint256",
+                "uint64",
+                "bytes32",
+                "bytes32",
+                "address",
+                "uint64",
+            ],
+            [report_type, *report.as_tuple()],
+        )
+    )
     return keccak(b"\x19\x01" + separator + struct)
 
 
@@ -118,8 +153,13 @@ def test_signature_is_bound_to_the_report_and_the_domain() -> None:
     report = a_report()
     signature = sign_report(key, report, DOMAIN)
     # when any field or the domain changes, then another address is recovered
-    for changed in (a_report(cursor=report.cursor + 60), a_report(round=4), a_report(epoch=3),
-                    a_report(executor="0x" + "ce" * 20), a_report(deadline=141)):
+    for changed in (
+        a_report(cursor=report.cursor + 60),
+        a_report(round=4),
+        a_report(epoch=3),
+        a_report(executor="0x" + "ce" * 20),
+        a_report(deadline=141),
+    ):
         assert recover_report_signer(changed, DOMAIN, signature) != signer
     other_chain = Domain(chain_id=1, verifying_contract=DOMAIN.verifying_contract)
     other_tm = Domain(chain_id=DOMAIN.chain_id, verifying_contract="0x" + "ac" * 20)
@@ -136,8 +176,15 @@ def test_recover_rejects_a_signature_of_the_wrong_length(length: int) -> None:
 def test_as_tuple_is_the_solidity_field_order() -> None:
     report = a_report()
     assert report.as_tuple() == (
-        7, 3, 2, 1_700_000_060, 120, keccak(b"block 120"), keccak(b"payload"),
-        to_checksum_address("0x" + "cd" * 20), 140,
+        7,
+        3,
+        2,
+        1_700_000_060,
+        120,
+        keccak(b"block 120"),
+        keccak(b"payload"),
+        to_checksum_address("0x" + "cd" * 20),
+        140,
     )
     assert compute_payload_hash(b"payload") == keccak(b"payload")
 

@@ -33,8 +33,14 @@ intervals = st.integers(min_value=1, max_value=100_000)
 
 
 def rules(kind: TriggerKind, **kw: int) -> JobRules:
-    values = {"start_time": T0, "end_time": 0, "interval": 60, "max_executions": 0, "round": 0,
-              "last_cursor": 0}
+    values = {
+        "start_time": T0,
+        "end_time": 0,
+        "interval": 60,
+        "max_executions": 0,
+        "round": 0,
+        "last_cursor": 0,
+    }
     values.update(kw)
     return JobRules(kind=kind, **values)
 
@@ -65,8 +71,9 @@ def fake_schedule(fires: list[int]) -> Callable[[int], int | None]:
     last=st.integers(0, 12_000),
     end=st.one_of(st.just(0), st.integers(1, 12_000)),
 )
-def test_time_cursor_equals_brute_force(start: int, interval: int, now: int, last: int,
-                                        end: int) -> None:
+def test_time_cursor_equals_brute_force(
+    start: int, interval: int, now: int, last: int, end: int
+) -> None:
     # given a Time job, when the newest due slot is computed, then it is what enumeration finds
     assert compute_time_cursor(start, interval, now, last, end) == brute_time_cursor(
         start, interval, now, last, end
@@ -74,8 +81,9 @@ def test_time_cursor_equals_brute_force(start: int, interval: int, now: int, las
 
 
 @given(start=timestamps, interval=intervals, now=timestamps, last=timestamps)
-def test_time_cursor_is_on_grid_due_raised_and_newest(start: int, interval: int, now: int,
-                                                      last: int) -> None:
+def test_time_cursor_is_on_grid_due_raised_and_newest(
+    start: int, interval: int, now: int, last: int
+) -> None:
     # given any job state, when a cursor is proposed
     cursor = compute_time_cursor(start, interval, now, last)
     if cursor is None:
@@ -91,8 +99,9 @@ def test_time_cursor_is_on_grid_due_raised_and_newest(start: int, interval: int,
 
 
 @given(start=timestamps, interval=intervals, now1=timestamps, now2=timestamps, last=timestamps)
-def test_time_cursor_is_monotonic_in_now(start: int, interval: int, now1: int, now2: int,
-                                         last: int) -> None:
+def test_time_cursor_is_monotonic_in_now(
+    start: int, interval: int, now1: int, now2: int, last: int
+) -> None:
     # given two observation times, when the later one is used
     early, late = sorted((now1, now2))
     c1 = compute_time_cursor(start, interval, early, last)
@@ -151,8 +160,9 @@ def test_time_cursor_is_always_accepted_by_check_cursor(
     end = 0 if end_after is None else slot + end_after
     cursor = compute_time_cursor(start, interval, now, last, end)
     assert cursor is not None
-    job = rules(TriggerKind.Time, start_time=start, interval=interval, last_cursor=last,
-                end_time=end)
+    job = rules(
+        TriggerKind.Time, start_time=start, interval=interval, last_cursor=last, end_time=end
+    )
     # then the contract's checks pass in the block it was computed for
     assert check_cursor(job, cursor, check_block=100, block_timestamp=now) is None
 
@@ -161,10 +171,12 @@ def test_time_cursor_is_always_accepted_by_check_cursor(
 
 
 @settings(max_examples=60, deadline=None)
-@given(start=st.integers(0, 4 * 10**9), now=st.integers(0, 4 * 10**9),
-       last=st.integers(0, 4 * 10**9))
-def test_cron_every_five_minutes_gives_the_newest_multiple_of_300(start: int, now: int,
-                                                                  last: int) -> None:
+@given(
+    start=st.integers(0, 4 * 10**9), now=st.integers(0, 4 * 10**9), last=st.integers(0, 4 * 10**9)
+)
+def test_cron_every_five_minutes_gives_the_newest_multiple_of_300(
+    start: int, now: int, last: int
+) -> None:
     # given "*/5 * * * *" evaluated by APScheduler in UTC
     cursor = compute_cron_cursor(cron_next_fire("*/5 * * * *"), start, now, last)
     # then the cursor is the newest multiple of 300 s in (max(last, start - 1), now]
@@ -248,8 +260,20 @@ def test_cron_cursor_respects_end_time() -> None:
 
 @pytest.mark.parametrize(
     "expr",
-    ["", "* * * *", "* * * * * *", "*  * * * *", " * * * * *", "* * * * * ", "61 * * * *",
-     "* * * 13 *", "0 0 30 2 *", "a b c d e", "* * * * *\n", "x" * 129],
+    [
+        "",
+        "* * * *",
+        "* * * * * *",
+        "*  * * * *",
+        " * * * * *",
+        "* * * * * ",
+        "61 * * * *",
+        "* * * 13 *",
+        "0 0 30 2 *",
+        "a b c d e",
+        "* * * * *\n",
+        "x" * 129,
+    ],
 )
 def test_validate_cron_rejects(expr: str) -> None:
     with pytest.raises(InvalidCron) as info:
@@ -257,8 +281,9 @@ def test_validate_cron_rejects(expr: str) -> None:
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("expr", ["* * * * *", "*/5 * * * *", "0 9 * * mon-fri", "0 0 29 2 *",
-                                  "15,45 */2 1-7 jan,jul *"])
+@pytest.mark.parametrize(
+    "expr", ["* * * * *", "*/5 * * * *", "0 9 * * mon-fri", "0 0 29 2 *", "15,45 */2 1-7 jan,jul *"]
+)
 def test_validate_cron_accepts(expr: str) -> None:
     validate_cron(expr)
 
@@ -278,10 +303,13 @@ def test_event_cursor_roundtrip(block: int, index: int) -> None:
     assert split_event_cursor(cursor) == (block, index)
 
 
-@given(a=st.tuples(st.integers(0, MAX_LOG_BLOCK), st.integers(0, 2**32 - 1)),
-       b=st.tuples(st.integers(0, MAX_LOG_BLOCK), st.integers(0, 2**32 - 1)))
-def test_event_cursor_orders_logs_by_block_then_index(a: tuple[int, int],
-                                                      b: tuple[int, int]) -> None:
+@given(
+    a=st.tuples(st.integers(0, MAX_LOG_BLOCK), st.integers(0, 2**32 - 1)),
+    b=st.tuples(st.integers(0, MAX_LOG_BLOCK), st.integers(0, 2**32 - 1)),
+)
+def test_event_cursor_orders_logs_by_block_then_index(
+    a: tuple[int, int], b: tuple[int, int]
+) -> None:
     ca, cb = compute_event_cursor(*a), compute_event_cursor(*b)
     assert (ca < cb) == (a < b)
     assert (ca == cb) == (a == b)
@@ -317,12 +345,17 @@ def test_event_due_needs_a_newer_log_and_confirmations() -> None:
     assert is_event_due(compute_event_cursor(57, 5), last, 0, 60)
 
 
-@given(block=st.integers(1, 10_000), index=st.integers(0, 10), last_block=st.integers(0, 10_000),
-       last_index=st.integers(0, 10), confirmations=st.integers(0, 64),
-       check_block=st.integers(0, 10_100))
-def test_event_due_agrees_with_check_cursor(block: int, index: int, last_block: int,
-                                            last_index: int, confirmations: int,
-                                            check_block: int) -> None:
+@given(
+    block=st.integers(1, 10_000),
+    index=st.integers(0, 10),
+    last_block=st.integers(0, 10_000),
+    last_index=st.integers(0, 10),
+    confirmations=st.integers(0, 64),
+    check_block=st.integers(0, 10_100),
+)
+def test_event_due_agrees_with_check_cursor(
+    block: int, index: int, last_block: int, last_index: int, confirmations: int, check_block: int
+) -> None:
     cursor = compute_event_cursor(block, index)
     last = compute_event_cursor(last_block, last_index)
     job = rules(TriggerKind.Event, interval=confirmations, last_cursor=last)
@@ -340,10 +373,14 @@ def test_condition_first_run_needs_no_spacing_then_spacing_is_inclusive() -> Non
     assert not is_condition_due(check_block=100, last_cursor=100, min_interval=0)
 
 
-@given(check_block=st.integers(1, 10_000), last=st.integers(0, 10_000),
-       min_interval=st.integers(1, 500))
-def test_condition_due_agrees_with_check_cursor(check_block: int, last: int,
-                                                min_interval: int) -> None:
+@given(
+    check_block=st.integers(1, 10_000),
+    last=st.integers(0, 10_000),
+    min_interval=st.integers(1, 500),
+)
+def test_condition_due_agrees_with_check_cursor(
+    check_block: int, last: int, min_interval: int
+) -> None:
     job = rules(TriggerKind.Condition, interval=min_interval, last_cursor=last)
     verdict = check_cursor(job, check_block, check_block, block_timestamp=T0)
     assert is_condition_due(check_block, last, min_interval) == (verdict is None)
@@ -366,8 +403,9 @@ def test_job_active_window_for_event_and_condition_jobs() -> None:
 def test_time_job_stays_active_after_end_until_a_slot_at_the_end_ran() -> None:
     job = rules(TriggerKind.Time, start_time=T0, end_time=T0 + 100, last_cursor=T0 + 60)
     assert is_job_active_at(job, T0 + 1_000)
-    assert not is_job_active_at(rules(TriggerKind.Cron, end_time=T0 + 100, last_cursor=T0 + 100),
-                                T0 + 50)
+    assert not is_job_active_at(
+        rules(TriggerKind.Cron, end_time=T0 + 100, last_cursor=T0 + 100), T0 + 50
+    )
 
 
 @pytest.mark.parametrize("kind", list(TriggerKind))
@@ -381,14 +419,34 @@ def test_job_with_all_executions_done_is_inactive(kind: TriggerKind) -> None:
     "job,cursor,check_block,now,expected",
     [
         # the job limits come first: executions cap, then the end time
-        (rules(TriggerKind.Time, max_executions=2, round=2, last_cursor=T0), T0, 10, T0,
-         "MaxExecutionsReached"),
-        (rules(TriggerKind.Event, max_executions=2, round=2, end_time=T0), 5, 10, T0 + 1,
-         "MaxExecutionsReached"),
-        (rules(TriggerKind.Event, end_time=T0 + 10, last_cursor=9 << 32), 5, 10, T0 + 11,
-         "JobExpired"),
-        (rules(TriggerKind.Time, end_time=T0 + 100, last_cursor=T0 + 120), T0 + 120, 10,
-         T0 + 200, "JobExpired"),
+        (
+            rules(TriggerKind.Time, max_executions=2, round=2, last_cursor=T0),
+            T0,
+            10,
+            T0,
+            "MaxExecutionsReached",
+        ),
+        (
+            rules(TriggerKind.Event, max_executions=2, round=2, end_time=T0),
+            5,
+            10,
+            T0 + 1,
+            "MaxExecutionsReached",
+        ),
+        (
+            rules(TriggerKind.Event, end_time=T0 + 10, last_cursor=9 << 32),
+            5,
+            10,
+            T0 + 11,
+            "JobExpired",
+        ),
+        (
+            rules(TriggerKind.Time, end_time=T0 + 100, last_cursor=T0 + 120),
+            T0 + 120,
+            10,
+            T0 + 200,
+            "JobExpired",
+        ),
         (rules(TriggerKind.Cron, end_time=T0 + 100), UINT64_MAX + 1, 10, T0 + 200, "JobExpired"),
         # then the two cursor checks every kind shares, in this order
         (rules(TriggerKind.Time), UINT64_MAX + 1, 10, T0, "CursorOutOfRange"),
@@ -420,8 +478,9 @@ def test_job_with_all_executions_done_is_inactive(kind: TriggerKind) -> None:
         (rules(TriggerKind.Condition, end_time=T0 + 10), 13, 13, T0 + 10, None),
     ],
 )
-def test_check_cursor_names_the_contracts_error(job: JobRules, cursor: int, check_block: int,
-                                                now: int, expected: str | None) -> None:
+def test_check_cursor_names_the_contracts_error(
+    job: JobRules, cursor: int, check_block: int, now: int, expected: str | None
+) -> None:
     assert check_cursor(job, cursor, check_block, now) == expected
 
 
