@@ -24,6 +24,7 @@ from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from keeper.chain.anvil import AnvilProcess, dev_accounts, free_port
 from keeper.chain.contracts import Deployment, bind, contract_at, deploy_contract, transact
+from keeper.chain.rpc import disconnect
 
 KEEPER = Path(sys.executable).parent / "keeper"
 ETHER = 10**18
@@ -62,6 +63,8 @@ class Cluster:
     deployment: Deployment
     keepers: dict[int, KeeperProcess] = field(default_factory=dict)
     rpc_urls: dict[int, str] = field(default_factory=dict)
+    # The tests' own RPC clients: tests/e2e/conftest.py closes them in the test's event loop.
+    clients: list[AsyncWeb3[Any]] = field(default_factory=list)
 
     # ------------------------------------------------------------------ CLI
 
@@ -152,7 +155,15 @@ class Cluster:
     # ------------------------------------------------------------------ chain access
 
     def web3(self) -> AsyncWeb3[Any]:
-        return AsyncWeb3(AsyncHTTPProvider(self.anvil.url, request_kwargs={"timeout": 10}))
+        w3 = AsyncWeb3(AsyncHTTPProvider(self.anvil.url, request_kwargs={"timeout": 10}))
+        self.clients.append(w3)
+        return w3
+
+    async def close_clients(self) -> None:
+        """Closes the HTTP sessions of every `web3()` handed out (in the loop that used them)."""
+        clients, self.clients = self.clients, []
+        for w3 in clients:
+            await disconnect(w3)
 
     async def contracts(self, w3: AsyncWeb3[Any]) -> Any:
         return bind(w3, self.deployment)

@@ -3,7 +3,11 @@ such clusters at once on a 2-core machine would starve each other's turns."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
+
+from tests.e2e.cluster import Cluster
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -11,3 +15,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if "tests/e2e/" in str(item.fspath):
             item.add_marker(pytest.mark.e2e)
             item.add_marker(pytest.mark.xdist_group("e2e"))
+
+
+@pytest.fixture(autouse=True)
+async def _close_cluster_clients(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """A test's `cluster.web3()` sessions belong to its event loop: close them there, after
+    the test (the cluster fixtures that stop the processes are synchronous)."""
+    yield
+    for value in request.node.funcargs.values():
+        cluster = value if isinstance(value, Cluster) else getattr(value, "cluster", None)
+        if isinstance(cluster, Cluster):
+            await cluster.close_clients()
