@@ -51,6 +51,16 @@ RoundState = tuple[str, int, dict[str, Any]]
 
 
 @dataclass(frozen=True)
+class DueRound:
+    """A round due at this head on one of this node's quorums, with its stored state."""
+
+    job: Job
+    quorum: QuorumView
+    proposal: Proposal
+    state: RoundState
+
+
+@dataclass(frozen=True)
 class RoundResult:
     job_id: int
     round: int
@@ -109,7 +119,9 @@ class LeaderService:
         states = await self._open_rounds([(job, proposals[job.job_id]) for job, _ in due], head)
         tasks = [
             self._guarded(
-                job, quorum, proposals[job.job_id], states[(job.job_id, job.round)], head, head_hash
+                DueRound(job, quorum, proposals[job.job_id], states[(job.job_id, job.round)]),
+                head,
+                head_hash,
             )
             for job, quorum in due
         ]
@@ -143,34 +155,20 @@ class LeaderService:
         await store.open_rounds(new)
         return states
 
-    async def _guarded(
-        self,
-        job: Job,
-        quorum: QuorumView,
-        proposal: Proposal,
-        state: RoundState,
-        head: int,
-        head_hash: bytes,
-    ) -> RoundResult:
+    async def _guarded(self, due: DueRound, head: int, head_hash: bytes) -> RoundResult:
         async with self._slots:
             try:
-                return await self._maybe_lead(job, quorum, proposal, state, head, head_hash)
+                return await self._maybe_lead(due, head, head_hash)
             except KeeperError as exc:
+                job = due.job
                 self._metrics.rounds_failed.inc()
                 log.warning("round.failed job=%d round=%d error=%s", job.job_id, job.round, exc)
                 return RoundResult(job.job_id, job.round, "failed")
 
-    async def _maybe_lead(
-        self,
-        job: Job,
-        quorum: QuorumView,
-        proposal: Proposal,
-        state: RoundState,
-        head: int,
-        head_hash: bytes,
-    ) -> RoundResult:
+    async def _maybe_lead(self, due: DueRound, head: int, head_hash: bytes) -> RoundResult:
         me = self._ctx.address
-        status, due_block, data = state
+        job, quorum, proposal = due.job, due.quorum, due.proposal
+        status, due_block, data = due.state
         if status == "submitted" and await self._is_pending(str(data.get("tx", ""))):
             return RoundResult(job.job_id, job.round, "waiting")
         ranked = rank_members(job.job_id, job.round, [m.address for m in quorum.members])
