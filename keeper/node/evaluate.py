@@ -99,19 +99,15 @@ class Evaluator:
                     out[job.job_id] = Proposal(job.job_id, job.round, check_block, result)
         return out
 
-    async def opened_at(self, job: Job, proposal: Proposal) -> int | None:
-        """The block from which every node counts the round's leader turns: where the proposed
-        slot or log fell due, and not before the event that let the round open. None where a
-        node cannot tell: a Condition resolver may say "now" at any block.
+    async def opened_at_many(self, rounds: Sequence[tuple[Job, Proposal]]) -> dict[int, int]:
+        """The block from which every node counts each round's leader turns, keyed by job id:
+        where the proposed slot or log fell due, and not before the event that let the round
+        open. Left out where a node cannot tell: a Condition resolver may say "now" at any block.
+        One store read serves all the Time and Cron slots.
 
         Counting from when *this* node first saw the round due made turns differ between nodes
         that lag each other, so two backups could believe the same turn theirs.
         """
-        return (await self.opened_at_many([(job, proposal)])).get(job.job_id)
-
-    async def opened_at_many(self, rounds: Sequence[tuple[Job, Proposal]]) -> dict[int, int]:
-        """`opened_at` of each job's proposed round, keyed by job id (None left out), with one
-        store read for all the Time and Cron slots."""
         slots = [p.cursor for job, p in rounds if job.kind in (TriggerKind.Time, TriggerKind.Cron)]
         first_blocks = await self._store.first_blocks_at(slots)
         out: dict[int, int] = {}
