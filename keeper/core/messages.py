@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -30,6 +31,14 @@ from keeper.core.report import (
 
 SIGNATURE_HEADER = "X-Keeper-Signature"
 REPORT_MESSAGE_TYPE = "report"
+REPORT_BATCH_MESSAGE_TYPE = "reportBatch"
+# Reports one batch may carry; a leader splits larger sets (and bodies over the size limit).
+MAX_BATCH_ITEMS = 16
+# An upper bound on one batch item's JSON beyond its payload's hex digits (report ~520
+# characters, leader signature 132, keys and punctuation): `split_batch` sizes bodies with it.
+BATCH_ITEM_OVERHEAD = 1024
+MAX_CODE_CHARS = 64
+MAX_REASON_CHARS = 300
 MAX_PAYLOAD_BYTES = 4096
 MAX_JSON_DEPTH = 16
 UINT64_MAX = 2**64 - 1
@@ -53,6 +62,11 @@ _REPORT_KEYS = frozenset(
     }
 )
 _RESPONSE_KEYS = frozenset({"signer", "signature", "overloaded"})
+_BATCH_KEYS = frozenset({"type", "sender", "sentBlock", "items"})
+_ITEM_KEYS = frozenset({"report", "payload", "leaderSignature"})
+_BATCH_RESPONSE_KEYS = frozenset({"signer", "overloaded", "results"})
+_SIGNED_KEYS = frozenset({"signature"})
+_REFUSED_KEYS = frozenset({"status", "error", "reason"})
 _HEX = re.compile(r"0x(?:[0-9a-fA-F]{2})*")
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 _JSON_SPECIAL = re.compile(r'["\\\[\]{}]')
@@ -91,6 +105,71 @@ class ReportResponse:
     signer: str
     signature: bytes
     overloaded: bool
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One report of a batch, with its payload and the leader's own signature of it."""
+
+    report: Report
+    payload: bytes
+    leader_signature: bytes
+
+
+@dataclass(frozen=True)
+class ReportBatch:
+    """A leader asking a member to sign every report it leads at one head, in one request.
+
+    Each item is checked and answered on its own, exactly as the `ReportRequest` of `request`
+    would be; only the envelope (sender, sentBlock, body signature) is shared.
+    """
+
+    sender: str
+    sent_block: int
+    items: tuple[BatchItem, ...]
+
+    def request(self, index: int) -> ReportRequest:
+        item = self.items[index]
+        return ReportRequest(
+            self.sender, self.sent_block, item.report, item.payload, item.leader_signature
+        )
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A member's refusal of one item of a batch: the status and error code it would have
+    answered the item alone with."""
+
+    status: int
+    code: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class BatchResponse:
+    """A member's answers to a batch, in item order: its report signature, or a refusal."""
+
+    signer: str
+    overloaded: bool
+    results: tuple[bytes | Refusal, ...]
+
+
+def split_batch(
+    payload_sizes: Sequence[int], max_items: int = MAX_BATCH_ITEMS, max_body: int = 65536
+) -> list[range]:
+    """Consecutive index ranges of items (given their payload sizes in bytes) such that each
+    range's batch has at most `max_items` items and its body at most `max_body` bytes."""
+    ranges: list[range] = []
+    start, size = 0, BATCH_ITEM_OVERHEAD  # the envelope fits in one item's overhead
+    for i, payload in enumerate(payload_sizes):
+        item = BATCH_ITEM_OVERHEAD + 2 * payload
+        if i > start and (i - start >= max_items or size + item > max_body):
+            ranges.append(range(start, i))
+            start, size = i, BATCH_ITEM_OVERHEAD
+        size += item
+    if start < len(payload_sizes):
+        ranges.append(range(start, len(payload_sizes)))
+    return ranges
 
 
 # ---------------------------------------------------------------------------- encoding
@@ -139,6 +218,46 @@ def encode_response(resp: ReportResponse) -> bytes:
             "signer": checksum_address(resp.signer),
             "signature": _hex(resp.signature),
             "overloaded": resp.overloaded,
+        }
+    )
+
+
+def encode_batch(batch: ReportBatch) -> bytes:
+    """The canonical body of `POST /v1/reports/batch`."""
+    return _canonical(
+        {
+            "type": REPORT_BATCH_MESSAGE_TYPE,
+            "sender": checksum_address(batch.sender),
+            "sentBlock": batch.sent_block,
+            "items": [
+                {
+                    "report": _report_to_json(item.report),
+                    "payload": _hex(item.payload),
+                    "leaderSignature": _hex(item.leader_signature),
+                }
+                for item in batch.items
+            ],
+        }
+    )
+
+
+def _result_to_json(result: bytes | Refusal) -> dict[str, Any]:
+    if isinstance(result, Refusal):
+        return {
+            "status": result.status,
+            "error": result.code[:MAX_CODE_CHARS],
+            "reason": " ".join(result.reason.split())[:MAX_REASON_CHARS],
+        }
+    return {"signature": _hex(result)}
+
+
+def encode_batch_response(resp: BatchResponse) -> bytes:
+    """The canonical body of a `POST /v1/reports/batch` answer."""
+    return _canonical(
+        {
+            "signer": checksum_address(resp.signer),
+            "overloaded": resp.overloaded,
+            "results": [_result_to_json(r) for r in resp.results],
         }
     )
 
@@ -303,6 +422,73 @@ def decode_request(body: bytes) -> ReportRequest:
         report=report,
         payload=payload,
         leader_signature=_bytes(obj, "leaderSignature", length=SIGNATURE_LENGTH),
+    )
+
+
+def _item_from_json(obj: Any, index: int) -> BatchItem:
+    where = f"items[{index}]."
+    if not isinstance(obj, dict):
+        _malformed(f"items[{index}] must be a JSON object")
+    _check_keys(obj, _ITEM_KEYS, where)
+    report = _report_from_json(obj["report"])
+    payload = _bytes(obj, "payload", max_length=MAX_PAYLOAD_BYTES, where=where)
+    if keccak(payload) != report.payloadHash:
+        _malformed(f"{where}report.payloadHash does not match payload")
+    return BatchItem(
+        report=report,
+        payload=payload,
+        leader_signature=_bytes(obj, "leaderSignature", length=SIGNATURE_LENGTH, where=where),
+    )
+
+
+def decode_batch(body: bytes) -> ReportBatch:
+    """Parse a `POST /v1/reports/batch` body: 1 to MAX_BATCH_ITEMS items, each held to the
+    rules of `decode_request`; any defect raises `MessageError` (code Malformed)."""
+    obj = _load_object(body, "body")
+    _check_keys(obj, _BATCH_KEYS, "")
+    if obj["type"] != REPORT_BATCH_MESSAGE_TYPE:
+        _malformed(f"type must be {REPORT_BATCH_MESSAGE_TYPE!r}")
+    items = obj["items"]
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH_ITEMS:
+        _malformed(f"items must be a list of 1 to {MAX_BATCH_ITEMS} reports")
+    return ReportBatch(
+        sender=_address(obj, "sender"),
+        sent_block=_uint(obj, "sentBlock", UINT64_MAX),
+        items=tuple(_item_from_json(item, i) for i, item in enumerate(items)),
+    )
+
+
+def _result_from_json(obj: Any, index: int) -> bytes | Refusal:
+    where = f"results[{index}]."
+    if not isinstance(obj, dict):
+        _malformed(f"results[{index}] must be a JSON object")
+    if obj.keys() == _SIGNED_KEYS:
+        return _bytes(obj, "signature", length=SIGNATURE_LENGTH, where=where)
+    _check_keys(obj, _REFUSED_KEYS, where)
+    status, code, reason = obj["status"], obj["error"], obj["reason"]
+    if type(status) is not int or not 400 <= status <= 599:
+        _malformed(f"{where}status must be an HTTP error status")
+    if not isinstance(code, str) or not 0 < len(code) <= MAX_CODE_CHARS:
+        _malformed(f"{where}error must be a name of at most {MAX_CODE_CHARS} characters")
+    if not isinstance(reason, str) or len(reason) > MAX_REASON_CHARS:
+        _malformed(f"{where}reason must be text of at most {MAX_REASON_CHARS} characters")
+    return Refusal(status, code, reason)
+
+
+def decode_batch_response(body: bytes, items: int) -> BatchResponse:
+    """Parse a `POST /v1/reports/batch` answer to a batch of `items` reports; any defect
+    (including a result count other than `items`) raises `MessageError`."""
+    obj = _load_object(body, "response")
+    _check_keys(obj, _BATCH_RESPONSE_KEYS, "")
+    overloaded, results = obj["overloaded"], obj["results"]
+    if not isinstance(overloaded, bool):
+        _malformed("overloaded must be a boolean")
+    if not isinstance(results, list) or len(results) != items:
+        _malformed(f"results must be a list of {items} answers, one per item")
+    return BatchResponse(
+        signer=_address(obj, "signer"),
+        overloaded=overloaded,
+        results=tuple(_result_from_json(r, i) for i, r in enumerate(results)),
     )
 
 

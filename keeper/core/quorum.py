@@ -92,6 +92,51 @@ def is_threshold_met(signed_stake: int, total_stake: int, threshold_bps: int) ->
     return signed_stake * BPS >= total_stake * threshold_bps
 
 
+class SignatureTally:
+    """One round's signatures as its members answer, against the stake threshold.
+
+    `reached` once the signed stake meets the threshold; `settled` once that is so or every
+    member has answered (signed or refused) without it, when waiting longer cannot help. Each
+    member counts once: a second answer, or one from outside the quorum, changes nothing.
+    """
+
+    def __init__(self, members: Sequence[Member], threshold_bps: int) -> None:
+        self._stakes = {m.address.lower(): m.stake for m in members}
+        self._total = sum(self._stakes.values())
+        self._threshold_bps = threshold_bps
+        self._signed = 0
+        self._outstanding = set(self._stakes)
+        self.signatures: dict[str, bytes] = {}
+
+    def add(self, member: str, signature: bytes) -> None:
+        """`member` signed (its signature already checked by the caller)."""
+        key = member.lower()
+        if key in self._outstanding:
+            self._outstanding.discard(key)
+            self.signatures[member] = signature
+            self._signed += self._stakes[key]
+
+    def refuse(self, member: str) -> None:
+        """`member` refused, failed or cannot be asked; harmless after its answer."""
+        self._outstanding.discard(member.lower())
+
+    @property
+    def signed_stake(self) -> int:
+        return self._signed
+
+    @property
+    def total_stake(self) -> int:
+        return self._total
+
+    @property
+    def reached(self) -> bool:
+        return is_threshold_met(self._signed, self._total, self._threshold_bps)
+
+    @property
+    def settled(self) -> bool:
+        return self.reached or not self._outstanding
+
+
 def compute_signer_bitmap(members: Sequence[Member], signers: Iterable[str]) -> int:
     """Bit i set when members[i] signed; raises ValueError for a signer outside the quorum."""
     index = {m.address.lower(): i for i, m in enumerate(members)}

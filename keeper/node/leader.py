@@ -20,10 +20,10 @@ from eth_utils.crypto import keccak
 from keeper.chain.calls import KeeperCalls, compute_execute_gas
 from keeper.chain.sender import TxSender
 from keeper.core.jobs import Job, JobStatus
-from keeper.core.messages import ReportRequest, ReportResponse
+from keeper.core.messages import MAX_BATCH_ITEMS, BatchItem, Refusal, ReportBatch, split_batch
 from keeper.core.quorum import (
+    SignatureTally,
     compute_turn_start,
-    is_threshold_met,
     pack_signatures,
     rank_members,
 )
@@ -60,6 +60,40 @@ class DueRound:
     state: RoundState
 
 
+class _Led:
+    """A round this node leads at this head: its report, own signature and tally, and an
+    event set once the tally is settled (threshold met, or no member left to answer)."""
+
+    def __init__(
+        self,
+        due: DueRound,
+        rank: int,
+        report: Report,
+        digest: bytes,
+        own: bytes,
+        tally: SignatureTally,
+        clock: Callable[[], float],
+    ) -> None:
+        self.due, self.rank, self.report, self.digest, self.own = due, rank, report, digest, own
+        self.tally = tally
+        self.settled = asyncio.Event()
+        self.settled_at = 0.0
+        self._clock = clock
+
+    def add(self, member: str, signature: bytes) -> None:
+        self.tally.add(member, signature)
+        self._check()
+
+    def refuse(self, member: str) -> None:
+        self.tally.refuse(member)
+        self._check()
+
+    def _check(self) -> None:
+        if self.tally.settled and not self.settled.is_set():
+            self.settled_at = self._clock()
+            self.settled.set()
+
+
 @dataclass(frozen=True)
 class RoundResult:
     job_id: int
@@ -91,11 +125,12 @@ class LeaderService:
         self._is_overloaded = is_overloaded
         self._attempted: dict[tuple[int, int], int] = {}  # (job, round) -> block of last try
         self._slots = asyncio.Semaphore(MAX_CONCURRENT_ROUNDS)
+        self._acquiring = asyncio.Lock()  # one batch at a time takes its slots
         self._pending: set[str] = set()  # hashes of this node's pending transactions
         # Requests still in flight after their round reached threshold: they run to their end
         # (a cancelled HTTP exchange closes its keep-alive connection, and the next round to
         # that member would pay a new one); `close` cancels them.
-        self._stragglers: set[asyncio.Future[tuple[str, bytes] | None]] = set()
+        self._stragglers: set[asyncio.Future[None]] = set()
         # What members said of their load in their last answer: address -> (overloaded, block),
         # for status and metrics; rankings never use it (views of it differ between members).
         self.peer_load: dict[str, tuple[bool, int]] = {}
@@ -117,16 +152,25 @@ class LeaderService:
             {"0x" + p.tx_hash.hex() for p in await store.pending_txs("pending")} if due else set()
         )
         states = await self._open_rounds([(job, proposals[job.job_id]) for job, _ in due], head)
-        tasks = [
-            self._guarded(
-                DueRound(job, quorum, proposals[job.job_id], states[(job.job_id, job.round)]),
-                head,
-                head_hash,
-            )
-            for job, quorum in due
+        results: list[RoundResult] = []
+        leading: list[tuple[DueRound, int]] = []
+        for job, quorum in due:
+            round_ = DueRound(job, quorum, proposals[job.job_id], states[(job.job_id, job.round)])
+            rank = self._my_turn(round_, head)
+            if rank is None:
+                results.append(RoundResult(job.job_id, job.round, "waiting"))
+            else:
+                leading.append((round_, rank))
+        # One batch request per member carries every round this node leads here (up to
+        # MAX_BATCH_ITEMS): at one head a leader often leads several, and each exchange costs
+        # both sides CPU that every other round of the block is waiting for.
+        batches = [
+            leading[i : i + MAX_BATCH_ITEMS] for i in range(0, len(leading), MAX_BATCH_ITEMS)
         ]
+        for led in await asyncio.gather(*(self._guarded(b, head, head_hash) for b in batches)):
+            results.extend(led)
         self._forget_old(head)
-        return list(await asyncio.gather(*tasks))
+        return results
 
     async def _open_rounds(
         self, due: list[tuple[Job, Proposal]], head: int
@@ -155,22 +199,13 @@ class LeaderService:
         await store.open_rounds(new)
         return states
 
-    async def _guarded(self, due: DueRound, head: int, head_hash: bytes) -> RoundResult:
-        async with self._slots:
-            try:
-                return await self._maybe_lead(due, head, head_hash)
-            except KeeperError as exc:
-                job = due.job
-                self._metrics.rounds_failed.inc()
-                log.warning("round.failed job=%d round=%d error=%s", job.job_id, job.round, exc)
-                return RoundResult(job.job_id, job.round, "failed")
-
-    async def _maybe_lead(self, due: DueRound, head: int, head_hash: bytes) -> RoundResult:
+    def _my_turn(self, due: DueRound, head: int) -> int | None:
+        """This node's rank if it is to lead `due` at `head` (noting the attempt), else None."""
         me = self._ctx.address
-        job, quorum, proposal = due.job, due.quorum, due.proposal
+        job, quorum = due.job, due.quorum
         status, due_block, data = due.state
-        if status == "submitted" and await self._is_pending(str(data.get("tx", ""))):
-            return RoundResult(job.job_id, job.round, "waiting")
+        if status == "submitted" and str(data.get("tx", "")) in self._pending:
+            return None
         ranked = rank_members(job.job_id, job.round, [m.address for m in quorum.members])
         my_rank = next(i for i, a in enumerate(ranked) if a.lower() == me.lower())
         if self._is_overloaded():
@@ -180,57 +215,185 @@ class LeaderService:
         turn = compute_turn_start(due_block, my_rank, self._ctx.options.turn_blocks)
         key = (job.job_id, job.round)
         if head < turn or self._attempted.get(key) == head:
-            return RoundResult(job.job_id, job.round, "waiting")
+            return None
         self._attempted[key] = head
-        return await self._lead(job, quorum, proposal, head, head_hash, my_rank)
+        return my_rank
+
+    async def _guarded(
+        self, batch: list[tuple[DueRound, int]], head: int, head_hash: bytes
+    ) -> list[RoundResult]:
+        # Slots are taken for the whole batch at once, one acquirer at a time: two batches each
+        # holding part of what they need and waiting for the rest would wait forever.
+        async with self._acquiring:
+            for _ in batch:
+                await self._slots.acquire()
+        try:
+            return await self._lead(batch, head, head_hash)
+        finally:
+            for _ in batch:
+                self._slots.release()
 
     async def _lead(
-        self,
-        job: Job,
-        quorum: QuorumView,
-        proposal: Proposal,
-        head: int,
-        head_hash: bytes,
-        rank: int,
-    ) -> RoundResult:
+        self, batch: list[tuple[DueRound, int]], head: int, head_hash: bytes
+    ) -> list[RoundResult]:
+        """Proposes every round of `batch`, asks each member once for all of them, and takes
+        each round on to its transaction as soon as its own threshold is met."""
         ctx = self._ctx
         led_at = self._clock()
+        led = [self._propose(due, rank, head, head_hash) for due, rank in batch]
+        stored = await ctx.store.record_signatures([(r.report, r.digest, r.own) for r in led])
+        results: list[RoundResult] = []
+        live: list[_Led] = []
+        for r, fresh in zip(led, stored, strict=True):
+            job = r.due.job
+            if not fresh:
+                log.warning("round.conflict job=%d round=%d", job.job_id, job.round)
+                results.append(RoundResult(job.job_id, job.round, "failed"))
+                continue
+            log.info(
+                "round.lead job=%d round=%d rank=%d cursor=%d check_block=%d",
+                job.job_id,
+                job.round,
+                r.rank,
+                r.due.proposal.cursor,
+                head,
+            )
+            live.append(r)
+        asks = await self._ask_members(live, head)
+        try:
+            results.extend(await asyncio.gather(*(self._finish(r, head, led_at) for r in live)))
+        finally:
+            self._let_finish(asks)
+        return results
+
+    def _propose(self, due: DueRound, rank: int, head: int, head_hash: bytes) -> _Led:
+        ctx = self._ctx
+        job = due.job
         report = Report(
             jobId=job.job_id,
             round=job.round,
-            epoch=quorum.epoch.epoch,
-            cursor=proposal.cursor,
+            epoch=due.quorum.epoch.epoch,
+            cursor=due.proposal.cursor,
             checkBlock=head,
             checkBlockHash=head_hash,
-            payloadHash=keccak(proposal.payload),
+            payloadHash=keccak(due.proposal.payload),
             executor=ctx.address,
             deadline=head + ctx.options.deadline_blocks,
         )
         own = sign_report(ctx.account.key, report, ctx.domain)
-        if not await ctx.store.record_signature(
-            report, compute_report_digest(report, ctx.domain), own
-        ):
-            log.warning("round.conflict job=%d round=%d", job.job_id, job.round)
+        digest = compute_report_digest(report, ctx.domain)
+        tally = SignatureTally(due.quorum.members, job.threshold_bps)
+        led = _Led(due, rank, report, digest, own, tally, self._clock)
+        led.add(ctx.address, own)
+        return led
+
+    async def _ask_members(self, led: list[_Led], head: int) -> list[asyncio.Future[None]]:
+        """Sends each other member one batch (split only past MAX_BATCH_ITEMS or the body
+        limit) of the rounds it is asked to sign; the answers land in the rounds' tallies."""
+        me = self._ctx.address.lower()
+        wanted: dict[str, list[_Led]] = {}
+        for r in led:
+            if r.settled.is_set():  # this node's stake alone meets the threshold
+                continue
+            for m in r.due.quorum.members:
+                if m.address.lower() != me:
+                    wanted.setdefault(m.address, []).append(r)
+        signed: dict[tuple[int, ...], SignedRequest] = {}  # one body per set of rounds
+        asks: list[asyncio.Future[None]] = []
+        for member, rounds in wanted.items():
+            endpoint = await self._ctx.store.endpoint(member)
+            if not endpoint:
+                for r in rounds:
+                    r.refuse(member)
+                continue
+            for part in split_batch([len(r.due.proposal.payload) for r in rounds]):
+                chunk = [rounds[i] for i in part]
+                key = tuple(id(r) for r in chunk)
+                if key not in signed:
+                    items = tuple(BatchItem(r.report, r.due.proposal.payload, r.own) for r in chunk)
+                    signed[key] = self._client.sign_batch(
+                        ReportBatch(self._ctx.address, head, items)
+                    )
+                asks.append(
+                    asyncio.ensure_future(self._ask(endpoint, member, chunk, signed[key], head))
+                )
+        return asks
+
+    async def _ask(
+        self, endpoint: str, member: str, chunk: list[_Led], body: SignedRequest, head: int
+    ) -> None:
+        """One member's answers to one batch, each checked and counted in its round's tally;
+        whatever goes wrong (or if cancelled), the member counts as refusing what it did not
+        sign, so no round waits for it."""
+        try:
+            try:
+                response = await self._client.request_signatures(endpoint, body, len(chunk))
+            except PeerRejected as exc:
+                log.info("peer.refused member=%s code=%s reason=%s", member, exc.code, exc.reason)
+                return
+            except PeerError as exc:
+                log.info("peer.unreachable member=%s error=%s", member, exc)
+                return
+            if response.signer.lower() != member.lower():
+                log.warning("peer.bad_signature member=%s signer=%s", member, response.signer)
+                return
+            self._observe(member, response.overloaded, head)
+            for r, result in zip(chunk, response.results, strict=True):
+                if isinstance(result, Refusal):
+                    log.info(
+                        "peer.refused member=%s code=%s job=%d round=%d reason=%s",
+                        member,
+                        result.code,
+                        r.report.jobId,
+                        r.report.round,
+                        result.reason,
+                    )
+                    continue
+                try:
+                    signer = recover_report_signer(r.report, self._ctx.domain, result)
+                except ValueError:
+                    signer = ""
+                if signer.lower() != member.lower():
+                    log.warning("peer.bad_signature member=%s job=%d", member, r.report.jobId)
+                    continue
+                r.add(member, result)
+        finally:
+            for r in chunk:
+                r.refuse(member)
+
+    async def _finish(self, r: _Led, head: int, led_at: float) -> RoundResult:
+        """Waits for the round's threshold, then simulates and sends its execution."""
+        job = r.due.job
+        try:
+            return await self._submit(r, head, led_at)
+        except KeeperError as exc:
+            self._metrics.rounds_failed.inc()
+            log.warning("round.failed job=%d round=%d error=%s", job.job_id, job.round, exc)
             return RoundResult(job.job_id, job.round, "failed")
-        log.info(
-            "round.lead job=%d round=%d rank=%d cursor=%d check_block=%d",
-            job.job_id,
-            job.round,
-            rank,
-            proposal.cursor,
-            head,
-        )
-        signatures = await self._collect(job, quorum, report, proposal.payload, own, head)
-        if signatures is None:
+
+    async def _submit(self, r: _Led, head: int, led_at: float) -> RoundResult:
+        ctx = self._ctx
+        job, quorum, proposal, report = r.due.job, r.due.quorum, r.due.proposal, r.report
+        await r.settled.wait()
+        tally = r.tally
+        if not tally.reached:
+            log.info(
+                "round.no_quorum job=%d round=%d signed=%d total=%d",
+                job.job_id,
+                job.round,
+                tally.signed_stake,
+                tally.total_stake,
+            )
             return RoundResult(job.job_id, job.round, "no_quorum")
+        signatures = dict(tally.signatures)
         # Agreement latency (benchmarks/latency.py reads it): from leading to threshold stake.
         log.info(
             "round.threshold job=%d round=%d rank=%d signers=%d ms=%.1f",
             job.job_id,
             job.round,
-            rank,
+            r.rank,
             len(signatures),
-            (self._clock() - led_at) * 1000,
+            (r.settled_at - led_at) * 1000,
         )
         bitmap, packed = pack_signatures(quorum.members, signatures)
         data = self._calls.execute_data(report, proposal.payload, quorum.members, bitmap, packed)
@@ -263,84 +426,7 @@ class LeaderService:
         )
         return RoundResult(job.job_id, job.round, "submitted")
 
-    async def _collect(
-        self,
-        job: Job,
-        quorum: QuorumView,
-        report: Report,
-        payload: bytes,
-        own: bytes,
-        head: int,
-    ) -> dict[str, bytes] | None:
-        """Asks every other member to sign; returns the signatures once the stake threshold is
-        met (stopping early, the other requests left to finish), or None if the members who
-        answered are not enough."""
-        ctx = self._ctx
-        stakes = {m.address.lower(): m.stake for m in quorum.members}
-        total = sum(stakes.values())
-        signatures = {ctx.address: own}
-        signed = stakes[ctx.address.lower()]
-        if is_threshold_met(signed, total, job.threshold_bps):
-            return signatures
-        request = ReportRequest(
-            sender=ctx.address,
-            sent_block=head,
-            report=report,
-            payload=payload,
-            leader_signature=own,
-        )
-        body = self._client.sign_request(request)
-        others = [m.address for m in quorum.members if m.address.lower() != ctx.address.lower()]
-        endpoints = [await ctx.store.endpoint(address) for address in others]
-        peers = [
-            asyncio.ensure_future(self._ask(endpoint, address, request, body))
-            for address, endpoint in zip(others, endpoints, strict=True)
-            if endpoint
-        ]
-        try:
-            for next_done in asyncio.as_completed(peers):
-                response = await next_done
-                if response is None:
-                    continue
-                signer, signature = response
-                if signer.lower() in stakes and signer not in signatures:
-                    signatures[signer] = signature
-                    signed += stakes[signer.lower()]
-                if is_threshold_met(signed, total, job.threshold_bps):
-                    return signatures
-        finally:
-            self._let_finish(peers)
-        log.info(
-            "round.no_quorum job=%d round=%d signed=%d total=%d",
-            job.job_id,
-            job.round,
-            signed,
-            total,
-        )
-        return None
-
-    async def _ask(
-        self, endpoint: str, member: str, request: ReportRequest, signed: SignedRequest
-    ) -> tuple[str, bytes] | None:
-        try:
-            response: ReportResponse = await self._client.request_signature(endpoint, signed)
-        except PeerRejected as exc:
-            log.info("peer.refused member=%s code=%s reason=%s", member, exc.code, exc.reason)
-            return None
-        except PeerError as exc:
-            log.info("peer.unreachable member=%s error=%s", member, exc)
-            return None
-        try:
-            signer = recover_report_signer(request.report, self._ctx.domain, response.signature)
-        except ValueError:
-            return None
-        if signer.lower() != member.lower() or response.signer.lower() != member.lower():
-            log.warning("peer.bad_signature member=%s", member)
-            return None
-        self._observe(member, response.overloaded, request.sent_block)
-        return signer, response.signature
-
-    def _let_finish(self, peers: Sequence[asyncio.Future[tuple[str, bytes] | None]]) -> None:
+    def _let_finish(self, peers: Sequence[asyncio.Future[None]]) -> None:
         for task in peers:
             if not task.done():
                 self._stragglers.add(task)
@@ -355,10 +441,6 @@ class LeaderService:
 
     def _observe(self, member: str, overloaded: bool, block: int) -> None:
         self.peer_load[member.lower()] = (overloaded, block)
-
-    async def _is_pending(self, tx_hex: str) -> bool:
-        """Whether the round's transaction is still pending (as of this head's pass)."""
-        return bool(tx_hex) and tx_hex in self._pending
 
     def _forget_old(self, head: int) -> None:
         for key in [k for k, block in self._attempted.items() if block < head - 256]:

@@ -10,11 +10,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from eth_utils.crypto import keccak
 
-from keeper.core.messages import ReportRequest, ReportResponse
-from keeper.core.report import compute_report_digest, recover_report_signer, sign_report
+from keeper.core.messages import (
+    BatchResponse,
+    Refusal,
+    ReportBatch,
+    ReportRequest,
+    ReportResponse,
+)
+from keeper.core.report import Report, compute_report_digest, recover_report_signer, sign_report
 from keeper.errors import PeerRejected, RpcUnavailable
 from keeper.monitor.metrics import NodeMetrics
 from keeper.node.context import NodeContext
@@ -29,8 +36,26 @@ def _reject(status: int, code: str, reason: str) -> PeerRejected:
     return PeerRejected(status, reason, code)
 
 
+def _conflict() -> PeerRejected:
+    return _reject(409, "Conflict", "already signed a different result for this key")
+
+
+# Every item is approved or refused below; this placeholder never leaves the node.
+_UNANSWERED = Refusal(500, "InternalError", "item not answered")
+
+
+@dataclass(frozen=True)
+class _Approved:
+    """A report that passed every check, with this node's signature not yet stored."""
+
+    report: Report
+    digest: bytes
+    signature: bytes
+    synced_ms: float
+
+
 class MemberService:
-    """Answers `POST /v1/reports` for one node."""
+    """Answers `POST /v1/reports` and `POST /v1/reports/batch` for one node."""
 
     def __init__(
         self,
@@ -49,33 +74,82 @@ class MemberService:
         self._observe_peer = observe_peer
 
     async def handle_report(self, req: ReportRequest) -> ReportResponse:
+        began = time.monotonic()
         try:
-            response = await self._handle_reachable(req)
+            ok = await self._approve_reachable(req, began)
+            if not await self._ctx.store.record_signature(ok.report, ok.digest, ok.signature):
+                raise _conflict()
         except PeerRejected as exc:
-            self._metrics.record_rejection(exc.code)
-            log.info(
-                "peer.rejected code=%s job=%d round=%d from=%s reason=%s",
-                exc.code,
-                req.report.jobId,
-                req.report.round,
-                req.sender,
-                exc.reason,
-            )
+            self._note_rejection(req, exc)
             raise
-        self._metrics.reports_signed.inc()
-        return response
+        self._note_signed(req, ok, began)
+        return ReportResponse(
+            signer=self._ctx.address, signature=ok.signature, overloaded=self._is_overloaded()
+        )
 
-    async def _handle_reachable(self, req: ReportRequest) -> ReportResponse:
+    async def handle_batch(self, batch: ReportBatch) -> BatchResponse:
+        """Answers every item of `batch` as `handle_report` would, storing all the signatures
+        in one transaction; a refusal of one item does not touch the others."""
+        began = time.monotonic()
+        results: list[bytes | Refusal] = [_UNANSWERED] * len(batch.items)
+        approved: list[tuple[int, _Approved]] = []
+        for index in range(len(batch.items)):
+            req = batch.request(index)
+            try:
+                approved.append((index, await self._approve_reachable(req, began)))
+            except PeerRejected as exc:
+                self._note_rejection(req, exc)
+                results[index] = Refusal(exc.status, exc.code, exc.reason)
+        stored = await self._ctx.store.record_signatures(
+            [(ok.report, ok.digest, ok.signature) for _, ok in approved]
+        )
+        for (index, ok), fresh in zip(approved, stored, strict=True):
+            req = batch.request(index)
+            if fresh:
+                self._note_signed(req, ok, began)
+                results[index] = ok.signature
+            else:
+                conflict = _conflict()
+                self._note_rejection(req, conflict)
+                results[index] = Refusal(conflict.status, conflict.code, conflict.reason)
+        return BatchResponse(self._ctx.address, self._is_overloaded(), tuple(results))
+
+    def _note_rejection(self, req: ReportRequest, exc: PeerRejected) -> None:
+        self._metrics.record_rejection(exc.code)
+        log.info(
+            "peer.rejected code=%s job=%d round=%d from=%s reason=%s",
+            exc.code,
+            req.report.jobId,
+            req.report.round,
+            req.sender,
+            exc.reason,
+        )
+
+    def _note_signed(self, req: ReportRequest, ok: _Approved, began: float) -> None:
+        self._metrics.reports_signed.inc()
+        report = req.report
+        log.info(
+            "report.signed job=%d round=%d cursor=%d check_block=%d leader=%s ms=%.1f sync_ms=%.1f",
+            report.jobId,
+            report.round,
+            report.cursor,
+            report.checkBlock,
+            req.sender,
+            (time.monotonic() - began) * 1000,
+            ok.synced_ms,
+        )
+
+    async def _approve_reachable(self, req: ReportRequest, began: float) -> _Approved:
         # Without its RPC a member can check nothing: it answers 503, as its /healthz does,
         # rather than a 500 with a traceback for an outage it already reports.
         try:
-            return await self._handle(req)
+            return await self._approve(req, began)
         except RpcUnavailable as exc:
             raise _reject(503, "RpcUnavailable", str(exc)) from exc
 
-    async def _handle(self, req: ReportRequest) -> ReportResponse:
+    async def _approve(self, req: ReportRequest, began: float) -> _Approved:
+        """Every check of `req` and this node's signature of its report, not yet stored."""
         ctx, report = self._ctx, req.report
-        began = time.monotonic()
         store = ctx.store
         head = await self._head()
         if req.sent_block + ctx.options.stale_blocks < head:
@@ -134,22 +208,7 @@ class MemberService:
             raise _reject(422, "PayloadMismatch", "the payload differs from this node's result")
 
         signature = sign_report(ctx.account.key, report, ctx.domain)
-        digest = compute_report_digest(report, ctx.domain)
-        if not await store.record_signature(report, digest, signature):
-            raise _reject(409, "Conflict", "already signed a different result for this key")
-        log.info(
-            "report.signed job=%d round=%d cursor=%d check_block=%d leader=%s ms=%.1f sync_ms=%.1f",
-            report.jobId,
-            report.round,
-            report.cursor,
-            report.checkBlock,
-            req.sender,
-            (time.monotonic() - began) * 1000,
-            synced_ms,
-        )
-        return ReportResponse(
-            signer=ctx.address, signature=signature, overloaded=self._is_overloaded()
-        )
+        return _Approved(report, compute_report_digest(report, ctx.domain), signature, synced_ms)
 
     async def _head(self) -> int:
         head = await self._ctx.store.head()

@@ -25,7 +25,7 @@ from keeper.chain.reader import ChainReader
 from keeper.chain.sender import TxSender
 from keeper.core.fees import FeePolicy
 from keeper.core.jobs import JobStatus
-from keeper.core.messages import ReportRequest, ReportResponse
+from keeper.core.messages import BatchResponse, ReportBatch, ReportRequest, ReportResponse
 from keeper.core.quorum import compute_turn_start, rank_members
 from keeper.core.report import Domain
 from keeper.errors import KeeperError, PeerRejected, RpcUnavailable
@@ -212,16 +212,16 @@ class KeeperNode:
         return self.options.poll_interval
 
     async def tick(self, *, housekeeping: bool = True) -> None:
-        """One pass: catch up, settle transactions, lead what is due, rotate if due. Without
-        `housekeeping` (the loop), the rotate check and execution counts of a new head are left
-        to `_housekeeping`, which the loop runs a moment later."""
+        """One pass: catch up, lead what is due, then settle transactions and rotate if due.
+        Without `housekeeping` (the loop), settling, the rotate check and execution counts of a
+        new head are left to `_housekeeping`, which the loop runs a moment later.
+
+        Leading does not wait for settling: a round whose transaction is still pending in the
+        store waits (`LeaderService._is_pending`) whether or not it was mined meanwhile, and a
+        mined one has closed its round in the synced events. Settling later keeps its receipts
+        and nonce reads out of the burst of agreement traffic each head brings."""
         try:
-            head = await self.sync_now()
-            outcomes = await self.sender.poll(head)
-            if any((o.block_number or 0) > head for o in outcomes):
-                # Our transaction is in a block the store has not seen yet: without it, the
-                # round it closed still looks open and this node would lead it again.
-                head = await self.sync_now()
+            await self.sync_now()
             stored = await self.store.head()
             if stored is None:
                 return
@@ -265,6 +265,12 @@ class KeeperNode:
             self._note_failure(exc)
 
     async def _housekeep(self, head: int) -> None:
+        outcomes = await self.sender.poll(head)
+        if any((o.block_number or 0) > head for o in outcomes):
+            # Our transaction is in a block the store has not seen yet: sync it now, or the
+            # round it closed would look open (its transaction no longer pending) and this
+            # node would lead it again.
+            head = await self.sync_now()
         await self._maybe_rotate(head)
         await self._close_rounds()
         self._housekeeping_head = None
@@ -331,6 +337,11 @@ class KeeperNode:
         if self.member is None:
             raise PeerRejected(425, "node is starting", "TooEarly")
         return await self.member.handle_report(req)
+
+    async def handle_batch(self, batch: ReportBatch) -> BatchResponse:
+        if self.member is None:
+            raise PeerRejected(425, "node is starting", "TooEarly")
+        return await self.member.handle_batch(batch)
 
     async def status(self) -> dict[str, Any]:
         """The node's view: identity, sync, epoch and quorums, jobs and rounds, load."""

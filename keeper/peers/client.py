@@ -1,4 +1,4 @@
-"""Calls other members' peer APIs: ask for a report signature, read a node's status.
+"""Calls other members' peer APIs: ask for report signatures, read a node's status.
 
 aiohttp errors never leave this module: a peer that answered with a 4xx is `PeerRejected`
 (status, reason and code from its JSON error), everything else that went wrong between us and
@@ -19,10 +19,14 @@ from eth_account import Account
 from keeper.core.addresses import checksum_address
 from keeper.core.messages import (
     SIGNATURE_HEADER,
+    BatchResponse,
     MessageError,
+    ReportBatch,
     ReportRequest,
     ReportResponse,
+    decode_batch_response,
     decode_response,
+    encode_batch,
     encode_request,
     format_signature_header,
     load_untrusted_json,
@@ -76,6 +80,25 @@ class PeerClient:
             raise ValueError("request sender is not this client's sender")
         body = encode_request(req)
         return SignedRequest(body, format_signature_header(sign_body(self._key, body)))
+
+    def sign_batch(self, batch: ReportBatch) -> SignedRequest:
+        """Encodes and signs `batch` once, to be posted to every member it is for."""
+        if checksum_address(batch.sender) != self._sender:
+            raise ValueError("batch sender is not this client's sender")
+        body = encode_batch(batch)
+        return SignedRequest(body, format_signature_header(sign_body(self._key, body)))
+
+    async def request_signatures(
+        self, endpoint: str, signed: SignedRequest, items: int
+    ) -> BatchResponse:
+        """POST a signed batch of `items` reports to the member at `endpoint` and return its
+        answers, one per item (signatures unverified)."""
+        headers = {"Content-Type": "application/json", SIGNATURE_HEADER: signed.signature_header}
+        data = await self._call("POST", _url(endpoint, "/v1/reports/batch"), signed.body, headers)
+        try:
+            return decode_batch_response(data, items)
+        except MessageError as exc:
+            raise PeerError(f"peer {endpoint} sent an invalid response: {exc.reason}") from exc
 
     async def request_signature(
         self, endpoint: str, req: ReportRequest | SignedRequest

@@ -1,4 +1,5 @@
-"""The node's HTTP API: the peer endpoint `POST /v1/reports` plus status, health and metrics.
+"""The node's HTTP API: the peer endpoints `POST /v1/reports` and `POST /v1/reports/batch`
+(every report a leader leads at one head, answered item by item) plus status, health and metrics.
 
 The server does everything that needs no node state before the handler sees a request: media
 type, size, body signature, decoding and signer == sender. Each failure is its own 4xx with a
@@ -17,11 +18,16 @@ from aiohttp.typedefs import Handler
 
 from keeper.core.messages import (
     BAD_SIGNATURE,
+    MAX_REASON_CHARS,
     SIGNATURE_HEADER,
+    BatchResponse,
     MessageError,
+    ReportBatch,
     ReportRequest,
     ReportResponse,
+    decode_batch,
     decode_request,
+    encode_batch_response,
     encode_response,
     parse_signature_header,
     recover_body_signer,
@@ -32,7 +38,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY = 65536
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-MAX_REASON_CHARS = 300
 _ERROR_CODES = {404: "NotFound", 405: "MethodNotAllowed", 413: "BodyTooLarge"}
 
 
@@ -41,6 +46,11 @@ class PeerHandler(Protocol):
 
     async def handle_report(self, req: ReportRequest) -> ReportResponse:
         """Sign `req.report` or raise `PeerRejected(status, reason, code)`."""
+        ...
+
+    async def handle_batch(self, batch: ReportBatch) -> BatchResponse:
+        """Answer each item as `handle_report` would (a signature or a `Refusal`), or raise
+        `PeerRejected` to refuse the whole batch."""
         ...
 
     async def status(self) -> dict[str, Any]:
@@ -90,7 +100,9 @@ class _Routes:
         self._handler = handler
         self._max_body = max_body
 
-    async def post_report(self, request: web.Request) -> web.Response:
+    async def _signed_body(self, request: web.Request) -> tuple[bytes, str] | web.Response:
+        """The body and the address that signed it, or the error response that ends the
+        request: media type, size and body signature are checked alike on every POST."""
         charset = (request.charset or "utf-8").lower()
         if request.content_type != "application/json" or charset != "utf-8":
             return error_response(415, "UnsupportedMediaType", "content type must be JSON")
@@ -116,19 +128,41 @@ class _Routes:
             signer = recover_body_signer(body, parse_signature_header(headers[0]))
         except MessageError as exc:
             return error_response(401, BAD_SIGNATURE, exc.reason)
+        return body, signer
+
+    async def post_report(self, request: web.Request) -> web.Response:
+        checked = await self._signed_body(request)
+        if isinstance(checked, web.Response):
+            return checked
+        body, signer = checked
         try:
             req = decode_request(body)
         except MessageError as exc:
             return error_response(400, exc.code, exc.reason)
         if signer != req.sender:
             return error_response(401, BAD_SIGNATURE, "body is not signed by its sender")
-
         try:
             resp = await self._handler.handle_report(req)
         except PeerRejected as exc:
-            status = exc.status if 400 <= exc.status <= 599 else 500
-            return error_response(status, exc.code, exc.reason)
+            return _rejected(exc)
         return web.Response(body=encode_response(resp), content_type="application/json")
+
+    async def post_batch(self, request: web.Request) -> web.Response:
+        checked = await self._signed_body(request)
+        if isinstance(checked, web.Response):
+            return checked
+        body, signer = checked
+        try:
+            batch = decode_batch(body)
+        except MessageError as exc:
+            return error_response(400, exc.code, exc.reason)
+        if signer != batch.sender:
+            return error_response(401, BAD_SIGNATURE, "body is not signed by its sender")
+        try:
+            resp = await self._handler.handle_batch(batch)
+        except PeerRejected as exc:
+            return _rejected(exc)
+        return web.Response(body=encode_batch_response(resp), content_type="application/json")
 
     async def status(self, request: web.Request) -> web.Response:
         return web.json_response(await self._handler.status())
@@ -146,11 +180,16 @@ class _Routes:
         )
 
 
+def _rejected(exc: PeerRejected) -> web.Response:
+    return error_response(exc.status if 400 <= exc.status <= 599 else 500, exc.code, exc.reason)
+
+
 def create_app(handler: PeerHandler, *, max_body: int = DEFAULT_MAX_BODY) -> web.Application:
     """The aiohttp application; `client_max_size` backs the size check while reading."""
     app = web.Application(client_max_size=max_body, middlewares=[_json_errors])
     routes = _Routes(handler, max_body)
     app.router.add_post("/v1/reports", routes.post_report)
+    app.router.add_post("/v1/reports/batch", routes.post_batch)
     app.router.add_get("/v1/status", routes.status)
     app.router.add_get("/healthz", routes.health)
     app.router.add_get("/metrics", routes.metrics)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -31,6 +31,12 @@ _T = TypeVar("_T")
 _CONFLICTING_SIGNATURE = (
     "SELECT 1 FROM signatures WHERE job_id = ? AND round = ? AND check_block = ? "
     "AND check_block_hash = ? AND (cursor != ? OR payload_hash != ?) LIMIT 1"
+)
+# Stores a signature unless a conflicting one exists: the check and the insert in one statement.
+_INSERT_SIGNATURE = (
+    "INSERT OR IGNORE INTO signatures (job_id, round, check_block, check_block_hash, "
+    "cursor, payload_hash, digest, report, signature) "
+    f"SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS ({_CONFLICTING_SIGNATURE})"
 )
 # A round's status and data; its due block is kept unless a reorg reopened the round.
 _SAVE_ROUND = (
@@ -685,17 +691,45 @@ class Store:
         row = (*key, *result, digest, _report_to_json(report), signature)
         # One statement checks, inserts and commits (a member answers in the middle of every
         # block's work, and each statement is a hop to the database thread).
-        cur = await self._db.execute(
-            "INSERT OR IGNORE INTO signatures (job_id, round, check_block, check_block_hash, "
-            "cursor, payload_hash, digest, report, signature) "
-            f"SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS ({_CONFLICTING_SIGNATURE})",
-            (*row, *key, *result),
-        )
+        cur = await self._db.execute(_INSERT_SIGNATURE, (*row, *key, *result))
         if cur.rowcount == 1:
             return True
         # Nothing inserted: this very signature is stored already (a retry), or a conflicting one.
         async with self._db.execute(_CONFLICTING_SIGNATURE, (*key, *result)) as check:
             return await check.fetchone() is None
+
+    async def record_signatures(self, rows: Sequence[tuple[Report, bytes, bytes]]) -> list[bool]:
+        """`record_signature` for each (report, digest, signature), in order, in at most two
+        trips to the database thread however many there are. Each insert is still one guarded
+        statement of its own (the rows are independent: no transaction around them is needed),
+        and an item is stored iff its own row is there afterwards: a conflicting row, stored
+        before or by an earlier item of the same call, kept it out."""
+        if len(rows) == 1:
+            async with self._write:
+                return [await self._record_signature_locked(*rows[0])]
+        params: list[tuple[Any, ...]] = []
+        keys: list[tuple[Any, ...]] = []
+        for report, digest, signature in rows:
+            key = (report.jobId, report.round, report.checkBlock, report.checkBlockHash)
+            result = (report.cursor, report.payloadHash)
+            row = (*key, *result, digest, _report_to_json(report), signature)
+            params.append((*row, *key, *result))
+            keys.append((*key, digest))
+        stored: set[tuple[Any, ...]] = set()
+        async with self._write:
+            await self._db.executemany(_INSERT_SIGNATURE, params)
+            for start in range(0, len(keys), 150):
+                chunk = keys[start : start + 150]
+                values = ", ".join("(?, ?, ?, ?, ?)" for _ in chunk)
+                async with self._db.execute(
+                    "SELECT job_id, round, check_block, check_block_hash, digest FROM signatures "
+                    "WHERE (job_id, round, check_block, check_block_hash, digest) "
+                    f"IN (VALUES {values})",
+                    [x for key in chunk for x in key],
+                ) as cur:
+                    for r in await cur.fetchall():
+                        stored.add((int(r[0]), int(r[1]), int(r[2]), bytes(r[3]), bytes(r[4])))
+        return [key in stored for key in keys]
 
     async def signature_count(self) -> int:
         async with self._db.execute("SELECT COUNT(*) FROM signatures") as cur:

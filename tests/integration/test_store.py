@@ -183,6 +183,38 @@ async def test_conflicting_result_is_refused_restarts_included(
     await store.close()
 
 
+async def test_signatures_recorded_together_follow_the_one_by_one_rule(tmp_path: Path) -> None:
+    store = await open_store(tmp_path / "together.db")
+    alone = await open_store(tmp_path / "alone.db")
+    stored_before = report(round=9)
+    for s in (store, alone):
+        assert await sign(s, stored_before)
+    # a batch: a new key, a retry, a view change of a stored result, a conflict with a stored
+    # result, and two items of one new key with different results (the first one wins)
+    reports = [
+        report(),
+        stored_before,
+        report(round=9, executor=OTHER, deadline=170),
+        report(round=9, cursor=1_700_000_120),
+        report(round=10),
+        report(round=10, payloadHash=keccak(b"other()")),
+        report(round=10, deadline=171),
+    ]
+
+    together = await store.record_signatures(
+        [(r, compute_report_digest(r, DOMAIN), SIG) for r in reports]
+    )
+    one_by_one = [await sign(alone, r) for r in reports]
+
+    assert together == one_by_one == [True, True, True, False, True, False, True]
+    assert read_table(tmp_path / "together.db", "signatures") == read_table(
+        tmp_path / "alone.db", "signatures"
+    )
+    assert await store.record_signatures([]) == []
+    for s in (store, alone):
+        await s.close()
+
+
 # ---------------------------------------------------------------------- reorg rollback
 
 

@@ -179,10 +179,10 @@ def signed_headers(body: bytes, signer: LocalAccount) -> dict[str, str]:
 
 
 async def post_raw(
-    world: World, node: int, body: Any, headers: dict[str, str]
+    world: World, node: int, body: Any, headers: dict[str, str], path: str = "/v1/reports"
 ) -> tuple[int, dict[str, Any]]:
-    """POSTs to /v1/reports of `nodes[node]`; every answer, 200 or not, is JSON."""
-    url = world.node(node).endpoint + "/v1/reports"
+    """POSTs to `path` (/v1/reports) of `nodes[node]`; every answer, 200 or not, is JSON."""
+    url = world.node(node).endpoint + path
     async with world.http.post(url, data=body, headers=headers) as resp:
         text = await resp.text()
         assert resp.content_type == "application/json", text
@@ -218,11 +218,11 @@ async def snapshot(world: World, node: int) -> Snapshot:
 
 
 async def expect_refused(
-    world: World, node: int, body: Any, headers: dict[str, str]
+    world: World, node: int, body: Any, headers: dict[str, str], path: str = "/v1/reports"
 ) -> tuple[int, str]:
     """Posts and returns (status, error code), asserting the node's state did not change."""
     before = await snapshot(world, node)
-    status, answer = await post_raw(world, node, body, headers)
+    status, answer = await post_raw(world, node, body, headers, path)
     assert await snapshot(world, node) == before, f"state changed on {status} {answer}"
     assert set(answer) == {"error", "reason"}, answer
     return status, str(answer["error"])

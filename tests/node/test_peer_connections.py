@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from keeper.core.messages import ReportRequest, ReportResponse
+from keeper.core.messages import BatchResponse, ReportBatch
 from tests.harness import TIME, selector, time_trigger
 from tests.node.support import executions_after
 from tests.nodes import Network, start_network
@@ -47,13 +47,13 @@ async def test_a_member_slower_than_the_threshold_is_heard_on_the_same_connectio
     # leader reaches 6667 bps with the two quicker members and never waits for it
     slow = network.nodes[0]
     assert slow.member is not None
-    answer = slow.member.handle_report
+    answer = slow.member.handle_batch
 
-    async def late_answer(req: ReportRequest) -> ReportResponse:
+    async def late_answer(batch: ReportBatch) -> BatchResponse:
         await asyncio.sleep(SLOW_SECONDS)
-        return await answer(req)
+        return await answer(batch)
 
-    slow.member.handle_report = late_answer  # type: ignore[method-assign]
+    slow.member.handle_batch = late_answer  # type: ignore[method-assign]
     closed_before = closed_connections_to(slow.port)
     net = network.net
     job_id = await net.create_job(net.spec(TIME, time_trigger(60), selector("onTime()")))

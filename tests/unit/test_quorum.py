@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from keeper.core.quorum import (
     STAKE_MASK,
     Member,
+    SignatureTally,
     compute_current_leader_rank,
     compute_quorum_hash,
     compute_quorum_of,
@@ -302,3 +303,48 @@ def test_rank_key_is_keccak_of_the_abi_encoded_job_round_and_member(
 def test_rank_key_refuses_what_abi_encode_would(job_id: int, round_: int, member: str) -> None:
     with pytest.raises(ValueError):
         compute_rank_key(job_id, round_, member)
+
+
+# ---------------------------------------------------------------------------- signature tally
+
+
+def a_quorum(*stakes: int) -> list[Member]:
+    return [Member(to_checksum_address(bytes([i + 1]) * 20), s) for i, s in enumerate(stakes)]
+
+
+def test_a_tally_is_reached_once_signed_stake_meets_the_threshold() -> None:
+    members = a_quorum(4, 3, 2, 1)
+    tally = SignatureTally(members, 6667)
+
+    tally.add(members[0].address, b"a")
+    assert not tally.reached and not tally.settled
+    tally.add(members[2].address, b"c")  # 6 of 10 < 66.67%
+    assert not tally.reached
+    tally.add(members[3].address, b"d")  # 7 of 10
+    assert tally.reached and tally.settled
+    signers = [members[0].address, members[2].address, members[3].address]
+    assert tally.signatures == dict(zip(signers, [b"a", b"c", b"d"], strict=True))
+
+
+def test_a_member_counts_once_and_outsiders_not_at_all() -> None:
+    members = a_quorum(1, 1, 1)
+    tally = SignatureTally(members, 6667)
+
+    tally.add(members[0].address, b"a")
+    tally.add(members[0].address.lower(), b"again")
+    tally.add(to_checksum_address(b"\x99" * 20), b"stranger")
+
+    assert tally.signed_stake == 1 and list(tally.signatures.values()) == [b"a"]
+    tally.refuse(members[0].address)  # a refusal after its answer changes nothing
+    assert tally.signed_stake == 1
+
+
+def test_a_tally_settles_short_of_threshold_once_every_member_has_answered() -> None:
+    members = a_quorum(1, 1, 1)
+    tally = SignatureTally(members, 6667)
+
+    tally.add(members[0].address, b"a")
+    tally.refuse(members[1].address)
+    assert not tally.settled
+    tally.refuse(members[2].address)
+    assert tally.settled and not tally.reached

@@ -1,0 +1,75 @@
+"""A leader asks each member once per head for every round it leads there.
+
+Protocol step 4: the rounds a leader leads at one head go to each other member of their quorum
+in one `POST /v1/reports/batch`, and each round still goes on to its transaction on its own
+threshold. Eight Time jobs due in the same block over a quorum of four: some member leads two
+or more of them, and no member is asked twice by the same leader for the same head.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from keeper.core.messages import BatchResponse, ReportBatch, ReportRequest, ReportResponse
+from tests.harness import TIME, selector, time_trigger
+from tests.nodes import Network, start_network
+
+JOBS = 8
+
+
+@pytest.fixture
+async def network(tmp_path: Path) -> AsyncIterator[Network]:
+    network = await start_network(tmp_path)
+    yield network
+    await network.stop()
+
+
+async def test_rounds_led_at_one_head_reach_each_member_in_one_request(network: Network) -> None:
+    # given every member records the batches it is asked (receiver, leader, head, jobs)
+    asked: list[tuple[str, str, int, tuple[int, ...]]] = []
+    singles: list[ReportRequest] = []
+    for node in network.nodes.values():
+        assert node.member is not None
+        answer_batch, answer_one = node.member.handle_batch, node.member.handle_report
+
+        async def recorded(
+            batch: ReportBatch, node_address: str = node.address, answer=answer_batch
+        ) -> BatchResponse:
+            jobs = tuple(item.report.jobId for item in batch.items)
+            asked.append((node_address, batch.sender, batch.sent_block, jobs))
+            return await answer(batch)
+
+        async def single(req: ReportRequest, answer=answer_one) -> ReportResponse:
+            singles.append(req)
+            return await answer(req)
+
+        node.member.handle_batch = recorded  # type: ignore[method-assign]
+        node.member.handle_report = single  # type: ignore[method-assign]
+    # and eight Time jobs whose first slot is the same second
+    net = network.net
+    start = await net.timestamp() + 60
+    jobs = [
+        await net.create_job(
+            net.spec(TIME, time_trigger(3600), selector("onTime()"), start_time=start)
+        )
+        for _ in range(JOBS)
+    ]
+
+    # when the slot comes and the network runs until each job has executed once
+    async def all_executed() -> bool:
+        return all([len(await network.executions(j)) >= 1 for j in jobs])
+
+    await network.step_until(all_executed, max_blocks=30)
+
+    # then every job executed exactly once
+    assert [len(await network.executions(j)) for j in jobs] == [1] * JOBS
+    # and each leader asked each member at most once per head, for all its rounds at once
+    requests = Counter((receiver, leader, head) for receiver, leader, head, _ in asked)
+    assert requests and max(requests.values()) == 1
+    assert max(len(job_ids) for *_, job_ids in asked) >= 2
+    assert {j for *_, job_ids in asked for j in job_ids} == set(jobs)
+    assert not singles
