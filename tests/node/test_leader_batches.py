@@ -1,21 +1,29 @@
-"""A leader asks each member once per head for every round it leads there.
+"""A leader asks each member once per head for every round it leads there, and counts only
+the signatures each member really made.
 
 Protocol step 4: the rounds a leader leads at one head go to each other member of their quorum
 in one `POST /v1/reports/batch`, and each round still goes on to its transaction on its own
 threshold. Eight Time jobs due in the same block over a quorum of four: some member leads two
-or more of them, and no member is asked twice by the same leader for the same head.
+or more of them, and no member is asked twice by the same leader for the same head. A batch
+answer is untrusted item by item: a signature that does not recover to the member is dropped.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from eth_account import Account
+from eth_utils.crypto import keccak
 
 from keeper.core.messages import BatchResponse, ReportBatch, ReportRequest, ReportResponse
+from keeper.core.report import sign_report
 from tests.harness import TIME, selector, time_trigger
+from tests.node.support import executions_after
 from tests.nodes import Network, start_network
 
 JOBS = 8
@@ -73,3 +81,38 @@ async def test_rounds_led_at_one_head_reach_each_member_in_one_request(network: 
     assert max(len(job_ids) for *_, job_ids in asked) >= 2
     assert {j for *_, job_ids in asked for j in job_ids} == set(jobs)
     assert not singles
+
+
+async def test_a_member_answering_with_signatures_not_its_own_is_not_counted(
+    network: Network, caplog: pytest.LogCaptureFixture
+) -> None:
+    # given the member with the largest stake (4 of 10 ether) answers every batch with report
+    # signatures made by another key: counted, they would bring any leader to 6667 bps with
+    # one honest member, and the execution would revert on-chain
+    liar = network.nodes[3]
+    assert liar.member is not None
+    answer = liar.member.handle_batch
+    stranger = Account.from_key(keccak(b"not the liar"))
+
+    async def lying(batch: ReportBatch) -> BatchResponse:
+        honest = await answer(batch)
+        forged = tuple(
+            sign_report(stranger.key, item.report, network.net.domain)
+            if isinstance(result, bytes)
+            else result
+            for item, result in zip(batch.items, honest.results, strict=True)
+        )
+        return replace(honest, results=forged)
+
+    liar.member.handle_batch = lying  # type: ignore[method-assign]
+    net = network.net
+    job_id = await net.create_job(net.spec(TIME, time_trigger(60), selector("onTime()")))
+
+    # when the job executes twice
+    caplog.set_level(logging.INFO, logger="keeper.node.leader")
+    await executions_after(network, job_id, 2, max_blocks=40)
+
+    # then leaders refused the liar's signatures, and none of them reached threshold with one
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith(f"peer.bad_signature member={liar.address}") for m in messages)
+    assert not [m for m in messages if m.startswith("round.simulation_failed")]
