@@ -11,7 +11,8 @@ the quorum, and whether to sign, is the handler's decision; it refuses with `Pee
 from __future__ import annotations
 
 import logging
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -39,6 +40,17 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_BODY = 65536
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _ERROR_CODES = {404: "NotFound", 405: "MethodNotAllowed", 413: "BodyTooLarge"}
+
+
+class _Sent(Protocol):
+    """A peer message: its body must be signed by its sender."""
+
+    @property
+    def sender(self) -> str: ...
+
+
+_Message = TypeVar("_Message", bound=_Sent)
+_Answer = TypeVar("_Answer")
 
 
 class PeerHandler(Protocol):
@@ -131,38 +143,39 @@ class _Routes:
         return body, signer
 
     async def post_report(self, request: web.Request) -> web.Response:
-        checked = await self._signed_body(request)
-        if isinstance(checked, web.Response):
-            return checked
-        body, signer = checked
-        try:
-            req = decode_request(body)
-        except MessageError as exc:
-            return error_response(400, exc.code, exc.reason)
-        if signer != req.sender:
-            return error_response(401, BAD_SIGNATURE, "body is not signed by its sender")
-        try:
-            resp = await self._handler.handle_report(req)
-        except PeerRejected as exc:
-            return _rejected(exc)
-        return web.Response(body=encode_response(resp), content_type="application/json")
+        return await self._post(
+            request, decode_request, self._handler.handle_report, encode_response
+        )
 
     async def post_batch(self, request: web.Request) -> web.Response:
+        return await self._post(
+            request, decode_batch, self._handler.handle_batch, encode_batch_response
+        )
+
+    async def _post(
+        self,
+        request: web.Request,
+        decode: Callable[[bytes], _Message],
+        handle: Callable[[_Message], Awaitable[_Answer]],
+        encode: Callable[[_Answer], bytes],
+    ) -> web.Response:
+        """A signed POST: the envelope checks, then decode, signer == sender, the handler."""
         checked = await self._signed_body(request)
         if isinstance(checked, web.Response):
             return checked
         body, signer = checked
         try:
-            batch = decode_batch(body)
+            message = decode(body)
         except MessageError as exc:
             return error_response(400, exc.code, exc.reason)
-        if signer != batch.sender:
+        if signer != message.sender:
             return error_response(401, BAD_SIGNATURE, "body is not signed by its sender")
         try:
-            resp = await self._handler.handle_batch(batch)
+            answer = await handle(message)
         except PeerRejected as exc:
-            return _rejected(exc)
-        return web.Response(body=encode_batch_response(resp), content_type="application/json")
+            status = exc.status if 400 <= exc.status <= 599 else 500
+            return error_response(status, exc.code, exc.reason)
+        return web.Response(body=encode(answer), content_type="application/json")
 
     async def status(self, request: web.Request) -> web.Response:
         return web.json_response(await self._handler.status())
@@ -178,10 +191,6 @@ class _Routes:
         return web.Response(
             body=self._handler.metrics(), headers={"Content-Type": METRICS_CONTENT_TYPE}
         )
-
-
-def _rejected(exc: PeerRejected) -> web.Response:
-    return error_response(exc.status if 400 <= exc.status <= 599 else 500, exc.code, exc.reason)
 
 
 def create_app(handler: PeerHandler, *, max_body: int = DEFAULT_MAX_BODY) -> web.Application:

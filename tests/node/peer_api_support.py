@@ -27,7 +27,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 
 from keeper.core.messages import SIGNATURE_HEADER, ReportRequest, encode_request, sign_body
-from keeper.core.report import Report, sign_report
+from keeper.core.report import Report, compute_report_digest, sign_report
 from keeper.node.context import NodeOptions
 from keeper.node.node import KeeperNode
 from tests.harness import ETHER, TIME, selector, time_trigger
@@ -124,6 +124,29 @@ async def make_due(world: World) -> int:
     net.time_travel(await net.timestamp() + INTERVAL)
     await sync_all(world.network)
     return await net.block_number()
+
+
+async def given_an_honest_request(world: World) -> tuple[LocalAccount, int, ReportRequest]:
+    """A due round; its primary-style leader (members[0]) is about to ask members[1]."""
+    await make_due(world)
+    leader_index, receiver = world.members[0], world.members[1]
+    leader = world.key(leader_index)
+    report = await honest_report(world, leader_index)
+    return leader, receiver, request_for(world, leader, report)
+
+
+async def store_an_earlier_result(world: World, node: int, report: Report) -> Report:
+    """Stores in `node`'s signature store a signed report with the same key as `report` and a
+    different result (as an earlier run of the node, with another view of the job, would have
+    left it) and returns it."""
+    earlier = replace(report, cursor=report.cursor - INTERVAL)
+    domain = world.network.net.domain
+    assert await world.node(node).store.record_signature(
+        earlier,
+        compute_report_digest(earlier, domain),
+        sign_report(world.key(node).key, earlier, domain),
+    )
+    return earlier
 
 
 async def honest_report(world: World, executor: int, check_block: int | None = None) -> Report:

@@ -28,21 +28,21 @@ from keeper.core.messages import (
     decode_batch_response,
     encode_batch,
 )
-from keeper.core.report import Report, compute_report_digest, recover_report_signer, sign_report
+from keeper.core.report import Report, recover_report_signer
 from tests.node.peer_api_support import (
     INTERVAL,
     JSON_TYPE,
     STALE_BLOCKS,
     World,
     expect_refused,
-    honest_report,
-    make_due,
+    given_an_honest_request,
     metric,
     open_world,
     post_raw,
     request_for,
     signed_headers,
     snapshot,
+    store_an_earlier_result,
 )
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -54,15 +54,6 @@ BATCH = "/v1/reports/batch"
 async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
     async with open_world(tmp_path_factory.mktemp("peer-api-batch")) as built:
         yield built
-
-
-async def given_an_honest_request(world: World) -> tuple[LocalAccount, int, ReportRequest]:
-    """A due round; its leader (members[0]) is about to ask members[1]."""
-    await make_due(world)
-    leader_index, receiver = world.members[0], world.members[1]
-    leader = world.key(leader_index)
-    report = await honest_report(world, leader_index)
-    return leader, receiver, request_for(world, leader, report)
 
 
 def batch_of(leader: LocalAccount, sent_block: int, *reqs: ReportRequest) -> ReportBatch:
@@ -136,13 +127,7 @@ async def test_given_a_conflicting_signature_stored_then_that_item_is_409_and_th
 ) -> None:
     leader, receiver, req = await given_an_honest_request(world)
     # given the node already signed another result for this round's key (an earlier run of it)
-    node = world.node(receiver)
-    earlier = replace(req.report, cursor=req.report.cursor - INTERVAL)
-    domain = world.network.net.domain
-    signature = sign_report(world.key(receiver).key, earlier, domain)
-    assert await node.store.record_signature(
-        earlier, compute_report_digest(earlier, domain), signature
-    )
+    earlier = await store_an_earlier_result(world, receiver, req.report)
     # and a second leader-side report of the same result with another deadline (a view change)
     later = request_for(world, leader, replace(req.report, deadline=req.report.deadline + 1))
 

@@ -11,16 +11,15 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from eth_account.signers.local import LocalAccount
 
-from keeper.core.messages import ReportRequest, decode_response, encode_request
-from keeper.core.report import Report, compute_report_digest, recover_report_signer, sign_report
+from keeper.core.messages import decode_response, encode_request
+from keeper.core.report import Report, recover_report_signer
 from tests.node.peer_api_support import (
     INTERVAL,
     STRANGER,
     World,
     expect_refused,
-    honest_report,
+    given_an_honest_request,
     make_due,
     metric,
     open_world,
@@ -29,6 +28,7 @@ from tests.node.peer_api_support import (
     request_for,
     signed_headers,
     snapshot,
+    store_an_earlier_result,
 )
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -38,15 +38,6 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
     async with open_world(tmp_path_factory.mktemp("peer-api-signing")) as built:
         yield built
-
-
-async def given_an_honest_request(world: World) -> tuple[LocalAccount, int, ReportRequest]:
-    """A due round; its primary-style leader (members[0]) asks members[1]."""
-    await make_due(world)
-    leader_index, receiver = world.members[0], world.members[1]
-    leader = world.key(leader_index)
-    report = await honest_report(world, leader_index)
-    return leader, receiver, request_for(world, leader, report)
 
 
 async def signed_reports(world: World, node: int, report: Report) -> list[Report]:
@@ -126,14 +117,7 @@ async def test_given_the_node_signed_another_result_for_the_key_then_409_conflic
     leader, receiver, req = await given_an_honest_request(world)
     # given the node's signature store already holds a different result for this key (as an
     # earlier run of the node, with another view of the job, would have left it)
-    node = world.node(receiver)
-    earlier = replace(req.report, cursor=req.report.cursor - INTERVAL)
-    domain = world.network.net.domain
-    assert await node.store.record_signature(
-        earlier,
-        compute_report_digest(earlier, domain),
-        sign_report(world.key(receiver).key, earlier, domain),
-    )
+    earlier = await store_an_earlier_result(world, receiver, req.report)
 
     # when the leader asks it to sign the result it derives now
     body = encode_request(req)
