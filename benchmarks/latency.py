@@ -13,7 +13,8 @@ For every JobExecuted it measures
 Three paths: steady state (every keeper up); one member down while the round's primary is up;
 and failover, the rounds whose top-ranked member had been killed (SIGKILL), so a backup led
 them on its turn. Jobs start on a grid spread over the interval, so about jobs/interval rounds
-fall due every second instead of all of them in one block.
+fall due every second instead of all of them in one block (`--burst`: all of them in one block,
+as cron jobs of one schedule would).
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ class Run:
     steady: float = 60.0  # seconds of steady state
     victims: int = 0  # keepers killed one after another after it
     down: float = 30.0  # seconds each stayed down
+    burst: bool = False  # every job's slots in the same block
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -99,8 +101,11 @@ def percentile(values: list[float], p: float) -> float:
 # ---------------------------------------------------------------------- the network
 
 
-async def create_jobs(cluster: Cluster, w3: Any, target: str, n: int, interval: int) -> int:
-    """Creates `n` Time jobs whose grids are spread over the interval; returns the first slot."""
+async def create_jobs(
+    cluster: Cluster, w3: Any, target: str, n: int, interval: int, burst: bool = False
+) -> int:
+    """Creates `n` Time jobs whose grids are spread over the interval (or, with `burst`, all
+    on the same grid, like cron jobs of one schedule); returns the first slot."""
     tm = (await cluster.contracts(w3)).task_manager
     deposit = 3 * int(await tm.functions.requiredDeposit(200_000).call())
     now = int((await w3.eth.get_block("latest"))["timestamp"])
@@ -108,7 +113,7 @@ async def create_jobs(cluster: Cluster, w3: Any, target: str, n: int, interval: 
     owner = cluster.accounts[1].address
     hashes = []
     for i in range(n):
-        spec = time_spec(target, interval, first_slot + i % interval)
+        spec = time_spec(target, interval, first_slot + (0 if burst else i % interval))
         params = {"from": owner, "value": deposit, "gas": CREATE_GAS}
         hashes.append(await tm.functions.createJob(spec).transact(params))
     for tx in hashes:
@@ -228,6 +233,7 @@ async def bench(n_keepers: int, args: argparse.Namespace) -> Run:
         steady=args.steady,
         victims=args.victims,
         down=args.down,
+        burst=args.burst,
     )
     for i in cluster.keepers:
         cluster.start(i, *run.extra)
@@ -238,7 +244,9 @@ async def bench(n_keepers: int, args: argparse.Namespace) -> Run:
         everyone = {kp.account.address for kp in cluster.keepers.values()}
         await wait_for_keeper_set(cluster, w3, everyone, timeout=300)
         target = await cluster.deploy_target(w3)
-        first_slot = await create_jobs(cluster, w3, target.address, args.jobs, args.interval)
+        first_slot = await create_jobs(
+            cluster, w3, target.address, args.jobs, args.interval, args.burst
+        )
         print(f"[{n_keepers} keepers] {args.jobs} jobs, first slot {first_slot}", flush=True)
         # warm-up: two intervals of rounds before measuring
         s0 = await wait_chain_time(cluster, w3, first_slot + 2 * args.interval)
@@ -326,6 +334,7 @@ def render_rows(runs: list[Run]) -> list[str]:
 def render_notes(runs: list[Run]) -> list[str]:
     return [
         f"- {run.label}, {run.keepers} keepers, {run.jobs} jobs every {run.interval} s"
+        + (", all due in the same block" if run.burst else "")
         + (f" (`keeper run {' '.join(run.extra)}`)" if run.extra else "")
         + f", {run.steady:.0f} s steady, "
         + (
@@ -405,6 +414,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--jobs", type=int, default=100)
     p.add_argument("--interval", type=int, default=10, help="Time job interval, seconds")
     p.add_argument("--steady", type=float, default=60, help="steady-state seconds")
+    p.add_argument(
+        "--burst",
+        action="store_true",
+        help="every job due in the same block (as cron jobs of one schedule), not spread",
+    )
     p.add_argument("--victims", type=int, default=2, help="keepers killed one after another")
     p.add_argument("--down", type=float, default=30, help="seconds each victim stays down")
     p.add_argument(
