@@ -1,5 +1,9 @@
 """The peer messages of the agree step (protocol step 4) and how their bodies are signed.
 
+A leader sends a `ReportBatch` (every report it leads at one head, `POST /v1/reports/batch`) or a
+single `ReportRequest` (`POST /v1/reports`); a member answers a batch item by item, with a
+signature or a `Refusal` carrying the status and code the item alone would have got.
+
 Wire form is canonical JSON (sorted keys, no spaces, UTF-8). Decoding is strict: every field
 must be present with exactly its type and range, nothing else may be there, and any failure is a
 `MessageError`, never another exception, because bodies come from anyone on the network.

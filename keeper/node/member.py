@@ -88,8 +88,9 @@ class MemberService:
         )
 
     async def handle_batch(self, batch: ReportBatch) -> BatchResponse:
-        """Answers every item of `batch` as `handle_report` would, storing all the signatures
-        in one transaction; a refusal of one item does not touch the others."""
+        """Answers every item of `batch` as `handle_report` would, storing the signatures of
+        all of them in at most two trips to the database (none leaves the node unstored); a
+        refusal of one item does not touch the others."""
         began = time.monotonic()
         results: list[bytes | Refusal] = [_UNANSWERED] * len(batch.items)
         approved: list[tuple[int, _Approved]] = []
