@@ -95,8 +95,8 @@ JOB_CREATE_EPILOG = """\
 triggers (give exactly one):
   --every 60s                  Time: one round per DURATION (30s, 5m, 1h, 1d or bare seconds;
                                the contract's minimum is 10s), on the grid start + k*interval
-  --cron "*/5 * * * *"         Cron: five crontab fields, evaluated in UTC with APScheduler
-                               (weekday numbers start at 0 = Monday: prefer names, mon-fri)
+  --cron "*/5 * * * *"         Cron: five crontab fields with classic cron's meaning, in UTC
+                               (0 and 7 = Sunday; day of month OR day of week when both set)
   --on-event ADDR:TOPIC0[:N]   Event: each log of ADDR whose topic0 is TOPIC0 (32 bytes of hex,
                                or a signature such as "DemoEvent(address,uint256,uint256)"),
                                once N blocks confirm it (default 0, at most 64)

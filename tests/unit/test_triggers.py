@@ -484,9 +484,10 @@ def test_check_cursor_names_the_contracts_error(
     assert check_cursor(job, cursor, check_block, now) == expected
 
 
-def test_cron_weekday_numbers_follow_apscheduler_3_where_0_is_monday() -> None:
-    # given the quorum's agreed evaluator (APScheduler 3.x), weekday 0 is Monday, not Sunday;
+def test_cron_weekday_numbers_follow_classic_cron_where_0_is_sunday() -> None:
+    # given the quorum's agreed evaluator (cron semantics), weekday 0 is Sunday, as is 7;
     # pinned here so that a library upgrade that changes fire times cannot slip in unnoticed
     sat = 1_704_499_200  # 2024-01-06T00:00:00Z, a Saturday
-    assert cron_next_fire("0 0 * * 0")(sat) == sat + 2 * 86_400  # Monday 00:00
+    assert cron_next_fire("0 0 * * 0")(sat) == sat + 86_400  # Sunday 00:00
+    assert cron_next_fire("0 0 * * 7")(sat) == sat + 86_400
     assert cron_next_fire("0 0 * * sun")(sat) == sat + 86_400
