@@ -9,6 +9,9 @@
 // Source unit names are repo-relative ("contracts/KeeperRegistry.sol") so the output does not
 // depend on where the repository is cloned; the artifacts are committed and the Python keeper
 // loads them without needing Node.js.
+//
+// SETTINGS and findImport are exported for scripts/solc-shim.mjs (the `solc` executable that
+// Slither runs), so static analysis sees the contracts exactly as they are compiled here.
 
 import fs from "node:fs";
 import path from "node:path";
@@ -17,12 +20,12 @@ import { fileURLToPath } from "node:url";
 
 import solc from "solc";
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const CONTRACTS_DIR = "contracts";
 const ARTIFACTS_DIR = path.join(CONTRACTS_DIR, "artifacts");
-const NODE_MODULES = path.join(ROOT, "node_modules");
+export const NODE_MODULES = path.join(ROOT, "node_modules");
 
-const SETTINGS = {
+export const SETTINGS = {
   evmVersion: "prague",
   viaIR: true,
   optimizer: { enabled: true, runs: 10000 },
@@ -90,7 +93,7 @@ function resolveInside(base, rel) {
 }
 
 /** solc import callback: `@scope/...` from node_modules, everything else from the repo root. */
-function findImport(importPath) {
+export function findImport(importPath) {
   const candidates = importPath.startsWith("@")
     ? [resolveInside(NODE_MODULES, importPath)]
     : [resolveInside(ROOT, importPath), resolveInside(NODE_MODULES, importPath)];
@@ -220,4 +223,17 @@ function main() {
   else write(artifacts, options.out);
 }
 
-main();
+/** True when run as `node scripts/compile.mjs`, false when imported (by scripts/solc-shim.mjs). */
+function isMainModule() {
+  const script = process.argv[1];
+  if (!script) return false;
+  try {
+    return fs.realpathSync(script) === fs.realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isMainModule()) {
+  main();
+}

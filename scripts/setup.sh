@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Idempotent setup: Python venv + editable install, and node_modules for contracts/tests.
-# Each step is skipped while its input file (pyproject.toml, package-lock.json) is unchanged.
+# Idempotent setup: Python venv + editable install, node_modules for contracts/tests, and
+# Slither in its own venv (.venv-slither) for the static analysis of the contracts.
+# Each step is skipped while its input file (pyproject.toml, package-lock.json,
+# scripts/slither-requirements.txt) is unchanged.
 #
-#   bash scripts/setup.sh                 # Python and Node.js parts
+#   bash scripts/setup.sh                 # Python, Node.js and Slither parts
 #   bash scripts/setup.sh --python-only   # only the keeper itself (no Node.js needed)
 set -euo pipefail
 
@@ -65,4 +67,23 @@ if [[ ! -f "$node_stamp" ]]; then
     npm ci --no-audit --no-fund --loglevel=error >&2
     rm -f node_modules/.installed-*
     touch "$node_stamp"
+fi
+
+# --- Slither (static analysis of contracts/, in a venv of its own) -----------
+if [[ ! -x .venv-slither/bin/python ]]; then
+    py=$(find_python) || {
+        say "Python 3.11 not found: install python3.11 (e.g. apt-get install python3.11 python3.11-venv)"
+        exit 1
+    }
+    say "creating .venv-slither with $py"
+    "$py" -m venv .venv-slither
+fi
+
+slither_stamp=".venv-slither/.installed-$(sha_of scripts/slither-requirements.txt)"
+if [[ ! -f "$slither_stamp" ]]; then
+    say "installing slither into .venv-slither (scripts/slither-requirements.txt changed)"
+    .venv-slither/bin/python -m pip install --quiet --disable-pip-version-check \
+        -r scripts/slither-requirements.txt
+    rm -f .venv-slither/.installed-*
+    touch "$slither_stamp"
 fi

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every check the CI runs: setup, lint, types, tests. Extra arguments go to pytest.
+# Every check the CI runs: setup, lint, types, static analysis of the contracts, tests.
+# Extra arguments go to pytest.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -12,6 +13,9 @@ echo "test: ruff" >&2
 
 echo "test: mypy" >&2
 .venv/bin/mypy keeper
+
+echo "test: slither" >&2
+bash scripts/slither.sh
 
 echo "test: pytest" >&2
 status=0
