@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from keeper.chain.contracts import DeployParams
 from keeper.chain.embedded import EmbeddedChain
-from keeper.core.quorum import is_threshold_met
+from keeper.core.quorum import is_quorum_signed
 from tests.harness import (
     CONDITION,
     CRON,
@@ -43,7 +43,7 @@ BEGIN, END = "<!-- gas:begin -->", "<!-- gas:end -->"
 
 def min_signers(n: int, bps: int) -> int:
     """Fewest equal-stake signers that meet the threshold."""
-    return next(k for k in range(1, n + 1) if is_threshold_met(k, n, bps))
+    return next(k for k in range(1, n + 1) if is_quorum_signed(k, n, k, n, bps))
 
 
 async def single_quorum_net(n: int) -> Net:

@@ -107,7 +107,7 @@ async def create_jobs(
     """Creates `n` Time jobs whose grids are spread over the interval (or, with `burst`, all
     on the same grid, like cron jobs of one schedule); returns the first slot."""
     tm = (await cluster.contracts(w3)).task_manager
-    deposit = 3 * int(await tm.functions.requiredDeposit(200_000).call())
+    deposit = 3 * int(await tm.functions.requiredDeposit(200_000, 0).call())
     now = int((await w3.eth.get_block("latest"))["timestamp"])
     first_slot = now + 20 + n // 10  # the keepers learn every job before its first slot
     owner = cluster.accounts[1].address

@@ -246,7 +246,7 @@ async def deploy_targets(cluster: Cluster, w3: Any, n: int) -> list[Any]:
 
 def cron_spec(target: str, expr: str) -> tuple[Any, ...]:
     return (target, keccak(text="onCron()")[:4], CRON, abi_encode(["string"], [expr]),
-            GAS_LIMIT, THRESHOLD_BPS, 0, 0, 0)  # fmt: skip
+            GAS_LIMIT, THRESHOLD_BPS, 0, 0, 0, 0)  # fmt: skip
 
 
 def job_counts(n: int) -> dict[str, int]:
@@ -280,7 +280,7 @@ async def create_jobs(
     targets = await deploy_targets(cluster, w3, 1 + emitters + counts["Condition"])
     shared, emitting, resolving = targets[0], targets[1 : 1 + emitters], targets[1 + emitters :]
     tm = (await cluster.contracts(w3)).task_manager
-    per_execution = int(await tm.functions.requiredDeposit(GAS_LIMIT).call())
+    per_execution = int(await tm.functions.requiredDeposit(GAS_LIMIT, 0).call())
     horizon = int(args.seconds + args.drain) + 600  # warm-up included, generously
     now = int((await w3.eth.get_block("latest"))["timestamp"])
     first_slot = now + 30 + args.jobs // 10  # the keepers learn every job before its first slot

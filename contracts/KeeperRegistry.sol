@@ -22,9 +22,10 @@ contract KeeperRegistry is ReentrancyGuardTransient {
     struct Keeper {
         uint96 stake;
         Status status;
-        uint64 exitEpoch; // epoch during which the exit was requested
+        uint64 exitEpoch; // last epoch the keeper serves in
         uint64 unbondAt; // timestamp from which `withdraw` is allowed
         uint32 index; // position in `_keeperList` + 1 (0 = not listed)
+        uint64 registeredBlock; // a rotation armed at or before this block leaves the keeper out
     }
 
     /// @dev The current epoch's header, packed in one slot: it is all an execution reads here
@@ -36,16 +37,32 @@ contract KeeperRegistry is ReentrancyGuardTransient {
         bytes16 seed;
     }
 
-    /// @dev What only rotation and the keeper-set functions touch.
+    /// @dev What only rotation and the keeper-set functions touch. A rotation is armed first
+    ///      (the keeper set is frozen and a future block is named whose hash will be the seed),
+    ///      then finished once that block exists: nobody can choose the seed or the set after
+    ///      seeing the other.
     struct Timing {
         uint64 startTime;
         bool setChanged;
+        uint48 armBlock; // 0: no rotation armed
+        uint48 seedBlock;
+        bool changedSinceArm; // a set change the armed rotation does not take in
     }
 
     /// @notice Blocks after a rotation during which reports of the previous epoch stay valid.
     uint64 public constant EPOCH_GRACE_BLOCKS = 20;
-    /// @notice Most keepers the registry holds, so that `rotate` stays within a block's gas.
+    /// @notice Most active keepers, so that `rotate` stays within a block's gas. When full, a
+    ///         newcomer with more stake than the smallest active keeper takes its place.
     uint256 public constant MAX_KEEPERS = 256;
+    /// @notice A member's weight in its quorum is its stake capped at this many `minStake`:
+    ///         one large stake cannot outvote a quorum of small ones.
+    uint256 public constant MAX_WEIGHT_MULTIPLE = 3;
+    /// @notice Smallest `addStake`, as a fraction of `minStake` (1/10).
+    uint256 public constant MIN_STAKE_INCREASE_DIVISOR = 10;
+    /// @notice Blocks an epoch lasts at least before a keeper-set change may end it early.
+    uint64 public constant MIN_EPOCH_BLOCKS = 30;
+    /// @notice Blocks between arming a rotation and the block whose hash seeds it.
+    uint64 public constant SEED_DELAY_BLOCKS = 2;
     /// @notice Share of a slashed stake paid to the reporter, in basis points.
     uint256 public constant SLASH_REWARD_BPS = 1000;
     /// @notice Longest endpoint URL accepted, in bytes.
@@ -63,6 +80,8 @@ contract KeeperRegistry is ReentrancyGuardTransient {
 
     Current private _current;
     Timing private _timing;
+    /// @notice Keepers that are Active (the count MAX_KEEPERS bounds).
+    uint256 public activeKeepers;
     mapping(address keeper => Keeper) private _keepers;
     mapping(address keeper => string) private _endpoints;
     address[] private _keeperList;
@@ -76,6 +95,8 @@ contract KeeperRegistry is ReentrancyGuardTransient {
     event ExitRequested(address indexed keeper, uint64 epoch, uint64 unbondAt);
     event Withdrawn(address indexed keeper, uint256 amount);
     event Slashed(address indexed keeper, address indexed reporter, uint256 amount, uint256 reward);
+    event KeeperEvicted(address indexed keeper, address indexed by, uint64 exitEpoch, uint64 unbondAt);
+    event RotationArmed(uint64 indexed epoch, uint64 seedBlock);
     event EpochStarted(uint64 indexed epoch, bytes32 seed, uint16 quorumCount);
     event QuorumFormed(uint64 indexed epoch, uint16 indexed quorum, bytes32[] members);
     event TaskManagerSet(address taskManager);
@@ -88,7 +109,10 @@ contract KeeperRegistry is ReentrancyGuardTransient {
     error StakeOverflow();
     error AlreadyRegistered(address keeper);
     error KeeperWasSlashed(address keeper);
-    error RegistryFull(uint256 maxKeepers);
+    error RegistryFull(uint256 maxKeepers, uint256 stakeToEnter);
+    error StakeIncreaseTooSmall(uint256 amount, uint256 min);
+    error SeedNotReady(uint64 seedBlock);
+    error NoQuorums(uint64 epoch);
     error InvalidEndpoint();
     error NotActive(address keeper);
     error NotExiting(address keeper);
@@ -107,9 +131,10 @@ contract KeeperRegistry is ReentrancyGuardTransient {
     /// @param epochLength_ seconds after which `rotate` may start a new epoch in any case
     /// @param targetQuorumSize_ keepers per quorum the rotation aims at (quorums = K / target)
     constructor(uint256 minStake_, uint64 unbondingPeriod_, uint64 epochLength_, uint16 targetQuorumSize_) {
-        if (minStake_ == 0 || minStake_ > type(uint96).max || epochLength_ == 0 || targetQuorumSize_ == 0) {
-            revert InvalidConfig();
-        }
+        if (
+            minStake_ == 0 || minStake_ > type(uint96).max / MAX_WEIGHT_MULTIPLE || unbondingPeriod_ == 0
+                || epochLength_ == 0 || targetQuorumSize_ == 0
+        ) revert InvalidConfig();
         minStake = minStake_;
         unbondingPeriod = unbondingPeriod_;
         epochLength = epochLength_;
@@ -133,7 +158,10 @@ contract KeeperRegistry is ReentrancyGuardTransient {
 
     // ------------------------------------------------------------------ keepers
 
-    /// @notice Registers `msg.sender` as a keeper with `msg.value` as stake.
+    /// @notice Registers `msg.sender` as a keeper with `msg.value` as stake. When MAX_KEEPERS
+    ///         are active, the stake must exceed the smallest active one, whose keeper is evicted
+    ///         (it exits as if it had asked to): filling the registry with minimum stakes cannot
+    ///         lock operators out.
     /// @param endpoint http(s)://host:port of the node's peer API
     function register(string calldata endpoint) external payable {
         Keeper storage k = _keepers[msg.sender];
@@ -142,7 +170,7 @@ contract KeeperRegistry is ReentrancyGuardTransient {
         if (msg.value < minStake) revert StakeBelowMinimum(msg.value, minStake);
         if (msg.value > type(uint96).max) revert StakeOverflow();
         _checkEndpoint(endpoint);
-        if (_keeperList.length >= MAX_KEEPERS) revert RegistryFull(MAX_KEEPERS);
+        if (activeKeepers >= MAX_KEEPERS) _evictSmallest(msg.value);
 
         _keeperList.push(msg.sender);
         k.stake = uint96(msg.value);
@@ -150,20 +178,25 @@ contract KeeperRegistry is ReentrancyGuardTransient {
         k.exitEpoch = 0;
         k.unbondAt = 0;
         k.index = uint32(_keeperList.length);
+        k.registeredBlock = uint64(block.number);
+        ++activeKeepers;
         _endpoints[msg.sender] = endpoint;
-        _timing.setChanged = true;
+        _noteSetChange();
         emit KeeperRegistered(msg.sender, msg.value, endpoint);
     }
 
-    /// @notice Adds `msg.value` to the caller's stake; it counts from the next epoch.
+    /// @notice Adds `msg.value` (at least minStake / 10) to the caller's stake; it counts from
+    ///         the next epoch.
     function addStake() external payable {
         Keeper storage k = _keepers[msg.sender];
         if (k.status != Status.Active) revert NotActive(msg.sender);
         if (msg.value == 0) revert ZeroValue();
+        uint256 least = minStake / MIN_STAKE_INCREASE_DIVISOR;
+        if (msg.value < least) revert StakeIncreaseTooSmall(msg.value, least);
         uint256 total = uint256(k.stake) + msg.value;
         if (total > type(uint96).max) revert StakeOverflow();
         k.stake = uint96(total);
-        _timing.setChanged = true;
+        _noteSetChange();
         emit StakeAdded(msg.sender, msg.value, total);
     }
 
@@ -176,14 +209,13 @@ contract KeeperRegistry is ReentrancyGuardTransient {
         emit EndpointSet(msg.sender, endpoint);
     }
 
-    /// @notice Leaves the keeper set at the next epoch; unbonding starts now.
+    /// @notice Leaves the keeper set at the next epoch (the one after, if a rotation is armed);
+    ///         unbonding starts now.
     function requestExit() external {
         Keeper storage k = _keepers[msg.sender];
         if (k.status != Status.Active) revert NotActive(msg.sender);
-        k.status = Status.Exiting;
-        k.exitEpoch = _current.epoch;
-        k.unbondAt = uint64(block.timestamp) + unbondingPeriod;
-        _timing.setChanged = true;
+        _exit(msg.sender, k);
+        _noteSetChange();
         emit ExitRequested(msg.sender, k.exitEpoch, k.unbondAt);
     }
 
@@ -207,7 +239,9 @@ contract KeeperRegistry is ReentrancyGuardTransient {
     }
 
     /// @notice Takes the whole stake of `keeper`; `reporter` gets SLASH_REWARD_BPS of it.
-    /// @dev Only the TaskManager calls this, after it has proven an equivocation.
+    /// @dev Only the TaskManager calls this, and only from `slashEquivocation` after it has
+    ///      proven an equivocation: jobs call their targets through their own forwarders and
+    ///      can never make the TaskManager call here.
     function slash(address keeper, address reporter) external onlyTaskManager nonReentrant {
         Keeper storage k = _keepers[keeper];
         if ((k.status != Status.Active && k.status != Status.Exiting) || k.stake == 0) {
@@ -215,62 +249,85 @@ contract KeeperRegistry is ReentrancyGuardTransient {
         }
         uint256 amount = k.stake;
         uint256 reward = (amount * SLASH_REWARD_BPS) / 10_000;
+        if (k.status == Status.Active) --activeKeepers;
         k.stake = 0;
         k.status = Status.Slashed;
         _unlist(keeper);
         slashedFunds += amount - reward;
-        _timing.setChanged = true;
+        _noteSetChange();
         emit Slashed(keeper, reporter, amount, reward);
         if (reward != 0) Address.sendValue(payable(reporter), reward);
     }
 
     // ------------------------------------------------------------------ epochs
 
-    /// @notice Starts a new epoch when `epochLength` has passed, or at once (from the next block)
-    ///         after the keeper set changed; re-forms the quorums from the active, staked keepers.
+    /// @notice Rotation, in two calls. The first, allowed when `epochLength` has passed (or,
+    ///         after a keeper-set change, once the epoch is MIN_EPOCH_BLOCKS old; before the first
+    ///         epoch, once a keeper is active), arms it: the set is frozen and the block
+    ///         SEED_DELAY_BLOCKS ahead is named as the seed block. The second, after that block,
+    ///         seeds the epoch with its hash and re-forms the quorums from the frozen set. If the
+    ///         seed block's hash is gone (256 blocks), the call arms again.
     function rotate() external {
         Current memory c = _current;
         Timing memory t = _timing;
-        if (c.epoch != 0) {
-            bool due = block.timestamp >= uint256(t.startTime) + epochLength;
-            bool early = t.setChanged && block.number > c.startBlock;
-            if (!due && !early) revert RotationNotDue(uint256(t.startTime) + epochLength);
-        }
         uint64 epoch = c.epoch + 1;
-        bytes32 seed = bytes16(keccak256(abi.encode(block.prevrandao, blockhash(block.number - 1), epoch)));
-
-        (address[] memory active, uint256 k) = _activeKeepers();
-        if (k == 0) revert NoActiveKeepers();
-        uint256[] memory order = new uint256[](k);
-        for (uint256 i = 0; i < k; ++i) {
-            order[i] = _sortKey(seed, active[i]);
+        if (t.armBlock == 0) {
+            if (c.epoch == 0) {
+                if (activeKeepers == 0) revert NoActiveKeepers();
+            } else if (!_rotationDue(c, t, block.number)) {
+                revert RotationNotDue(uint256(t.startTime) + epochLength);
+            }
+            _arm(epoch);
+            return;
         }
-        _sort(order);
+        if (block.number <= t.seedBlock) revert SeedNotReady(t.seedBlock);
+        bytes32 seedHash = blockhash(t.seedBlock);
+        if (seedHash == bytes32(0)) {
+            _arm(epoch);
+            return;
+        }
+        bytes32 seed = bytes16(keccak256(abi.encode(seedHash, epoch)));
 
+        (address[] memory members, uint256 k, bool late) = _frozenSet(t.armBlock, epoch);
         uint256 q = k / targetQuorumSize;
-        if (q == 0) q = 1;
+        if (q == 0 && k != 0) q = 1;
         if (q > type(uint16).max) q = type(uint16).max;
 
         _current = Current({epoch: epoch, startBlock: uint48(block.number), count: uint16(q), seed: bytes16(seed)});
-        _timing = Timing({startTime: uint64(block.timestamp), setChanged: false});
+        _timing = Timing({
+            startTime: uint64(block.timestamp),
+            setChanged: t.changedSinceArm || late,
+            armBlock: 0,
+            seedBlock: 0,
+            changedSinceArm: false
+        });
         _epochSeed[epoch] = seed;
         _epochCount[epoch] = uint16(q);
         emit EpochStarted(epoch, seed, uint16(q));
+        if (q == 0) return; // nobody active: an empty epoch, so the last keepers can leave
 
+        uint256[] memory order = new uint256[](k);
+        for (uint256 i = 0; i < k; ++i) {
+            order[i] = _sortKey(seed, members[i]);
+        }
+        _sort(order);
+        uint256 cap = minStake * MAX_WEIGHT_MULTIPLE;
         for (uint256 j = 0; j < q; ++j) {
             uint256 size = k / q + (j < k % q ? 1 : 0);
             uint256[] memory words = new uint256[](size);
             for (uint256 m = 0; m < size; ++m) {
                 address a = address(uint160(order[j + m * q]));
-                words[m] = (uint256(uint160(a)) << 96) | _keepers[a].stake;
+                uint256 weight = _keepers[a].stake;
+                if (weight > cap) weight = cap;
+                words[m] = (uint256(uint160(a)) << 96) | weight;
             }
             _sort(words);
-            bytes32[] memory members;
+            bytes32[] memory quorumWords;
             assembly ("memory-safe") {
-                members := words
+                quorumWords := words
             }
-            _quorumHash[epoch][uint16(j)] = keccak256(abi.encodePacked(members));
-            emit QuorumFormed(epoch, uint16(j), members);
+            _quorumHash[epoch][uint16(j)] = keccak256(abi.encodePacked(quorumWords));
+            emit QuorumFormed(epoch, uint16(j), quorumWords);
         }
     }
 
@@ -292,17 +349,25 @@ contract KeeperRegistry is ReentrancyGuardTransient {
         return (c.epoch, c.startBlock, t.startTime, c.count, t.setChanged, uint256(t.startTime) + epochLength);
     }
 
-    /// @notice Whether `rotate()` would succeed in the next block.
+    /// @notice Whether `rotate()` would succeed (arm or finish a rotation) in the next block.
     function canRotate() external view returns (bool) {
         Current memory c = _current;
         Timing memory t = _timing;
-        if (c.epoch == 0) return _keeperList.length != 0;
-        return block.timestamp >= uint256(t.startTime) + epochLength || t.setChanged;
+        if (t.armBlock != 0) return block.number + 1 > t.seedBlock;
+        if (c.epoch == 0) return activeKeepers != 0;
+        return _rotationDue(c, t, block.number + 1);
     }
 
-    /// @notice The epoch's seed: the top 128 bits of keccak256(abi.encode(prevrandao,
-    ///         blockhash(block.number - 1), epoch)), left-aligned in a bytes32. Member order and
-    ///         quorumOf hash this bytes32; 128 bits keep the current epoch's header in one slot.
+    /// @notice The armed rotation, if any: the block it was armed in and its seed block.
+    function armedRotation() external view returns (uint64 armBlock, uint64 seedBlock) {
+        Timing memory t = _timing;
+        return (t.armBlock, t.seedBlock);
+    }
+
+    /// @notice The epoch's seed: the top 128 bits of keccak256(abi.encode(blockhash(seedBlock),
+    ///         epoch)), left-aligned in a bytes32, where the seed block was named when the
+    ///         rotation was armed. Member order and quorumOf hash this bytes32; 128 bits keep the
+    ///         current epoch's header in one slot.
     function epochSeed(uint64 epoch) external view returns (bytes32) {
         return _epochSeed[epoch];
     }
@@ -338,6 +403,7 @@ contract KeeperRegistry is ReentrancyGuardTransient {
         } else {
             revert EpochNotActive(epoch, c.epoch);
         }
+        if (count == 0) revert NoQuorums(epoch);
         quorum = uint16(uint256(keccak256(abi.encode(seed, jobId))) % count);
         hash = _quorumHash[epoch][quorum];
     }
@@ -351,11 +417,18 @@ contract KeeperRegistry is ReentrancyGuardTransient {
         return (k.stake, k.status, k.exitEpoch, k.unbondAt, _endpoints[keeper]);
     }
 
+    /// @notice The weight a stake gives in a quorum: the stake, capped at MAX_WEIGHT_MULTIPLE * minStake.
+    function weightOf(uint256 stake) external view returns (uint256) {
+        uint256 cap = minStake * MAX_WEIGHT_MULTIPLE;
+        return stake > cap ? cap : stake;
+    }
+
     function endpointOf(address keeper) external view returns (string memory) {
         return _endpoints[keeper];
     }
 
-    /// @notice Every listed keeper (active, exiting, not yet withdrawn).
+    /// @notice The keepers a rotation looks at: the active ones, and exiting ones that still
+    ///         serve in the armed rotation's epoch.
     function keepers() external view returns (address[] memory) {
         return _keeperList;
     }
@@ -367,15 +440,75 @@ contract KeeperRegistry is ReentrancyGuardTransient {
         if (n == 0 || n > MAX_ENDPOINT_LENGTH) revert InvalidEndpoint();
     }
 
-    function _activeKeepers() private view returns (address[] memory active, uint256 k) {
+    /// @dev The set frozen when the rotation to `epoch` was armed: active keepers registered
+    ///      before `armBlock`, and exiting ones whose last epoch is `epoch`. Exiting keepers whose
+    ///      service is over leave the list (their record stays for `withdraw`). `late` is true
+    ///      when an active keeper was left out for registering after the arm.
+    function _frozenSet(uint256 armBlock, uint64 epoch)
+        private
+        returns (address[] memory members, uint256 k, bool late)
+    {
         uint256 n = _keeperList.length;
-        active = new address[](n);
-        uint256 min = minStake;
+        members = new address[](n);
+        for (uint256 i = n; i > 0; --i) {
+            address a = _keeperList[i - 1];
+            Keeper storage kp = _keepers[a];
+            if (kp.status == Status.Active) {
+                if (kp.registeredBlock >= armBlock) late = true;
+                else members[k++] = a;
+            } else if (kp.status == Status.Exiting && kp.exitEpoch >= epoch) {
+                members[k++] = a;
+            } else {
+                _unlist(a);
+            }
+        }
+    }
+
+    /// @dev Whether a rotation may be armed at block `number`.
+    function _rotationDue(Current memory c, Timing memory t, uint256 number) private view returns (bool) {
+        if (block.timestamp >= uint256(t.startTime) + epochLength) return true;
+        return t.setChanged && number >= uint256(c.startBlock) + MIN_EPOCH_BLOCKS;
+    }
+
+    function _arm(uint64 epoch) private {
+        uint64 seedBlock = uint64(block.number) + SEED_DELAY_BLOCKS;
+        _timing.armBlock = uint48(block.number);
+        _timing.seedBlock = uint48(seedBlock);
+        emit RotationArmed(epoch, seedBlock);
+    }
+
+    /// @dev A set change ends the epoch early (after MIN_EPOCH_BLOCKS); one made while a rotation
+    ///      is armed counts for the rotation after it.
+    function _noteSetChange() private {
+        if (_timing.armBlock != 0) _timing.changedSinceArm = true;
+        else _timing.setChanged = true;
+    }
+
+    /// @dev Starts `keeper`'s exit: its last epoch is the current one, or the armed one (whose
+    ///      frozen set includes it). A keeper out of every future set leaves the list at once.
+    function _exit(address keeper, Keeper storage k) private {
+        bool armed = _timing.armBlock != 0;
+        k.status = Status.Exiting;
+        k.exitEpoch = _current.epoch + (armed ? 1 : 0);
+        k.unbondAt = uint64(block.timestamp) + unbondingPeriod;
+        --activeKeepers;
+        if (!armed) _unlist(keeper);
+    }
+
+    /// @dev The registry is full: `stake` must beat the smallest active stake, whose keeper exits.
+    function _evictSmallest(uint256 stake) private {
+        uint256 n = _keeperList.length;
+        address smallest;
+        uint256 least = type(uint256).max;
         for (uint256 i = 0; i < n; ++i) {
             address a = _keeperList[i];
             Keeper storage kp = _keepers[a];
-            if (kp.status == Status.Active && kp.stake >= min) active[k++] = a;
+            if (kp.status == Status.Active && kp.stake < least) (smallest, least) = (a, kp.stake);
         }
+        if (stake <= least) revert RegistryFull(MAX_KEEPERS, least + 1);
+        Keeper storage evicted = _keepers[smallest];
+        _exit(smallest, evicted);
+        emit KeeperEvicted(smallest, msg.sender, evicted.exitEpoch, evicted.unbondAt);
     }
 
     /// @dev Top 96 bits of keccak256(abi.encode(seed, keeper)), then the address as tie-break.

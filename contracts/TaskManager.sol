@@ -5,13 +5,17 @@ import {Address} from "@openzeppelin/contracts/utils/Address.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {IForwarderDeployer, JobForwarder} from "./JobForwarder.sol";
 import {KeeperRegistry} from "./KeeperRegistry.sol";
 
 /// @title TaskManager
 /// @notice Jobs (registration, funding, validation), threshold-signed execution and billing.
 /// @dev Every execution must raise the job's monotonic cursor, which makes execution exactly-once
 ///      for every trigger kind. Job state that every execution touches is packed in one slot.
-contract TaskManager is EIP712, ReentrancyGuardTransient {
+///      Each job calls its target through its own JobForwarder, never from this contract, so a
+///      target can tell its own job's calls from anyone else's and no job borrows the
+///      TaskManager's address (which the registry trusts to slash).
+contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer {
     enum TriggerKind {
         Time,
         Cron,
@@ -30,6 +34,8 @@ contract TaskManager is EIP712, ReentrancyGuardTransient {
     ///         Time `(uint64 interval)`, Cron `(string expr)`,
     ///         Event `(address emitter, bytes32[4] topics, uint16 confirmations)`,
     ///         Condition `(address resolver, bytes resolverCalldata, uint8 mode, uint64 minInterval)`.
+    ///         `maxGasPrice` (wei, 0 = none) is the most the job pays per gas: executions are
+    ///         billed at no more, and keepers wait while the chain's price is above it.
     struct JobSpec {
         address target;
         bytes callData;
@@ -40,6 +46,7 @@ contract TaskManager is EIP712, ReentrancyGuardTransient {
         uint64 startTime;
         uint64 endTime;
         uint32 maxExecutions;
+        uint64 maxGasPrice;
     }
 
     /// @notice The EIP-712 message a quorum signs for one execution.
@@ -64,21 +71,23 @@ contract TaskManager is EIP712, ReentrancyGuardTransient {
         TriggerKind kind;
         uint16 thresholdBps;
         uint24 gasLimit;
-        bool limited; // maxExecutions or endTime set: only then is `limits` read
+        bool limited; // maxExecutions, endTime or maxGasPrice set: only then is `limits` read
     }
 
     /// @dev Slot read by every execution.
     struct JobConfig {
-        address target;
+        address forwarder;
         uint40 startTime;
         uint48 interval; // Time: seconds; Event: confirmations; Condition: minInterval in blocks
         uint8 mode; // Condition: 0 resolver calldata, 1 performUpkeep(data)
     }
 
-    /// @dev Slot read only by jobs with an end or an execution cap.
+    /// @dev Slot read only by jobs with limits, and by paused or cancelled ones.
     struct JobLimits {
         uint32 maxExecutions;
         uint40 endTime;
+        uint64 maxGasPrice;
+        uint64 haltBlock; // block of the last pause or cancel: reports checked before it still count
     }
 
     struct Job {
@@ -87,6 +96,7 @@ contract TaskManager is EIP712, ReentrancyGuardTransient {
         JobLimits limits;
         bytes32 callDataHash; // read by every kind but Condition
         address owner;
+        address target; // read by views only: executions reach it through the forwarder
     }
 
     /// @notice Everything about a job in one value, for clients.
@@ -106,6 +116,10 @@ contract TaskManager is EIP712, ReentrancyGuardTransient {
         uint64 round;
         uint64 lastCursor;
         bytes32 callDataHash;
+        address forwarder;
+        uint64 maxGasPrice;
+        uint64 haltBlock;
+        address pendingOwner;
     }
 
     bytes32 public constant REPORT_TYPEHASH = keccak256(
@@ -118,7 +132,11 @@ contract TaskManager is EIP712, ReentrancyGuardTransient {
     uint16 public constant MAX_CONFIRMATIONS = 64; // Event jobs
     uint256 public constant MAX_CALLDATA = 4096; // bytes of a job's callData or resolver calldata
     uint256 public constant MAX_CRON_LENGTH = 128;
-    uint64 public constant MAX_CHECK_AGE = 128; // blocks a report's checkBlock may lag
+    /// @notice Blocks a report's checkBlock may lag. Also the delay after `cancel` before the
+    ///         balance can be withdrawn: every report signed before the cancel has expired by then.
+    uint64 public constant MAX_CHECK_AGE = 128;
+    /// @notice Cron fire times are whole minutes: no quorum can fire a Cron job more often.
+    uint64 public constant CRON_GRID = 60;
     uint256 public constant MAX_MEMBERS = 256; // one bit each in signerBitmap
     /// @notice Gas reserved for the work after the target returns (payment, event).
     uint256 public constant POST_CALL_GAS = 30_000;
@@ -130,23 +148,42 @@ contract TaskManager is EIP712, ReentrancyGuardTransient {
     uint256 public constant FRESH_CREDIT_GAS = 17_100;
     /// @notice Worst-case gas of `execute` beyond the target's, used for the funding check.
     uint256 public constant MAX_EXECUTION_OVERHEAD_GAS = 250_000;
+    /// @notice Gas the forwarder may spend besides the target's (cold target, copy, call).
+    uint256 public constant FORWARDER_GAS = 5_000;
     bytes4 private constant PERFORM_UPKEEP_SELECTOR = 0x4585e33b; // performUpkeep(bytes)
 
     KeeperRegistry public immutable registry;
     /// @notice Highest gas price an execution is billed at.
     uint256 public immutable gasPriceCap;
+    /// @notice Highest priority fee (tip) over the block's base fee an execution is billed at.
+    uint256 public immutable maxPriorityFee;
     /// @notice Flat fee per execution on top of gas, in wei.
     uint256 public immutable premium;
+    /// @notice keccak256 of JobForwarder's creation code: with the salt, it fixes a forwarder's address.
+    bytes32 public immutable forwarderCodeHash;
 
     uint256 public nextJobId = 1;
     mapping(uint256 jobId => Job) private _jobs;
     mapping(address keeper => uint256) public earnings;
+    /// @notice The job a forwarder serves (0: not a forwarder).
+    mapping(address forwarder => uint256) public jobOfForwarder;
+    /// @notice How many jobs an account has created: the salt of its next job's forwarder.
+    mapping(address owner => uint256) public forwarderNonce;
+    mapping(uint256 jobId => address) private _pendingOwner;
+    /// @dev The target of the forwarder being deployed, for its constructor; empty otherwise.
+    address private transient _deployingTarget;
 
-    event JobCreated(uint256 indexed jobId, address indexed owner, TriggerKind kind, JobSpec spec, uint256 deposit);
+    event JobCreated(
+        uint256 indexed jobId, address indexed owner, TriggerKind kind, JobSpec spec, uint256 deposit, address forwarder
+    );
     event JobFunded(uint256 indexed jobId, address indexed from, uint256 amount, uint256 balance);
     event JobPaused(uint256 indexed jobId);
     event JobResumed(uint256 indexed jobId);
-    event JobCancelled(uint256 indexed jobId, uint256 refund);
+    /// @param unlockBlock first block at which `withdrawFunds` pays the balance out
+    event JobCancelled(uint256 indexed jobId, uint64 unlockBlock);
+    event JobFundsWithdrawn(uint256 indexed jobId, address indexed to, uint256 amount);
+    event JobOwnershipTransferRequested(uint256 indexed jobId, address indexed from, address indexed to);
+    event JobOwnershipTransferred(uint256 indexed jobId, address indexed from, address indexed to);
     event JobExecuted(
         uint256 indexed jobId,
         uint64 round,
@@ -161,6 +198,8 @@ contract TaskManager is EIP712, ReentrancyGuardTransient {
 
     // createJob validation
     error TargetNotContract(address target);
+    error ForbiddenTarget(address target);
+    error ForbiddenResolver(address resolver);
     error GasLimitOutOfRange(uint32 gasLimit, uint32 min, uint32 max);
     error ThresholdOutOfRange(uint16 thresholdBps);
     error InvalidTimeWindow(uint64 startTime, uint64 endTime);
@@ -178,9 +217,14 @@ contract TaskManager is EIP712, ReentrancyGuardTransient {
     error JobIsPaused(uint256 jobId);
     error JobIsCancelled(uint256 jobId);
     error JobNotPaused(uint256 jobId);
+    error JobNotCancelled(uint256 jobId);
+    error FundsLocked(uint256 jobId, uint64 unlockBlock);
+    error NotPendingOwner(address caller, address pendingOwner);
     error ZeroValue();
     error NothingToWithdraw();
     // execute
+    error NonCanonicalCalldata(uint256 length, uint256 canonicalLength);
+    error PayloadTooLong(uint256 length, uint256 max);
     error NotExecutor(address sender, address executor);
     error ReportExpired(uint64 deadline, uint256 blockNumber);
     error WrongRound(uint64 expected, uint64 got);
@@ -212,6 +256,7 @@ contract TaskManager is EIP712, ReentrancyGuardTransient {
     error SignerNotMember(uint256 index, address signer);
     error DuplicateSignature(uint256 index, address signer);
     error SignatureOrderMismatch(uint256 index, address signer);
+    error TooFewSigners(uint256 signers, uint256 members);
     error InsufficientStake(uint256 signedStake, uint256 totalStake, uint16 thresholdBps);
     error InsufficientGasForTarget(uint256 available, uint256 required);
     // equivocation
@@ -220,19 +265,27 @@ contract TaskManager is EIP712, ReentrancyGuardTransient {
 
     /// @param registry_ the KeeperRegistry whose quorums sign reports
     /// @param gasPriceCap_ highest gas price (wei) an execution is billed at
+    /// @param maxPriorityFee_ highest tip over the base fee (wei per gas) an execution is billed at
     /// @param premium_ flat fee per execution (wei)
-    constructor(KeeperRegistry registry_, uint256 gasPriceCap_, uint256 premium_) EIP712("KeeperTaskManager", "1") {
+    constructor(KeeperRegistry registry_, uint256 gasPriceCap_, uint256 maxPriorityFee_, uint256 premium_)
+        EIP712("KeeperTaskManager", "1")
+    {
         registry = registry_;
         gasPriceCap = gasPriceCap_;
+        maxPriorityFee = maxPriorityFee_;
         premium = premium_;
+        forwarderCodeHash = keccak256(type(JobForwarder).creationCode);
     }
 
     // ------------------------------------------------------------------ job owners
 
     /// @notice Registers a job; `msg.value` funds it and must cover one worst-case execution.
+    ///         The job calls its target through a forwarder of its own, deployed here at the
+    ///         address `nextForwarder(msg.sender)` showed before this call.
     /// @return jobId the new job's id
     function createJob(JobSpec calldata spec) external payable returns (uint256 jobId) {
         if (spec.target.code.length == 0) revert TargetNotContract(spec.target);
+        if (_isPrivileged(spec.target)) revert ForbiddenTarget(spec.target);
         if (spec.gasLimit < MIN_GAS_LIMIT || spec.gasLimit > MAX_GAS_LIMIT) {
             revert GasLimitOutOfRange(spec.gasLimit, MIN_GAS_LIMIT, MAX_GAS_LIMIT);
         }
@@ -244,16 +297,17 @@ contract TaskManager is EIP712, ReentrancyGuardTransient {
         if (spec.endTime > type(uint40).max || start > type(uint40).max) revert InvalidTimeWindow(start, spec.endTime);
         if (spec.callData.length > MAX_CALLDATA) revert CallDataTooLong(spec.callData.length, MAX_CALLDATA);
         (uint48 interval, uint8 mode) = _validateTrigger(spec.kind, spec.trigger);
-        uint256 required = _minBalance(spec.gasLimit);
+        uint256 required = _minBalance(spec.gasLimit, spec.maxGasPrice);
         if (msg.value < required) revert DepositTooLow(msg.value, required);
         if (msg.value > type(uint88).max) revert BalanceOverflow();
 
         jobId = nextJobId++;
+        address forwarder = _deployForwarder(jobId, spec.target);
         Job storage job = _jobs[jobId];
         uint64 lastCursor = 0;
         // Logs of the creation block or older never fire.
         if (spec.kind == TriggerKind.Event) lastCursor = uint64((block.number << 32) | 0xffffffff);
-        bool limited = spec.maxExecutions != 0 || spec.endTime != 0;
+        bool limited = spec.maxExecutions != 0 || spec.endTime != 0 || spec.maxGasPrice != 0;
         job.state = JobState({
             balance: uint88(msg.value),
             lastCursor: lastCursor,
@@ -264,14 +318,23 @@ contract TaskManager is EIP712, ReentrancyGuardTransient {
             gasLimit: uint24(spec.gasLimit),
             limited: limited
         });
-        job.config = JobConfig({target: spec.target, startTime: uint40(start), interval: interval, mode: mode});
-        if (limited) job.limits = JobLimits({maxExecutions: spec.maxExecutions, endTime: uint40(spec.endTime)});
+        job.config = JobConfig({forwarder: forwarder, startTime: uint40(start), interval: interval, mode: mode});
+        if (limited) {
+            job.limits = JobLimits({
+                maxExecutions: spec.maxExecutions,
+                endTime: uint40(spec.endTime),
+                maxGasPrice: spec.maxGasPrice,
+                haltBlock: 0
+            });
+        }
         if (spec.kind != TriggerKind.Condition) job.callDataHash = keccak256(spec.callData);
         job.owner = msg.sender;
-        emit JobCreated(jobId, msg.sender, spec.kind, spec, msg.value);
+        job.target = spec.target;
+        emit JobCreated(jobId, msg.sender, spec.kind, spec, msg.value, forwarder);
     }
 
-    /// @notice Adds `msg.value` to a job's balance. Anyone may fund a job that is not cancelled.
+    /// @notice Adds `msg.value` to a job's balance. Anyone may fund a job that is not cancelled,
+    ///         its own target included, while that target runs.
     function fund(uint256 jobId) external payable {
         JobState storage s = _jobs[jobId].state;
         if (s.status == JobStatus.None) revert UnknownJob(jobId);
@@ -283,12 +346,15 @@ contract TaskManager is EIP712, ReentrancyGuardTransient {
         emit JobFunded(jobId, msg.sender, msg.value, balance);
     }
 
-    /// @notice Stops executions until `resume`. Owner only.
+    /// @notice Stops new rounds until `resume`. Owner only. Reports whose check block lies before
+    ///         this block stay executable (until they expire): keepers who signed them before the
+    ///         pause could see it are never made to pay for a revert.
     function pause(uint256 jobId) external {
         JobState storage s = _ownedJob(jobId);
         if (s.status == JobStatus.Paused) revert JobIsPaused(jobId);
         if (s.status == JobStatus.Cancelled) revert JobIsCancelled(jobId);
         s.status = JobStatus.Paused;
+        _jobs[jobId].limits.haltBlock = uint64(block.number);
         emit JobPaused(jobId);
     }
 
@@ -300,15 +366,53 @@ contract TaskManager is EIP712, ReentrancyGuardTransient {
         emit JobResumed(jobId);
     }
 
-    /// @notice Ends a job for good and refunds its balance to the owner. Owner only.
-    function cancel(uint256 jobId) external nonReentrant {
+    /// @notice Ends a job for good. Owner only. Reports checked before this block stay executable
+    ///         until they expire, so the balance is paid out by `withdrawFunds` from
+    ///         `MAX_CHECK_AGE` blocks later (Chainlink's cancellation delay, for the same reason).
+    function cancel(uint256 jobId) external {
         JobState storage s = _ownedJob(jobId);
         if (s.status == JobStatus.Cancelled) revert JobIsCancelled(jobId);
-        uint256 refund = s.balance;
-        s.balance = 0;
         s.status = JobStatus.Cancelled;
-        emit JobCancelled(jobId, refund);
-        if (refund != 0) Address.sendValue(payable(msg.sender), refund);
+        _jobs[jobId].limits.haltBlock = uint64(block.number);
+        emit JobCancelled(jobId, uint64(block.number) + MAX_CHECK_AGE);
+    }
+
+    /// @notice Pays a cancelled job's balance to its owner once the cancellation delay is over.
+    function withdrawFunds(uint256 jobId) external nonReentrant {
+        JobState storage s = _ownedJob(jobId);
+        if (s.status != JobStatus.Cancelled) revert JobNotCancelled(jobId);
+        uint64 unlockBlock = _jobs[jobId].limits.haltBlock + MAX_CHECK_AGE;
+        if (block.number < unlockBlock) revert FundsLocked(jobId, unlockBlock);
+        uint256 amount = s.balance;
+        if (amount == 0) revert NothingToWithdraw();
+        s.balance = 0;
+        emit JobFundsWithdrawn(jobId, msg.sender, amount);
+        Address.sendValue(payable(msg.sender), amount);
+    }
+
+    /// @notice First step of handing a job to `newOwner` (the zero address withdraws an offer).
+    ///         Owner only; nothing changes until `newOwner` accepts.
+    function transferJobOwnership(uint256 jobId, address newOwner) external {
+        _ownedJob(jobId);
+        _pendingOwner[jobId] = newOwner;
+        emit JobOwnershipTransferRequested(jobId, msg.sender, newOwner);
+    }
+
+    /// @notice Second step: the proposed owner takes the job over.
+    function acceptJobOwnership(uint256 jobId) external {
+        Job storage job = _jobs[jobId];
+        if (job.state.status == JobStatus.None) revert UnknownJob(jobId);
+        address pending = _pendingOwner[jobId];
+        if (msg.sender != pending || pending == address(0)) revert NotPendingOwner(msg.sender, pending);
+        address previous = job.owner;
+        job.owner = msg.sender;
+        delete _pendingOwner[jobId];
+        emit JobOwnershipTransferred(jobId, previous, msg.sender);
+    }
+
+    /// @notice Read by a forwarder's constructor: the target it will call.
+    function forwarderTarget() external view returns (address) {
+        return _deployingTarget;
     }
 
     // ------------------------------------------------------------------ keepers
@@ -316,7 +420,7 @@ contract TaskManager is EIP712, ReentrancyGuardTransient {
     /// @notice Executes one round of a job, proven by the threshold signatures of its quorum.
     /// @param report the signed report; `msg.sender` must be `report.executor`
     /// @param payload calldata for the target (Condition mode 1: the `performData`)
-    /// @param members the quorum's member words (`address << 96 | stake`), sorted, as committed
+    /// @param members the quorum's member words (`address << 96 | weight`), sorted, as committed
     /// @param signerBitmap bit i set when members[i] signed
     /// @param signatures 65-byte signatures, one per set bit, in member order
     function execute(
@@ -327,11 +431,14 @@ contract TaskManager is EIP712, ReentrancyGuardTransient {
         bytes calldata signatures
     ) external nonReentrant {
         uint256 startGas = gasleft();
+        // Calldata is billed by length: padding it must not raise the bill.
+        _checkCanonicalCalldata(payload.length, members.length, signatures.length);
         uint256 jobId = report.jobId;
         Job storage job = _jobs[jobId];
         JobState memory s = job.state;
-        _checkReportContext(report, s, job);
+        uint256 maxGasPrice = _checkReportContext(report, s, job);
         JobConfig memory cfg = job.config;
+        if (payload.length > MAX_CALLDATA) revert PayloadTooLong(payload.length, MAX_CALLDATA);
         bytes32 payloadHash = keccak256(payload);
         if (payloadHash != report.payloadHash) revert PayloadHashMismatch();
         if (s.kind != TriggerKind.Condition && payloadHash != job.callDataHash) revert PayloadMismatch();
@@ -339,35 +446,38 @@ contract TaskManager is EIP712, ReentrancyGuardTransient {
         _checkSignatures(report, members, signerBitmap, signatures, s.thresholdBps);
 
         // Effects before the interaction: the round and cursor are spent whatever the target does.
-        job.state.round = s.round + 1;
-        job.state.lastCursor = uint64(report.cursor);
+        s.round += 1;
+        s.lastCursor = uint64(report.cursor);
+        job.state = s;
 
         uint256 gasLimit = s.gasLimit;
-        uint256 needed = (gasLimit * 64) / 63 + POST_CALL_GAS;
+        uint256 forwarderGas = (gasLimit * 64) / 63 + FORWARDER_GAS;
+        uint256 needed = (forwarderGas * 64) / 63 + POST_CALL_GAS;
         if (gasleft() < needed) revert InsufficientGasForTarget(gasleft(), needed);
         bytes memory data = s.kind == TriggerKind.Condition && cfg.mode == 1
-            ? abi.encodeWithSelector(PERFORM_UPKEEP_SELECTOR, payload)
-            : payload;
-        address target = cfg.target;
+            ? abi.encodePacked(gasLimit, abi.encodeWithSelector(PERFORM_UPKEEP_SELECTOR, payload))
+            : abi.encodePacked(gasLimit, payload);
+        address forwarder = cfg.forwarder;
         bool success;
         uint256 before = gasleft();
         assembly ("memory-safe") {
-            // No return data is copied: a target cannot make the executor pay for a huge return.
-            success := call(gasLimit, target, 0, add(data, 0x20), mload(data), 0, 0)
+            success := call(forwarderGas, forwarder, 0, add(data, 0x20), mload(data), 0, 0)
         }
         uint256 gasUsed = before - gasleft();
 
-        uint256 price = tx.gasprice < gasPriceCap ? tx.gasprice : gasPriceCap;
+        uint256 price = _billedGasPrice(maxGasPrice);
         uint256 earned = earnings[msg.sender];
         // Gas spent after this measurement is billed as a constant: the credit below (a fresh
         // slot costs 20,000 more than a warm one) and the JobExecuted log.
         uint256 afterGas = earned == 0 ? POST_PAYMENT_GAS + FRESH_CREDIT_GAS : POST_PAYMENT_GAS;
         uint256 payment =
             (startGas - gasleft() + afterGas + BILLING_BASE_GAS + 16 * msg.data.length) * price + premium;
-        if (payment > s.balance) payment = s.balance;
-        job.state.balance = s.balance - uint88(payment);
+        // Read again: a top-up the target made while it ran is kept.
+        uint256 balance = job.state.balance;
+        if (payment > balance) payment = balance;
+        job.state.balance = uint88(balance - payment);
         earnings[msg.sender] = earned + payment;
-        emit JobExecuted(jobId, s.round, report.cursor, msg.sender, success, gasUsed, payment);
+        emit JobExecuted(jobId, s.round - 1, report.cursor, msg.sender, success, gasUsed, payment);
     }
 
     /// @notice Proves that one keeper signed two conflicting reports for the same
@@ -410,12 +520,42 @@ contract TaskManager is EIP712, ReentrancyGuardTransient {
     function minBalance(uint256 jobId) external view returns (uint256) {
         Job storage job = _jobs[jobId];
         if (job.state.status == JobStatus.None) revert UnknownJob(jobId);
-        return _minBalance(job.state.gasLimit);
+        return _minBalance(job.state.gasLimit, job.limits.maxGasPrice);
     }
 
-    /// @notice The deposit `createJob` requires for a job with this gas limit.
-    function requiredDeposit(uint32 gasLimit) external view returns (uint256) {
-        return _minBalance(gasLimit);
+    /// @notice The deposit `createJob` requires for a job with this gas limit and maximum gas
+    ///         price (0 = none).
+    function requiredDeposit(uint32 gasLimit, uint64 maxGasPrice) external view returns (uint256) {
+        return _minBalance(gasLimit, maxGasPrice);
+    }
+
+    /// @notice How many executions the job's balance pays for at today's price, counting each
+    ///         at its worst case (the whole gas limit plus the largest overhead), and that cost.
+    function runway(uint256 jobId) external view returns (uint256 executions, uint256 costPerExecution) {
+        Job storage job = _jobs[jobId];
+        JobState memory s = job.state;
+        if (s.status == JobStatus.None) revert UnknownJob(jobId);
+        uint256 maxGasPrice = job.limits.maxGasPrice;
+        uint256 price = block.basefee + maxPriorityFee;
+        if (price > gasPriceCap) price = gasPriceCap;
+        if (maxGasPrice != 0 && price > maxGasPrice) price = maxGasPrice;
+        costPerExecution = (uint256(s.gasLimit) + MAX_EXECUTION_OVERHEAD_GAS) * price + premium;
+        uint256 floor = _minBalance(s.gasLimit, maxGasPrice);
+        if (s.balance < floor) return (0, costPerExecution);
+        executions = (s.balance - floor) / costPerExecution + 1;
+    }
+
+    /// @notice The caller a job's target sees: the job's own forwarder, fixed for its life.
+    function forwarderOf(uint256 jobId) external view returns (address) {
+        Job storage job = _jobs[jobId];
+        if (job.state.status == JobStatus.None) revert UnknownJob(jobId);
+        return job.config.forwarder;
+    }
+
+    /// @notice The forwarder `owner`'s next `createJob` will deploy and use: a target can be
+    ///         locked to it before the job exists, and no other account can take that address.
+    function nextForwarder(address owner) external view returns (address) {
+        return _forwarderAddress(_forwarderSalt(owner, forwarderNonce[owner]));
     }
 
     function getJob(uint256 jobId) external view returns (JobView memory v) {
@@ -428,7 +568,7 @@ contract TaskManager is EIP712, ReentrancyGuardTransient {
             owner: job.owner,
             status: s.status,
             kind: s.kind,
-            target: c.target,
+            target: job.target,
             gasLimit: s.gasLimit,
             thresholdBps: s.thresholdBps,
             startTime: c.startTime,
@@ -439,7 +579,11 @@ contract TaskManager is EIP712, ReentrancyGuardTransient {
             balance: s.balance,
             round: s.round,
             lastCursor: s.lastCursor,
-            callDataHash: job.callDataHash
+            callDataHash: job.callDataHash,
+            forwarder: c.forwarder,
+            maxGasPrice: l.maxGasPrice,
+            haltBlock: l.haltBlock,
+            pendingOwner: _pendingOwner[jobId]
         });
     }
 
@@ -452,16 +596,70 @@ contract TaskManager is EIP712, ReentrancyGuardTransient {
         if (job.owner != msg.sender) revert NotJobOwner(msg.sender, job.owner);
     }
 
-    function _minBalance(uint256 gasLimit) private view returns (uint256) {
-        return (gasLimit + MAX_EXECUTION_OVERHEAD_GAS) * gasPriceCap + premium;
+    /// @dev One worst-case execution at the highest price the job can be billed.
+    function _minBalance(uint256 gasLimit, uint256 maxGasPrice) private view returns (uint256) {
+        uint256 price = maxGasPrice != 0 && maxGasPrice < gasPriceCap ? maxGasPrice : gasPriceCap;
+        return (gasLimit + MAX_EXECUTION_OVERHEAD_GAS) * price + premium;
     }
 
-    /// @dev Status, executor, deadline, round, limits, funding and the check block.
-    function _checkReportContext(Report calldata report, JobState memory s, Job storage job) private view {
+    /// @dev What the executor paid per gas, bounded by the block's base fee plus the largest
+    ///      tip, the network's cap and the job's own maximum: an executor cannot bill a price
+    ///      it chose far above what the block asked.
+    function _billedGasPrice(uint256 maxGasPrice) private view returns (uint256 price) {
+        price = tx.gasprice;
+        uint256 bound = block.basefee + maxPriorityFee;
+        if (price > bound) price = bound;
+        if (price > gasPriceCap) price = gasPriceCap;
+        if (maxGasPrice != 0 && price > maxGasPrice) price = maxGasPrice;
+    }
+
+    /// @dev The registry, this contract and every forwarder carry privileges no job may borrow.
+    function _isPrivileged(address account) private view returns (bool) {
+        return account == address(this) || account == address(registry) || jobOfForwarder[account] != 0;
+    }
+
+    function _forwarderSalt(address owner, uint256 nonce) private pure returns (bytes32) {
+        return keccak256(abi.encode(owner, nonce));
+    }
+
+    function _forwarderAddress(bytes32 salt) private view returns (address) {
+        return address(uint160(uint256(keccak256(abi.encodePacked(bytes1(0xff), address(this), salt, forwarderCodeHash)))));
+    }
+
+    /// @dev CREATE2 from constant init code; the constructor reads its target back from here.
+    function _deployForwarder(uint256 jobId, address target) private returns (address forwarder) {
+        bytes32 salt = _forwarderSalt(msg.sender, forwarderNonce[msg.sender]++);
+        _deployingTarget = target;
+        forwarder = address(new JobForwarder{salt: salt}());
+        _deployingTarget = address(0);
+        jobOfForwarder[forwarder] = jobId;
+    }
+
+    /// @dev `execute`'s calldata must be exactly the standard ABI encoding of its arguments.
+    function _checkCanonicalCalldata(uint256 payloadLength, uint256 memberCount, uint256 signaturesLength)
+        private
+        pure
+    {
+        // selector, 13 head words (9 of the report, 3 offsets, the bitmap), three length words
+        uint256 canonical = 4 + 16 * 32 + ((payloadLength + 31) & ~uint256(31)) + memberCount * 32
+            + ((signaturesLength + 31) & ~uint256(31));
+        if (msg.data.length != canonical) revert NonCanonicalCalldata(msg.data.length, canonical);
+    }
+
+    /// @dev Status, executor, deadline, round, limits, funding and the check block. Returns the
+    ///      job's maximum gas price (0 = none).
+    function _checkReportContext(Report calldata report, JobState memory s, Job storage job)
+        private
+        view
+        returns (uint256 maxGasPrice)
+    {
         if (s.status != JobStatus.Active) {
             if (s.status == JobStatus.None) revert UnknownJob(report.jobId);
-            if (s.status == JobStatus.Paused) revert JobIsPaused(report.jobId);
-            revert JobIsCancelled(report.jobId);
+            // A report checked before the pause or cancel was signed in good faith: it stays valid.
+            if (report.checkBlock >= job.limits.haltBlock) {
+                if (s.status == JobStatus.Paused) revert JobIsPaused(report.jobId);
+                revert JobIsCancelled(report.jobId);
+            }
         }
         if (msg.sender != report.executor) revert NotExecutor(msg.sender, report.executor);
         if (block.number > report.deadline) revert ReportExpired(report.deadline, block.number);
@@ -474,8 +672,9 @@ contract TaskManager is EIP712, ReentrancyGuardTransient {
                 if (s.kind != TriggerKind.Time && s.kind != TriggerKind.Cron) revert JobExpired(l.endTime);
                 if (report.cursor > l.endTime) revert JobExpired(l.endTime);
             }
+            maxGasPrice = l.maxGasPrice;
         }
-        uint256 required = _minBalance(s.gasLimit);
+        uint256 required = _minBalance(s.gasLimit, maxGasPrice);
         if (s.balance < required) revert InsufficientBalance(s.balance, required);
         uint64 checkBlock = report.checkBlock;
         if (checkBlock >= block.number) revert CheckBlockInFuture(checkBlock, block.number);
@@ -494,6 +693,7 @@ contract TaskManager is EIP712, ReentrancyGuardTransient {
             if (cursor > block.timestamp) revert CursorInFuture(cursor, block.timestamp);
             if (cursor < cfg.startTime) revert CursorBeforeStart(cursor, cfg.startTime);
             if (kind == TriggerKind.Time && (cursor - cfg.startTime) % cfg.interval != 0) revert CursorOffGrid(cursor);
+            if (kind == TriggerKind.Cron && cursor % CRON_GRID != 0) revert CursorOffGrid(cursor);
             return;
         }
         if (block.timestamp < cfg.startTime) revert JobNotStarted(cfg.startTime);
@@ -531,6 +731,9 @@ contract TaskManager is EIP712, ReentrancyGuardTransient {
         if (membersHash != committed) _revertQuorumMismatch(report, membersHash, quorum);
         if (n < 256 && bitmap >> n != 0) revert BitmapOutOfRange();
         uint256 count = _popcount(bitmap);
+        // A majority of members by count as well as the stake threshold: no single large
+        // stake signs alone (weights are also capped at rotation).
+        if (count * 2 <= n) revert TooFewSigners(count, n);
         if (signatures.length != count * 65) revert SignatureCountMismatch(count * 65, signatures.length);
 
         bytes32 digest = hashReport(report);
@@ -651,6 +854,7 @@ contract TaskManager is EIP712, ReentrancyGuardTransient {
         bytes calldata data = _decodeBytesAt(trigger, 1, 4, kind);
         if (data.length > MAX_CALLDATA) revert CallDataTooLong(data.length, MAX_CALLDATA);
         if (address(uint160(resolver)).code.length == 0) revert ResolverNotContract(address(uint160(resolver)));
+        if (_isPrivileged(address(uint160(resolver)))) revert ForbiddenResolver(address(uint160(resolver)));
         if (minInterval == 0) revert IntervalTooShort(0, 1);
         return (uint48(minInterval), uint8(mode));
     }

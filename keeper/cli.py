@@ -59,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--epoch-length", dest="epoch_length", type=int, default=3600)
     deploy.add_argument("--quorum-size", dest="quorum_size", type=int, default=4)
     deploy.add_argument("--gas-price-cap", dest="gas_price_cap", default="100gwei")
+    deploy.add_argument(
+        "--max-priority-fee",
+        dest="max_priority_fee",
+        default="2gwei",
+        help="highest tip over the base fee an execution is billed at (default 2gwei)",
+    )
     deploy.add_argument("--premium", default="0.0001ether")
 
     register = commands.add_parser("register", help="stake and register this keeper")
@@ -126,6 +132,7 @@ examples:
 CONNECTION = "chain, key and deployment"
 JOB_ID = ("id", "the job's id (as `job create` printed it)")
 AMOUNT = ("amount", "e.g. 0.1ether, 500gwei or a number of wei")
+NEW_OWNER = ("new_owner", "the proposed owner's address (0x0 withdraws an offer)")
 
 
 def _add_job_parsers(commands: Any) -> None:
@@ -182,6 +189,13 @@ def _add_job_parsers(commands: Any) -> None:
         metavar="BLOCKS",
         help="--when jobs: blocks between executions (default 1)",
     )
+    settings.add_argument(
+        "--max-gas-price",
+        dest="max_gas_price",
+        metavar="PRICE",
+        help="most the job pays per gas, e.g. 50gwei; keepers wait while the chain's price "
+        "is above it (default: no cap of its own)",
+    )
     _common(create, CONNECTION)
 
     simple: list[tuple[str, str, list[tuple[str, str]]]] = [
@@ -190,7 +204,18 @@ def _add_job_parsers(commands: Any) -> None:
         ("fund", "add AMOUNT to a job's balance (anyone may fund)", [JOB_ID, AMOUNT]),
         ("pause", "stop a job's executions until resume (owner only)", [JOB_ID]),
         ("resume", "let a paused job execute again (owner only)", [JOB_ID]),
-        ("cancel", "end a job for good and refund its balance (owner only)", [JOB_ID]),
+        (
+            "cancel",
+            "end a job for good; its balance can be withdrawn 128 blocks later (owner only)",
+            [JOB_ID],
+        ),
+        ("withdraw", "pay a cancelled job's balance back to its owner (owner only)", [JOB_ID]),
+        (
+            "transfer",
+            "offer a job to a new owner, who takes it with `job accept` (owner only)",
+            [JOB_ID, NEW_OWNER],
+        ),
+        ("accept", "take over a job offered to this account", [JOB_ID]),
     ]
     for name, text, positionals in simple:
         action = actions.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")

@@ -154,6 +154,7 @@ async def deploy(settings: Settings, args: argparse.Namespace) -> int:
         epoch_length=args.epoch_length,
         target_quorum_size=args.quorum_size,
         gas_price_cap=parse_amount(args.gas_price_cap),
+        max_priority_fee=parse_amount(args.max_priority_fee),
         premium=parse_amount(args.premium),
     )
     w3, account = await signing_web3(settings)

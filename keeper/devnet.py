@@ -203,9 +203,9 @@ class Devnet:
                 b"",
             ),
         ]
-        deposit = 20 * int(await self.tm.functions.requiredDeposit(200_000).call())
+        deposit = 20 * int(await self.tm.functions.requiredDeposit(200_000, 0).call())
         for name, kind, trigger, call_data in specs:
-            spec = (t, call_data, int(kind), trigger, 200_000, 6667, 0, 0, 0)
+            spec = (t, call_data, int(kind), trigger, 200_000, 6667, 0, 0, 0, 0)
             receipt = await self._tx(self.tm.functions.createJob(spec), self.owner, value=deposit)
             (event,) = self.tm.events.JobCreated().process_receipt(receipt)
             job = DemoJob(int(event["args"]["jobId"]), name, kind)

@@ -127,11 +127,16 @@ async def job_create(settings: Settings, args: argparse.Namespace) -> int:
     w3, account, tm = await _owner(settings)
     async with chain_step("createJob"):
         if deposit is None:
-            deposit = 10 * int(await call(tm.functions.requiredDeposit(draft.gas_limit)))
+            required = tm.functions.requiredDeposit(draft.gas_limit, draft.max_gas_price)
+            deposit = 10 * int(await call(required))
         receipt = await send(w3, account, tm.functions.createJob(draft.as_tuple()), deposit)
     (event,) = _events(tm, "JobCreated", receipt)
     print(
         f"created job {event['args']['jobId']} ({draft.kind.name}), funded {format_ether(deposit)}"
+    )
+    print(
+        f"its target sees calls from {event['args']['forwarder']} "
+        "(the job's own forwarder: lock the target to it)"
     )
     print(tx_line(receipt))
     return 0
@@ -176,6 +181,7 @@ async def job_show(settings: Settings, args: argparse.Namespace) -> int:
     async with chain_step("job show"):
         state = await fetch_job(tm, job_id)
         min_balance = int(await call(tm.functions.minBalance(job_id)))
+        runway, cost = (int(x) for x in await call(tm.functions.runway(job_id)))
         created = await get_logs_paged(tm.events.JobCreated(), deployment.block, {"jobId": job_id})
         executed = await get_logs_paged(
             tm.events.JobExecuted(), deployment.block, {"jobId": job_id}
@@ -187,7 +193,10 @@ async def job_show(settings: Settings, args: argparse.Namespace) -> int:
         ("status", JobStatus(state["status"]).name),
         ("kind", kind.name),
         ("target", str(state["target"])),
+        ("caller", f"{state['forwarder']} (the job's forwarder: msg.sender at the target)"),
     ]
+    if int(str(state["pendingOwner"]), 16) != 0:
+        lines.append(("offered to", str(state["pendingOwner"])))
     if created:
         spec = created[0]["args"]["spec"]
         call_data = bytes(spec["callData"])
@@ -207,6 +216,11 @@ async def job_show(settings: Settings, args: argparse.Namespace) -> int:
         ("last cursor", format_cursor(kind, int(state["lastCursor"]))),
         ("balance", format_ether(int(state["balance"]))),
         ("min balance", f"{format_ether(min_balance)} (one worst-case execution)"),
+        (
+            "max gas price",
+            f"{int(state['maxGasPrice'])} wei" if int(state["maxGasPrice"]) else "none",
+        ),
+        ("runway", f"{runway} execution(s) at {format_ether(cost)} each (worst case, today)"),
     ]
     for name, value in lines:
         print(f"  {name:<15}{value}")
@@ -238,20 +252,56 @@ async def job_fund(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+# `job ACTION ID` -> the TaskManager function it sends.
+_OWNER_ACTIONS = {
+    "pause": "pause",
+    "resume": "resume",
+    "cancel": "cancel",
+    "withdraw": "withdrawFunds",
+    "accept": "acceptJobOwnership",
+}
+
+
 async def job_owner_action(settings: Settings, args: argparse.Namespace) -> int:
-    """pause, resume or cancel (the subcommand's name is the contract function's)."""
+    """pause, resume, cancel, withdraw or accept: one call with the job id."""
     action: str = args.job_command
     job_id = parse_job_id(args.id)
     w3, account, tm = await _owner(settings)
     async with chain_step(action):
         await fetch_job(tm, job_id)
-        receipt = await send(w3, account, getattr(tm.functions, action)(job_id))
-    past = {"pause": "paused", "resume": "resumed", "cancel": "cancelled"}[action]
+        receipt = await send(w3, account, getattr(tm.functions, _OWNER_ACTIONS[action])(job_id))
+    past = {
+        "pause": "paused",
+        "resume": "resumed",
+        "cancel": "cancelled",
+        "withdraw": "withdrew the balance of",
+        "accept": "took over",
+    }[action]
     print(f"{past} job {job_id}")
     if action == "cancel":
         (event,) = _events(tm, "JobCancelled", receipt)
-        refund = int(event["args"]["refund"])
-        print(f"refund {format_ether(refund)} ({refund} wei) to {account.address}")
+        unlock = int(event["args"]["unlockBlock"])
+        print(
+            f"its balance stays until block {unlock} (reports signed before the cancel may "
+            f"still execute); then: keeper job withdraw {job_id}"
+        )
+    if action == "withdraw":
+        (event,) = _events(tm, "JobFundsWithdrawn", receipt)
+        amount = int(event["args"]["amount"])
+        print(f"refund {format_ether(amount)} ({amount} wei) to {event['args']['to']}")
+    print(tx_line(receipt))
+    return 0
+
+
+async def job_transfer(settings: Settings, args: argparse.Namespace) -> int:
+    """Offers a job to a new owner (the first of two steps)."""
+    job_id = parse_job_id(args.id)
+    new_owner = parse_address(args.new_owner, "new owner")
+    w3, account, tm = await _owner(settings)
+    async with chain_step("transfer"):
+        await fetch_job(tm, job_id)
+        receipt = await send(w3, account, tm.functions.transferJobOwnership(job_id, new_owner))
+    print(f"offered job {job_id} to {new_owner}; it becomes theirs when they run `job accept`")
     print(tx_line(receipt))
     return 0
 
@@ -264,4 +314,7 @@ JOB_COMMANDS = {
     "pause": job_owner_action,
     "resume": job_owner_action,
     "cancel": job_owner_action,
+    "withdraw": job_owner_action,
+    "accept": job_owner_action,
+    "transfer": job_transfer,
 }

@@ -18,6 +18,7 @@ from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
 from keeper.core.triggers import TriggerKind
+from keeper.core.units import parse_amount
 from keeper.errors import InvalidAddress, ValidationError
 from keeper.schedule import validate_cron
 
@@ -50,6 +51,7 @@ class JobSpecDraft:
     start_time: int = 0
     end_time: int = 0
     max_executions: int = 0
+    max_gas_price: int = 0
 
     def as_tuple(self) -> tuple[Any, ...]:
         """The ABI tuple in TaskManager.JobSpec order."""
@@ -63,6 +65,7 @@ class JobSpecDraft:
             self.start_time,
             self.end_time,
             self.max_executions,
+            self.max_gas_price,
         )
 
 
@@ -191,6 +194,7 @@ def build_job_spec(
     end: str | None = None,
     max_executions: str | None = None,
     min_interval: str | None = None,
+    max_gas_price: str | None = None,
 ) -> JobSpecDraft:
     """Validates the flags of `job create` and encodes the JobSpec they describe."""
     given = [
@@ -229,6 +233,7 @@ def build_job_spec(
         start_time=start_time,
         end_time=end_time,
         max_executions=parse_uint(max_executions, "--max-executions", UINT32_MAX),
+        max_gas_price=parse_gas_price(max_gas_price),
     )
 
 
@@ -247,7 +252,20 @@ def draft_from_flags(flags: Any) -> JobSpecDraft:
         end=flags.end,
         max_executions=flags.max_executions,
         min_interval=flags.min_interval,
+        max_gas_price=getattr(flags, "max_gas_price", None),
     )
+
+
+def parse_gas_price(text: str | None) -> int:
+    """`--max-gas-price`: an amount per gas such as 50gwei (a bare number is wei); none = 0."""
+    if text is None:
+        return 0
+    price = parse_amount(text)
+    if price == 0 or price > UINT64_MAX:
+        raise ValidationError(
+            f"invalid --max-gas-price {text!r}: more than zero and at most {UINT64_MAX} wei"
+        )
+    return price
 
 
 def _encode_trigger(

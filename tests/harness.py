@@ -57,6 +57,10 @@ def condition_trigger(
     )
 
 
+SEED_DELAY_BLOCKS = 2  # KeeperRegistry.SEED_DELAY_BLOCKS
+MIN_EPOCH_BLOCKS = 30  # KeeperRegistry.MIN_EPOCH_BLOCKS
+
+
 def selector(signature: str) -> bytes:
     return keccak(text=signature)[:4]
 
@@ -125,7 +129,26 @@ class Net:
         return chosen
 
     async def rotate(self, sender: LocalAccount | None = None) -> TxReceipt:
+        """Both steps of a rotation: arm it, mine up to its seed block, finish it. Returns the
+        receipt of the step that started the epoch."""
+        receipt = await self.arm_rotation(sender)
+        if not await self.events(self.registry, "RotationArmed", receipt):
+            return receipt  # a rotation armed earlier was finished by this call
+        # one block more than the delay: anvil estimates gas in the latest block's context
+        self.mine(SEED_DELAY_BLOCKS + 1)
         return await self.tx(self.registry.functions.rotate(), sender or self.deployer)
+
+    async def arm_rotation(self, sender: LocalAccount | None = None) -> TxReceipt:
+        """The first `rotate()` call alone."""
+        return await self.tx(self.registry.functions.rotate(), sender or self.deployer)
+
+    async def age_epoch(self) -> None:
+        """Mines until a transaction sent next lands MIN_EPOCH_BLOCKS after the current epoch's
+        start block: from then on a keeper-set change lets `rotate()` arm before epochLength."""
+        _, start_block, *_ = await self.registry.functions.epochState().call()
+        missing = int(start_block) + MIN_EPOCH_BLOCKS - 1 - await self.block_number()
+        if missing > 0:
+            self.mine(missing)
 
     async def epoch(self) -> int:
         return int(await self.registry.functions.currentEpoch().call())
@@ -167,6 +190,7 @@ class Net:
         start_time: int = 0,
         end_time: int = 0,
         max_executions: int = 0,
+        max_gas_price: int = 0,
     ) -> tuple[Any, ...]:
         return (
             target or self.target.address,
@@ -178,15 +202,16 @@ class Net:
             start_time,
             end_time,
             max_executions,
+            max_gas_price,
         )
 
-    async def required_deposit(self, gas_limit: int = 200_000) -> int:
-        return int(await self.tm.functions.requiredDeposit(gas_limit).call())
+    async def required_deposit(self, gas_limit: int = 200_000, max_gas_price: int = 0) -> int:
+        return int(await self.tm.functions.requiredDeposit(gas_limit, max_gas_price).call())
 
     async def create_job(
         self, spec: tuple[Any, ...], value: int | None = None, owner: LocalAccount | None = None
     ) -> int:
-        deposit = value if value is not None else 10 * await self.required_deposit(spec[4])
+        deposit = value if value is not None else 10 * await self.required_deposit(spec[4], spec[9])
         receipt = await self.tx(
             self.tm.functions.createJob(spec), owner or self.owner, value=deposit
         )

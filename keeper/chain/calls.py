@@ -24,10 +24,21 @@ ROTATE_BASE_GAS = 300_000
 ROTATE_GAS_PER_KEEPER = 40_000
 
 
+FORWARDER_GAS = 5_000  # TaskManager.FORWARDER_GAS
+POST_CALL_GAS = 30_000  # TaskManager.POST_CALL_GAS
+
+
 def compute_execute_gas(gas_limit: int, members: int) -> int:
-    """A gas limit that always satisfies the contract's 63/64 guard (eth_estimateGas does not
-    know about it and under-estimates jobs with large limits)."""
-    return gas_limit * 64 // 63 + 30_000 + EXECUTE_BASE_GAS + EXECUTE_GAS_PER_MEMBER * members
+    """A gas limit that always satisfies the contract's 63/64 guard, which applies twice (into
+    the job's forwarder, then into the target); eth_estimateGas does not know about it and
+    under-estimates jobs with large limits."""
+    forwarder_gas = gas_limit * 64 // 63 + FORWARDER_GAS
+    return (
+        forwarder_gas * 64 // 63
+        + POST_CALL_GAS
+        + EXECUTE_BASE_GAS
+        + EXECUTE_GAS_PER_MEMBER * members
+    )
 
 
 def compute_rotate_gas(keepers: int) -> int:
@@ -58,6 +69,13 @@ class KeeperCalls:
     ) -> bytes:
         args = (report.as_tuple(), payload, [m.word for m in members], bitmap, signatures)
         return self._execute_selector + abi_encode(self._execute_types, args)
+
+    def slash_equivocation_data(self, a: Report, sig_a: bytes, b: Report, sig_b: bytes) -> bytes:
+        """`slashEquivocation(a, sigA, b, sigB)` calldata."""
+        data = self.task_manager.encode_abi(
+            "slashEquivocation", args=[a.as_tuple(), sig_a, b.as_tuple(), sig_b]
+        )
+        return bytes.fromhex(data[2:])
 
     def rotate_data(self) -> bytes:
         return bytes.fromhex(self.registry.encode_abi("rotate", args=[])[2:])

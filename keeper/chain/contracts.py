@@ -36,6 +36,10 @@ JOB_VIEW_FIELDS = (
     "round",
     "lastCursor",
     "callDataHash",
+    "forwarder",
+    "maxGasPrice",
+    "haltBlock",
+    "pendingOwner",
 )
 
 ERROR_STRING_SELECTOR = bytes.fromhex("08c379a0")
@@ -51,6 +55,7 @@ class DeployParams:
     epoch_length: int = 3600
     target_quorum_size: int = 4
     gas_price_cap: int = 100 * 10**9
+    max_priority_fee: int = 2 * 10**9
     premium: int = 10**14
 
 
@@ -111,7 +116,13 @@ _ALL_ERRORS: dict[bytes, tuple[str, list[str]]] = {}
 
 def _known_errors() -> dict[bytes, tuple[str, list[str]]]:
     if not _ALL_ERRORS:
-        for name in ("KeeperRegistry", "TaskManager", "DemoTarget", "MaliciousTarget"):
+        for name in (
+            "KeeperRegistry",
+            "TaskManager",
+            "JobForwarder",
+            "DemoTarget",
+            "MaliciousTarget",
+        ):
             _ALL_ERRORS.update(error_selectors(load_artifact(name).abi))
     return _ALL_ERRORS
 
@@ -259,7 +270,13 @@ async def deploy_contracts(w3: AsyncWeb3[Any], sender: str, params: DeployParams
         params.target_quorum_size,
     )
     tm_address = await _deploy(
-        w3, "TaskManager", sender, registry_address, params.gas_price_cap, params.premium
+        w3,
+        "TaskManager",
+        sender,
+        registry_address,
+        params.gas_price_cap,
+        params.max_priority_fee,
+        params.premium,
     )
     registry = contract_at(w3, "KeeperRegistry", registry_address)
     receipt = await transact(w3, registry.functions.setTaskManager(tm_address), {"from": sender})

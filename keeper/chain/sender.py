@@ -343,6 +343,14 @@ class TxSender:
             return False
         return True
 
+    async def expected_gas_price(self) -> Wei:
+        """What a transaction sent now would pay per gas: the latest base fee plus this node's
+        tip, within its fee cap (a job with a lower `maxGasPrice` waits)."""
+        block = await self._latest_block()
+        base_fee = Wei(int(block["baseFeePerGas"]))
+        fees = compute_fees(self._policy, base_fee)
+        return Wei(min(fees.max_fee, base_fee + fees.priority_fee))
+
     async def _latest_block(self) -> Any:
         async with rpc_guard("eth_getBlockByNumber"):
             return await self._w3.eth.get_block("latest")

@@ -1,6 +1,7 @@
 """A job as keepers know it: the spec from `JobCreated` plus state folded from later events.
 
-Folding events (created, funded, paused, resumed, cancelled, executed) into a `Job` is pure,
+Folding events (created, funded, paused, resumed, cancelled, funds withdrawn, ownership
+transferred, executed) into a `Job` is pure,
 so the store can rebuild any job after a reorg by replaying the events that survived.
 """
 
@@ -111,6 +112,10 @@ class Job:
     end_time: int
     max_executions: int
     created_block: int
+    # The job's own caller (TaskManager.forwarderOf): its target sees this as msg.sender.
+    forwarder: str = ""
+    # Most the job pays per gas (0 = no cap of its own): keepers wait while the price is above.
+    max_gas_price: int = 0
     status: JobStatus = JobStatus.Active
     round: int = 0
     last_cursor: int = 0
@@ -143,10 +148,21 @@ class Job:
     def is_exhausted(self) -> bool:
         return self.max_executions != 0 and self.round >= self.max_executions
 
+    def is_priced_out(self, gas_price: int) -> bool:
+        """True while a transaction at `gas_price` would cost more per gas than the job pays:
+        the job waits (TaskManager bills at most `maxGasPrice`)."""
+        return self.max_gas_price != 0 and gas_price > self.max_gas_price
 
-def compute_min_balance(gas_limit: int, gas_price_cap: int, premium: int) -> int:
-    """TaskManager._minBalance: one worst-case execution (MAX_EXECUTION_OVERHEAD_GAS = 250,000)."""
-    return (gas_limit + 250_000) * gas_price_cap + premium
+
+def compute_min_balance(
+    gas_limit: int, gas_price_cap: int, premium: int, max_gas_price: int = 0
+) -> int:
+    """TaskManager._minBalance: one worst-case execution (MAX_EXECUTION_OVERHEAD_GAS = 250,000)
+    at the highest price the job can be billed."""
+    price = gas_price_cap
+    if max_gas_price != 0 and max_gas_price < price:
+        price = max_gas_price
+    return (gas_limit + 250_000) * price + premium
 
 
 def job_from_created(args: dict[str, Any], block_number: int, block_timestamp: int) -> Job:
@@ -168,6 +184,8 @@ def job_from_created(args: dict[str, Any], block_number: int, block_timestamp: i
         end_time=int(spec["endTime"]),
         max_executions=int(spec["maxExecutions"]),
         created_block=block_number,
+        forwarder=checksum_address(args["forwarder"]),
+        max_gas_price=int(spec["maxGasPrice"]),
         opened_block=block_number,
         last_cursor=last_cursor,
         balance=int(args["deposit"]),
@@ -183,7 +201,12 @@ def apply_job_event(job: Job, name: str, args: dict[str, Any], block: int = 0) -
     if name == "JobResumed":
         return replace(job, status=JobStatus.Active, opened_block=block)
     if name == "JobCancelled":
-        return replace(job, status=JobStatus.Cancelled, balance=0)
+        # The balance stays until withdrawFunds: reports checked before the cancel may still run.
+        return replace(job, status=JobStatus.Cancelled)
+    if name == "JobFundsWithdrawn":
+        return replace(job, balance=0)
+    if name == "JobOwnershipTransferred":
+        return replace(job, owner=checksum_address(args["to"]))
     if name == "JobExecuted":
         return replace(
             job,

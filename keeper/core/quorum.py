@@ -88,14 +88,30 @@ def compute_total_stake(members: Iterable[Member]) -> int:
 
 
 def is_threshold_met(signed_stake: int, total_stake: int, threshold_bps: int) -> bool:
-    """The contract's rule: signed * 10000 >= total * thresholdBps."""
+    """The contract's stake rule: signed * 10000 >= total * thresholdBps."""
     return signed_stake * BPS >= total_stake * threshold_bps
+
+
+def is_majority(signers: int, members: int) -> bool:
+    """The contract's count rule: more than half of the members signed (TooFewSigners)."""
+    return signers * 2 > members
+
+
+def is_quorum_signed(
+    signed_stake: int, total_stake: int, signers: int, members: int, threshold_bps: int
+) -> bool:
+    """Both rules of TaskManager._checkSignatures: the stake threshold (member weights, capped
+    at rotation) and a majority of members by count."""
+    return is_majority(signers, members) and is_threshold_met(
+        signed_stake, total_stake, threshold_bps
+    )
 
 
 class SignatureTally:
     """One round's signatures as its members answer, against the stake threshold.
 
-    `reached` once the signed stake meets the threshold; `settled` once that is so or every
+    `reached` once the signed stake meets the threshold and a majority of members signed;
+    `settled` once that is so or every
     member has answered (signed or refused) without it, when waiting longer cannot help. Each
     member counts once: a second answer, or one from outside the quorum, changes nothing.
     """
@@ -130,7 +146,13 @@ class SignatureTally:
 
     @property
     def reached(self) -> bool:
-        return is_threshold_met(self._signed, self._total, self._threshold_bps)
+        return is_quorum_signed(
+            self._signed,
+            self._total,
+            len(self.signatures),
+            len(self._stakes),
+            self._threshold_bps,
+        )
 
     @property
     def settled(self) -> bool:

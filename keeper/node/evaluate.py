@@ -68,7 +68,7 @@ class Evaluator:
         if job.status != JobStatus.Active or not is_job_active_at(job.rules, check_ts):
             return False
         required = compute_min_balance(
-            job.gas_limit, self._billing.gas_price_cap, self._billing.premium
+            job.gas_limit, self._billing.gas_price_cap, self._billing.premium, job.max_gas_price
         )
         return job.balance >= required
 

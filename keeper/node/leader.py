@@ -142,6 +142,7 @@ class LeaderService:
             quorum = quorums.for_job(job.job_id)
             if quorum.has(self._ctx.address):
                 mine.append((job, quorum))
+        mine = await self._affordable(mine)
         proposals = await self._evaluator.due_many([j for j, _ in mine], head, head_ts)
         due = [(job, quorum) for job, quorum in mine if job.job_id in proposals]
         self._pending = (
@@ -167,6 +168,23 @@ class LeaderService:
             results.extend(led)
         self._forget_old(head)
         return results
+
+    async def _affordable(self, mine: list[tuple[Job, QuorumView]]) -> list[tuple[Job, QuorumView]]:
+        """Drops jobs whose own maximum gas price is below what a transaction costs now: the
+        TaskManager would bill them at most that, so they wait until the price falls."""
+        if not any(job.max_gas_price for job, _ in mine):
+            return mine
+        price = await self._sender.expected_gas_price()
+        kept = [(job, q) for job, q in mine if not job.is_priced_out(price)]
+        for job, _ in mine:
+            if job.is_priced_out(price):
+                log.info(
+                    "round.priced_out job=%d max_gas_price=%d gas_price=%d",
+                    job.job_id,
+                    job.max_gas_price,
+                    price,
+                )
+        return kept
 
     async def _open_rounds(
         self, due: list[tuple[Job, Proposal]], head: int

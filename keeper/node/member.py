@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from eth_utils.crypto import keccak
 
+from keeper.core.equivocation import Equivocation, EvidenceBook
 from keeper.core.messages import (
     BatchResponse,
     Refusal,
@@ -65,6 +66,7 @@ class MemberService:
         sync_now: Callable[[int], Awaitable[int]],
         is_overloaded: Callable[[], bool],
         observe_peer: Callable[[str, int], None] | None = None,
+        on_equivocation: Callable[[Equivocation], None] | None = None,
     ) -> None:
         self._ctx = ctx
         self._evaluator = evaluator
@@ -72,6 +74,8 @@ class MemberService:
         self._sync_now = sync_now
         self._is_overloaded = is_overloaded
         self._observe_peer = observe_peer
+        self._on_equivocation = on_equivocation
+        self._evidence = EvidenceBook()
 
     async def handle_report(self, req: ReportRequest) -> ReportResponse:
         began = time.monotonic()
@@ -189,6 +193,19 @@ class MemberService:
             raise _reject(401, "BadLeaderSignature", str(exc)) from exc
         if leader.lower() != req.sender.lower():
             raise _reject(401, "BadLeaderSignature", "the report is not signed by the sender")
+        # Whatever the checks below decide, a leader's signed report is evidence: two different
+        # results for one round key are proof of equivocation, which this node then submits.
+        proof = self._evidence.observe(report, leader, req.leader_signature)
+        if proof is not None:
+            log.warning(
+                "equivocation.seen signer=%s job=%d round=%d check_block=%d",
+                leader,
+                report.jobId,
+                report.round,
+                report.checkBlock,
+            )
+            if self._on_equivocation is not None:
+                self._on_equivocation(proof)
 
         if report.round != job.round:
             code = "RoundDone" if report.round < job.round else "WrongRound"

@@ -23,6 +23,7 @@ from keeper.chain.follower import ChainFollower, Header
 from keeper.chain.heads import HeadWatcher
 from keeper.chain.reader import ChainReader
 from keeper.chain.sender import TxSender
+from keeper.core.equivocation import Equivocation
 from keeper.core.fees import FeePolicy
 from keeper.core.jobs import JobStatus
 from keeper.core.messages import BatchResponse, ReportBatch, ReportRequest, ReportResponse
@@ -49,6 +50,8 @@ PUSHED_POLL_INTERVAL = 1.0
 HOUSEKEEPING_DELAY = 0.25
 # The rotate() ranking uses job id 0 (jobs start at 1) and the current epoch as the round.
 ROTATE_JOB_ID = 0
+# Gas of slashEquivocation: two signature recoveries and the registry's slash.
+SLASH_GAS = 300_000
 
 
 class KeeperNode:
@@ -113,6 +116,8 @@ class KeeperNode:
         self._executions_seen = (0, 0)  # (executions, successes) already counted in metrics
         self._passed: tuple[int, bytes] | None = None  # the head the last full pass handled
         self._housekeeping_head: int | None = None  # a head whose rotate check is still to do
+        self._proving: set[asyncio.Task[None]] = set()  # slashEquivocation sends under way
+        self._proven: set[str] = set()  # signers this node has already proven equivocating
 
     @property
     def address(self) -> str:
@@ -134,6 +139,7 @@ class KeeperNode:
             self.sync_now,
             lambda: self.load.latest.overloaded,
             None,
+            self._on_equivocation,
         )
         self.leader = LeaderService(
             self.ctx,
@@ -166,7 +172,7 @@ class KeeperNode:
         """Stops the loop, the peer API and the scheduler, then closes the store."""
         self._stop.set()
         self._wake.set()
-        for task in (self._heads_task, self._task):
+        for task in (self._heads_task, self._task, *self._proving):
             await cancel_and_wait(task)
         self._task = self._heads_task = None
         await self.server.stop()
@@ -307,7 +313,8 @@ class KeeperNode:
             rank += len(ranked)
         if head < compute_turn_start(due, rank, self.options.turn_blocks):
             return
-        purpose = f"rotate:{epoch}"
+        # Two sends per epoch (arm, then finish after the seed block): each its own purpose.
+        purpose = f"rotate:{epoch}:{due}"
         if any(p.purpose == purpose for p in await self.store.pending_txs("pending")):
             return
         data = self.calls.rotate_data()
@@ -319,6 +326,40 @@ class KeeperNode:
             return
         tx = await self.sender.send(registry, data, gas, purpose)
         log.info("rotate.sent epoch=%d tx=0x%s rank=%d", epoch, tx.hex(), rank)
+
+    def _on_equivocation(self, proof: Equivocation) -> None:
+        """A peer signed two results for one round key: prove it on-chain, once per signer,
+        without holding up the answer to the request that revealed it."""
+        signer = proof.signer.lower()
+        if signer in self._proven or self._stop.is_set():
+            return
+        self._proven.add(signer)
+        task = asyncio.create_task(self._prove(proof), name=f"prove-{signer[:10]}")
+        self._proving.add(task)
+        task.add_done_callback(self._proving.discard)
+
+    async def _prove(self, proof: Equivocation) -> None:
+        """Sends `slashEquivocation` (the reporter's reward comes to this node)."""
+        a, b = proof.first, proof.second
+        data = self.calls.slash_equivocation_data(a.report, a.signature, b.report, b.signature)
+        tm = str(self.calls.task_manager.address)
+        try:
+            revert = await self.calls.simulate(self.address, tm, data, SLASH_GAS)
+            if revert is not None:
+                log.info("equivocation.not_sent signer=%s error=%s", proof.signer, revert)
+                return
+            tx = await self.sender.send(tm, data, SLASH_GAS, f"slash:{proof.signer.lower()}")
+        except KeeperError as exc:
+            self._proven.discard(proof.signer.lower())  # another peer message may retry it
+            log.warning("equivocation.send_failed signer=%s error=%s", proof.signer, exc)
+            return
+        log.warning(
+            "equivocation.proven signer=%s job=%d round=%d tx=0x%s",
+            proof.signer,
+            a.report.jobId,
+            a.report.round,
+            tx.hex(),
+        )
 
     async def _close_rounds(self) -> None:
         """Rounds the chain has executed are done; count executions for the metrics."""

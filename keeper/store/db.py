@@ -45,7 +45,16 @@ _SAVE_ROUND = (
     "data = excluded.data, due_block = CASE WHEN rounds.status = 'reopened' "
     "THEN excluded.due_block ELSE rounds.due_block END"
 )
-JOB_EVENTS = ("JobCreated", "JobFunded", "JobPaused", "JobResumed", "JobCancelled", "JobExecuted")
+JOB_EVENTS = (
+    "JobCreated",
+    "JobFunded",
+    "JobPaused",
+    "JobResumed",
+    "JobCancelled",
+    "JobFundsWithdrawn",
+    "JobOwnershipTransferred",
+    "JobExecuted",
+)
 KEEPER_EVENTS = (
     "KeeperRegistered",
     "StakeAdded",
@@ -53,6 +62,7 @@ KEEPER_EVENTS = (
     "ExitRequested",
     "Withdrawn",
     "Slashed",
+    "KeeperEvicted",
 )
 
 
@@ -134,6 +144,8 @@ def _job_to_json(job: Job) -> str:
             "end_time": job.end_time,
             "max_executions": job.max_executions,
             "created_block": job.created_block,
+            "forwarder": job.forwarder,
+            "max_gas_price": job.max_gas_price,
             "status": int(job.status),
             "round": job.round,
             "last_cursor": job.last_cursor,
@@ -175,6 +187,8 @@ def _job_from_json(text: str) -> Job:
         end_time=d["end_time"],
         max_executions=d["max_executions"],
         created_block=d["created_block"],
+        forwarder=d.get("forwarder", ""),
+        max_gas_price=d.get("max_gas_price", 0),
         status=JobStatus(d["status"]),
         round=d["round"],
         last_cursor=d["last_cursor"],
@@ -511,7 +525,7 @@ class Store:
             data["stake"] = int(args["total"])
         elif name == "EndpointSet":
             endpoint = str(args["endpoint"])
-        elif name == "ExitRequested":
+        elif name in ("ExitRequested", "KeeperEvicted"):
             data["status"] = "exiting"
         elif name == "Withdrawn":
             data = {"status": "withdrawn", "stake": 0}

@@ -13,6 +13,7 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
+from keeper.chain.contracts import JOB_VIEW_FIELDS
 from tests.anvil import AnvilProcess
 
 KEEPER = Path(sys.executable).parent / "keeper"
@@ -112,12 +113,7 @@ class CliChain:
         return run_keeper(*args, *flags, cwd=self.workdir)
 
     def job(self, job_id: int) -> dict[str, Any]:
-        names = [
-            "owner", "status", "kind", "target", "gasLimit", "thresholdBps", "startTime",
-            "endTime", "maxExecutions", "interval", "mode", "balance", "round", "lastCursor",
-            "callDataHash",
-        ]  # fmt: skip
-        return dict(zip(names, self.tm.functions.getJob(job_id).call(), strict=True))
+        return dict(zip(JOB_VIEW_FIELDS, self.tm.functions.getJob(job_id).call(), strict=True))
 
     def snapshot(self) -> tuple[int, int, int]:
         """What a rejected command must not change: job count, the owner's nonce and balance."""

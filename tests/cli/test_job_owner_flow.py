@@ -13,7 +13,15 @@ from keeper.chain.anvil import AnvilChain
 from keeper.chain.contracts import DeployParams, bind, contract_at
 from keeper.core.report import Domain
 from keeper.core.units import parse_amount
-from tests.cli.support import ETHER, CliChain, assert_ok, created_job_id, tx_hash
+from tests.cli.support import (
+    ETHER,
+    CliChain,
+    assert_ok,
+    assert_one_line_error,
+    created_job_id,
+    key_hex,
+    tx_hash,
+)
 from tests.harness import Net
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -59,7 +67,7 @@ def test_each_kind_is_created_with_its_spec(cli_chain: CliChain, jobs: dict[str,
 def test_the_default_deposit_is_ten_required_deposits(
     cli_chain: CliChain, jobs: dict[str, int]
 ) -> None:
-    required = cli_chain.tm.functions.requiredDeposit(200_000).call()
+    required = cli_chain.tm.functions.requiredDeposit(200_000, 0).call()
     assert cli_chain.job(jobs["event"])["balance"] == 10 * required
     assert cli_chain.job(jobs["cron"])["balance"] == ETHER // 10
 
@@ -113,11 +121,24 @@ def test_pause_then_resume(cli_chain: CliChain, jobs: dict[str, int]) -> None:
     assert field(show(cli_chain, jobs["condition"]), "status") == "Active"
 
 
-def test_cancel_refunds_the_balance_to_the_owner(cli_chain: CliChain, jobs: dict[str, int]) -> None:
+def test_cancelled_jobs_balance_is_withdrawn_after_the_delay(
+    cli_chain: CliChain, jobs: dict[str, int]
+) -> None:
     owner = cli_chain.owner.address
+    job_id = str(jobs["cron"])
     balance = cli_chain.job(jobs["cron"])["balance"]
+    # when the owner cancels, the job stops at once but keeps its balance for 128 blocks
+    out = assert_ok(cli_chain.keeper("job", "cancel", job_id))
+    assert f"then: keeper job withdraw {job_id}" in out
+    assert cli_chain.job(jobs["cron"])["status"] == 3
+    assert cli_chain.job(jobs["cron"])["balance"] == balance
+    # then a withdrawal before the delay is a one-line refusal that changes nothing
+    early = cli_chain.keeper("job", "withdraw", job_id)
+    assert_one_line_error(early, "FundsLocked")
+    # and once the delay is over the whole balance comes back
+    cli_chain.anvil.rpc("anvil_mine", hex(128))
     before = cli_chain.w3.eth.get_balance(owner)
-    result = cli_chain.keeper("job", "cancel", str(jobs["cron"]))
+    result = cli_chain.keeper("job", "withdraw", job_id)
     out = assert_ok(result)
     match = re.search(r"^refund (\S+) ether \((\d+) wei\) to (0x\w+)$", out, re.MULTILINE)
     assert match, out
@@ -126,8 +147,26 @@ def test_cancel_refunds_the_balance_to_the_owner(cli_chain: CliChain, jobs: dict
     receipt = cli_chain.w3.eth.get_transaction_receipt(tx_hash(result))
     gas_cost = receipt["gasUsed"] * receipt["effectiveGasPrice"]
     assert cli_chain.w3.eth.get_balance(owner) - before == refund - gas_cost
-    assert cli_chain.job(jobs["cron"])["status"] == 3
     assert field(show(cli_chain, jobs["cron"]), "balance") == "0 ether"
+
+
+def test_ownership_moves_in_two_steps(cli_chain: CliChain, jobs: dict[str, int]) -> None:
+    job_id = str(jobs["event"])
+    new_owner = cli_chain.accounts[9]
+    # when the owner offers the job, it is still the owner's until the offer is accepted
+    out = assert_ok(cli_chain.keeper("job", "transfer", job_id, new_owner.address))
+    assert f"offered job {job_id} to {new_owner.address}" in out
+    assert cli_chain.job(jobs["event"])["owner"] == cli_chain.owner.address
+    assert field(show(cli_chain, jobs["event"]), "offered to") == new_owner.address
+    # then someone else cannot take it
+    stranger = key_hex(cli_chain.accounts[8])
+    assert_one_line_error(
+        cli_chain.keeper("job", "accept", job_id, key=stranger), "NotPendingOwner"
+    )
+    # and the proposed owner can, after which the old owner cannot pause it any more
+    assert_ok(cli_chain.keeper("job", "accept", job_id, key=key_hex(new_owner)))
+    assert cli_chain.job(jobs["event"])["owner"] == new_owner.address
+    assert_one_line_error(cli_chain.keeper("job", "pause", job_id), "NotJobOwner")
 
 
 async def test_show_lists_an_executed_round(cli_chain: CliChain, jobs: dict[str, int]) -> None:

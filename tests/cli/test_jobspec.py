@@ -89,9 +89,18 @@ def test_each_trigger_encodes_as_the_contract_decodes_it() -> None:
 
 
 def test_defaults_gas_threshold_and_window() -> None:
-    target, call_data, _, _, gas, bps, start, end, max_exec = spec(every="60", calldata="onTime()")
+    target, call_data, _, _, gas, bps, start, end, max_exec, max_price = spec(
+        every="60", calldata="onTime()"
+    )
     assert (target, call_data) == (T, keccak(text="onTime()")[:4])
-    assert (gas, bps, start, end, max_exec) == (200_000, 6700, 0, 0, 0)
+    assert (gas, bps, start, end, max_exec, max_price) == (200_000, 6700, 0, 0, 0, 0)
+
+
+def test_max_gas_price_is_an_amount_per_gas() -> None:
+    assert spec(every="60", calldata="onTime()", max_gas_price="50gwei")[9] == 50 * 10**9
+    for bad in ("0", "-1gwei", "19ether", "fast"):
+        with pytest.raises(ValidationError):
+            spec(every="60", calldata="onTime()", max_gas_price=bad)
 
 
 def test_automation_mode_calls_check_upkeep_with_the_check_data_on_the_target() -> None:

@@ -42,7 +42,7 @@ def start_network(tmp: Path, stakes: Sequence[int]) -> Cluster:
 
 def time_spec(target: str, interval: int, start_time: int = 0) -> tuple[Any, ...]:
     return (target, keccak(text="onTime()")[:4], TIME, abi_encode(["uint64"], [interval]),
-            GAS_LIMIT, THRESHOLD_BPS, start_time, 0, 0)  # fmt: skip
+            GAS_LIMIT, THRESHOLD_BPS, start_time, 0, 0, 0)  # fmt: skip
 
 
 def event_spec(target: str, tag: int, confirmations: int) -> tuple[Any, ...]:
@@ -50,7 +50,7 @@ def event_spec(target: str, tag: int, confirmations: int) -> tuple[Any, ...]:
     topics = [DEMO_EVENT, ZERO32, tag.to_bytes(32, "big"), ZERO32]
     trigger = abi_encode(["address", "bytes32[4]", "uint16"], [target, topics, confirmations])
     return (target, keccak(text="onEvent()")[:4], EVENT, trigger,
-            GAS_LIMIT, THRESHOLD_BPS, 0, 0, 0)  # fmt: skip
+            GAS_LIMIT, THRESHOLD_BPS, 0, 0, 0, 0)  # fmt: skip
 
 
 def condition_spec(target: str, min_interval: int) -> tuple[Any, ...]:
@@ -59,7 +59,7 @@ def condition_spec(target: str, min_interval: int) -> tuple[Any, ...]:
         ["address", "bytes", "uint8", "uint64"],
         [target, keccak(text="checker()")[:4], 0, min_interval],
     )
-    return (target, b"", CONDITION, trigger, GAS_LIMIT, THRESHOLD_BPS, 0, 0, 0)
+    return (target, b"", CONDITION, trigger, GAS_LIMIT, THRESHOLD_BPS, 0, 0, 0, 0)
 
 
 async def create_job(
@@ -67,7 +67,7 @@ async def create_job(
 ) -> tuple[int, int]:
     """Creates and funds a job as its owner; returns (job id, creation block)."""
     tm = (await cluster.contracts(w3)).task_manager
-    deposit = executions * int(await tm.functions.requiredDeposit(spec[4]).call())
+    deposit = executions * int(await tm.functions.requiredDeposit(spec[4], spec[9]).call())
     receipt = await cluster.owner_tx(w3, tm.functions.createJob(spec), value=deposit)
     job_id = int(tm.events.JobCreated().process_receipt(receipt)[0]["args"]["jobId"])
     return job_id, int(receipt["blockNumber"])

@@ -126,8 +126,8 @@ async def create_job(
 ) -> int:
     tm = (await net.cluster.contracts(w3)).task_manager
     target = await net.cluster.deploy_target(w3)
-    spec = (target.address, calldata, kind, trigger, GAS_LIMIT, THRESHOLD_BPS, 0, 0, 0)
-    deposit = 40 * int(await tm.functions.requiredDeposit(GAS_LIMIT).call())
+    spec = (target.address, calldata, kind, trigger, GAS_LIMIT, THRESHOLD_BPS, 0, 0, 0, 0)
+    deposit = 40 * int(await tm.functions.requiredDeposit(GAS_LIMIT, 0).call())
     receipt = await net.cluster.owner_tx(w3, tm.functions.createJob(spec), value=deposit)
     return int(tm.events.JobCreated().process_receipt(receipt)[0]["args"]["jobId"])
 

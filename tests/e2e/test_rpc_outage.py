@@ -85,7 +85,7 @@ async def _scenario(cluster: Cluster, proxy: TcpProxy, http: aiohttp.ClientSessi
         0,
         0,
     )
-    deposit = 30 * int(await tm.functions.requiredDeposit(200_000).call())
+    deposit = 30 * int(await tm.functions.requiredDeposit(200_000, 0).call())
     receipt = await cluster.owner_tx(w3, tm.functions.createJob(spec), value=deposit)
     job_id = int(tm.events.JobCreated().process_receipt(receipt)[0]["args"]["jobId"])
     start_time = int((await tm.functions.getJob(job_id).call())[6])

@@ -141,10 +141,11 @@ async def test_rounds_execute_without_the_smallest_stake(network: Network) -> No
 
 
 async def test_rounds_wait_for_threshold_stake_without_spending_gas(network: Network) -> None:
-    # given a Time job at the default 66.67% threshold that has run once
-    job_id = await time_job(network)
+    # given a Time job at a 60% threshold that has run once (weights are stakes capped at
+    # 3 x minStake: 1, 2, 3 and 3 of 9)
+    job_id = await time_job(network, threshold_bps=6000)
     await executions_after(network, job_id, 1, max_blocks=10)
-    # when the 4- and 3-ether nodes stop (3 of 10 ether still run)
+    # when the 4- and 3-ether nodes stop (weight 3 of 9 still runs)
     await network.stop_node(3)
     await network.stop_node(2)
     sent_before = await nonces(network, [0, 1])
@@ -159,7 +160,7 @@ async def test_rounds_wait_for_threshold_stake_without_spending_gas(network: Net
     for i in (0, 1):
         assert await network.nodes[i].store.pending_txs("pending") == []
 
-    # when the 4-ether node comes back (7 of 10 ether)
+    # when the 4-ether node comes back (weight 6 of 9, three of four members)
     await network.start_node(3)
     # then rounds resume, the newest slot first, and still each round once
     executions = await executions_after(network, job_id, 3, max_blocks=20)

@@ -24,6 +24,7 @@ from keeper.core.quorum import (
     compute_sort_key,
     compute_total_stake,
     compute_turn_start,
+    is_quorum_signed,
     is_threshold_met,
     pack_member,
     pack_signatures,
@@ -220,6 +221,23 @@ def test_threshold_boundary() -> None:
     assert is_threshold_met(2, 3, 6666)
     assert is_threshold_met(10, 10, 10_000)
     assert not is_threshold_met(9, 10, 10_000)
+
+
+def test_heavy_members_alone_are_not_a_quorum() -> None:
+    # two members of weight 3 beside two of weight 1 hold 75% of the weight, but half the
+    # members are not a majority: the contract reverts TooFewSigners, so the tally waits
+    assert is_threshold_met(6, 8, 6667)
+    assert not is_quorum_signed(6, 8, 2, 4, 6667)
+    assert is_quorum_signed(7, 8, 3, 4, 6667)
+    # one member alone is a majority of a one-member quorum
+    assert is_quorum_signed(1, 1, 1, 1, 6667)
+    members = [Member(f"0x{i:040x}", w) for i, w in enumerate((3, 3, 1, 1), start=1)]
+    tally = SignatureTally(members, 6667)
+    tally.add(members[0].address, b"a")
+    tally.add(members[1].address, b"b")
+    assert not tally.reached
+    tally.add(members[2].address, b"c")
+    assert tally.reached
 
 
 # ----------------------------------------------------------------------------- leaders

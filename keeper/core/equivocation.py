@@ -1,0 +1,69 @@
+"""Evidence of equivocation: one keeper signing two results for the same round key.
+
+A member sees every report a leader sends it, with the leader's own signature. Two of them by
+the same signer for the same (jobId, round, checkBlock, checkBlockHash) with a different cursor
+or payload hash are what `TaskManager.slashEquivocation` accepts as proof; the book keeps the
+reports it has seen (a bounded number, oldest forgotten first) and hands back such a pair.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from keeper.core.report import Report
+
+# Reports remembered; one per (round key, signer). Honest leaders send one per round.
+MAX_EVIDENCE = 20_000
+
+
+@dataclass(frozen=True)
+class SignedBy:
+    """A report and one signer's signature of it."""
+
+    report: Report
+    signature: bytes
+
+
+@dataclass(frozen=True)
+class Equivocation:
+    """Two conflicting reports signed by `signer`: proof for `slashEquivocation`."""
+
+    signer: str
+    first: SignedBy
+    second: SignedBy
+
+
+def is_conflicting(a: Report, b: Report) -> bool:
+    """TaskManager.slashEquivocation's rule: the same round key, a different result."""
+    same_key = (a.jobId, a.round, a.checkBlock, a.checkBlockHash) == (
+        b.jobId,
+        b.round,
+        b.checkBlock,
+        b.checkBlockHash,
+    )
+    return same_key and (a.cursor, a.payloadHash) != (b.cursor, b.payloadHash)
+
+
+class EvidenceBook:
+    """Signed reports seen from peers, by round key and signer (no I/O, bounded)."""
+
+    def __init__(self, capacity: int = MAX_EVIDENCE) -> None:
+        self._capacity = capacity
+        self._seen: dict[tuple[int, int, int, bytes, str], SignedBy] = {}
+
+    def observe(self, report: Report, signer: str, signature: bytes) -> Equivocation | None:
+        """Records `signer`'s signed `report`; returns the proof when it conflicts with one seen
+        before for the same key (the first one stays, so each later conflict is proof too)."""
+        key = (report.jobId, report.round, report.checkBlock, report.checkBlockHash, signer.lower())
+        earlier = self._seen.get(key)
+        if earlier is None:
+            if len(self._seen) >= self._capacity:
+                del self._seen[next(iter(self._seen))]
+            self._seen[key] = SignedBy(report, signature)
+            return None
+        if not is_conflicting(earlier.report, report):
+            return None
+        return Equivocation(signer, earlier, SignedBy(report, signature))
+
+    def __len__(self) -> int:
+        return len(self._seen)
