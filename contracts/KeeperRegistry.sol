@@ -112,6 +112,7 @@ contract KeeperRegistry is ReentrancyGuardTransient {
     error RegistryFull(uint256 maxKeepers, uint256 stakeToEnter);
     error StakeIncreaseTooSmall(uint256 amount, uint256 min);
     error SeedNotReady(uint64 seedBlock);
+    error RotationInProgress(uint64 seedBlock);
     error NoQuorums(uint64 epoch);
     error InvalidEndpoint();
     error NotActive(address keeper);
@@ -186,10 +187,12 @@ contract KeeperRegistry is ReentrancyGuardTransient {
     }
 
     /// @notice Adds `msg.value` (at least minStake / 10) to the caller's stake; it counts from
-    ///         the next epoch.
+    ///         the next epoch. Refused while a rotation is armed: the armed epoch's weights are
+    ///         read when it starts, and by then its seed (so every quorum) is public.
     function addStake() external payable {
         Keeper storage k = _keepers[msg.sender];
         if (k.status != Status.Active) revert NotActive(msg.sender);
+        if (_timing.armBlock != 0) revert RotationInProgress(_timing.seedBlock);
         if (msg.value == 0) revert ZeroValue();
         uint256 least = minStake / MIN_STAKE_INCREASE_DIVISOR;
         if (msg.value < least) revert StakeIncreaseTooSmall(msg.value, least);
