@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 UINT64_MAX = (1 << 64) - 1
+# TaskManager.CRON_GRID: Cron fire times are whole minutes, so no quorum fires one more often.
+CRON_GRID = 60
 LOG_INDEX_BITS = 32
 LOG_INDEX_MASK = (1 << LOG_INDEX_BITS) - 1
 # The cursor is stored as uint64, so an Event cursor's block must fit in the top 32 bits.
@@ -252,6 +254,8 @@ def check_cursor(
         if cursor < rules.start_time:
             return "CursorBeforeStart"
         if rules.kind == TriggerKind.Time and (cursor - rules.start_time) % rules.interval != 0:
+            return "CursorOffGrid"
+        if rules.kind == TriggerKind.Cron and cursor % CRON_GRID != 0:
             return "CursorOffGrid"
         return None
     if block_timestamp < rules.start_time:

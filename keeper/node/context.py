@@ -81,8 +81,8 @@ class NodeContext:
             if epoch_number is None
             else await self.store.epoch(epoch_number)
         )
-        if epoch is None:
-            return None
+        if epoch is None or epoch.count == 0:
+            return None  # before the first epoch, or an empty one (every keeper left)
         quorums = await self.store.quorums(epoch.epoch)
         if len(quorums) != epoch.count:
             return None

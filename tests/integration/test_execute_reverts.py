@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 from eth_utils import keccak
 
+from keeper.core.report import Report
 from tests.harness import CRON, ETHER, ZERO32, Net, cron_trigger, selector
 from tests.integration.execute_support import (
     INTERVAL,
@@ -29,6 +30,8 @@ from tests.integration.execute_support import (
 
 MAX_CHECK_AGE = 128
 EPOCH_GRACE_BLOCKS = 20
+CRON_GRID = 60  # TaskManager.CRON_GRID
+ON_CRON = selector("onCron()")
 
 
 @pytest.fixture
@@ -125,20 +128,38 @@ async def test_time_cursor_before_start_time_is_rejected(net4: Net) -> None:
     await early.executes(report=early.altered(cursor=start))
 
 
-async def test_cron_cursor_before_start_time_is_rejected(net4: Net) -> None:
-    # given a Cron job with a startTime that has just passed
-    start = await net4.timestamp() + 100
-    on_cron = selector("onCron()")
-    job_id = await net4.create_job(
-        net4.spec(CRON, cron_trigger("* * * * *"), on_cron, start_time=start)
+async def create_cron_job(net: Net, start_time: int = 0) -> int:
+    """A Cron job firing every minute, calling onCron()."""
+    return await net.create_job(
+        net.spec(CRON, cron_trigger("* * * * *"), ON_CRON, start_time=start_time)
     )
+
+
+async def test_cron_cursor_before_start_time_is_rejected(net4: Net) -> None:
+    # given a Cron job with a startTime on a whole minute that has just passed
+    start = (await net4.timestamp() + 100) // CRON_GRID * CRON_GRID + CRON_GRID
+    job_id = await create_cron_job(net4, start_time=start)
     net4.time_travel(start + 10)
-    # when a fire time before startTime is proposed
-    early = await prepare_round(net4, job_id, start - 30, on_cron)
+    # when a fire time one minute before startTime is proposed (a whole minute, and due)
+    early = await prepare_round(net4, job_id, start - CRON_GRID, ON_CRON)
     # then CursorBeforeStart
-    assert await early.rejected("CursorBeforeStart") == (start - 30, start)
+    assert await early.rejected("CursorBeforeStart") == (start - CRON_GRID, start)
     # and a fire time at startTime executes
     await early.executes(report=early.altered(cursor=start))
+
+
+@pytest.mark.parametrize("second", [1, 30, 59])
+async def test_cron_cursor_off_the_minute_grid_is_rejected(net4: Net, second: int) -> None:
+    # given a Cron job every minute, and a due cursor that is not a whole minute
+    job_id = await create_cron_job(net4)
+    start = (await net4.job(job_id))["startTime"]
+    minute = -(-start // CRON_GRID) * CRON_GRID  # its first whole minute
+    net4.time_travel(minute + CRON_GRID)
+    rnd = await prepare_round(net4, job_id, minute + second, ON_CRON)
+    # when it is submitted, then CursorOffGrid: no quorum fires a Cron job twice a minute
+    assert await rnd.rejected("CursorOffGrid") == (minute + second,)
+    # and the whole minute itself executes
+    await rnd.executes(report=rnd.altered(cursor=minute))
 
 
 async def test_cursor_beyond_uint64_is_rejected(round_: Round) -> None:
@@ -261,10 +282,12 @@ async def test_report_of_an_epoch_that_is_not_active_is_rejected(round_: Round, 
 
 
 async def test_previous_epoch_is_accepted_only_within_the_grace_period(net4: Net) -> None:
-    # given a due Time job, and a fifth keeper whose joining lets epoch 2 start at once
+    # given a due Time job, and a fifth keeper whose joining lets epoch 2 start as soon as
+    # epoch 1 is MIN_EPOCH_BLOCKS old
     job_id, start = await create_time_job(net4)
     net4.time_travel(start + INTERVAL + 5)
     await net4.register(net4.keepers[4], ETHER)
+    await net4.age_epoch()
     await net4.rotate()
     assert await net4.epoch() == 2
     _, rotation_block, *_ = await net4.registry.functions.epochState().call()
@@ -304,23 +327,63 @@ async def test_time_job_payload_must_be_its_call_data(round_: Round) -> None:
 # ------------------------------------------------------------------ job state
 
 
-async def test_paused_job_is_rejected_until_resumed(round_: Round) -> None:
-    # given the owner paused the job after the quorum signed
+async def checked_at(rnd: Round, block: int) -> Report:
+    """The round's report moved to check block `block` (to be signed again by the quorum)."""
+    block_hash = bytes((await rnd.net.w3.eth.get_block(block))["hash"])
+    return rnd.altered(checkBlock=block, checkBlockHash=block_hash)
+
+
+async def test_paused_job_rejects_reports_checked_from_the_pause_until_resumed(
+    round_: Round,
+) -> None:
+    # given the owner paused the job, and the quorum's round checked at the pause block
     net = round_.net
-    await net.tx(net.tm.functions.pause(round_.job_id), net.owner)
-    # when the round is submitted, then JobIsPaused(jobId)
-    assert await round_.rejected("JobIsPaused") == (round_.job_id,)
+    receipt = await net.tx(net.tm.functions.pause(round_.job_id), net.owner)
+    pause_block = receipt["blockNumber"]
+    assert (await net.job(round_.job_id))["haltBlock"] == pause_block
+    report = await checked_at(round_, pause_block)
+    # when the round is submitted, then JobIsPaused(jobId): the quorum could see the pause
+    assert await round_.rejected("JobIsPaused", report=report) == (round_.job_id,)
     # and once resumed the very same round executes
     await net.tx(net.tm.functions.resume(round_.job_id), net.owner)
-    await round_.executes()
+    await round_.executes(report=report)
 
 
-async def test_cancelled_job_is_rejected(round_: Round) -> None:
-    # given the owner cancelled the job (its balance refunded)
+async def test_cancelled_job_rejects_reports_checked_from_the_cancel(round_: Round) -> None:
+    # given the owner cancelled the job (its balance stays until withdrawn), and the quorum's
+    # round checked at the cancel block
     net = round_.net
-    await net.tx(net.tm.functions.cancel(round_.job_id), net.owner)
+    receipt = await net.tx(net.tm.functions.cancel(round_.job_id), net.owner)
+    cancel_block = receipt["blockNumber"]
+    assert (await net.job(round_.job_id))["haltBlock"] == cancel_block
     # when the round is submitted, then JobIsCancelled(jobId)
-    assert await round_.rejected("JobIsCancelled") == (round_.job_id,)
+    report = await checked_at(round_, cancel_block)
+    assert await round_.rejected("JobIsCancelled", report=report) == (round_.job_id,)
+    # and so is a round checked any later
+    net.mine(3)
+    later = await checked_at(round_, await net.block_number())
+    assert await round_.rejected("JobIsCancelled", report=later) == (round_.job_id,)
+
+
+@pytest.mark.parametrize(
+    ("halt", "error"), [("pause", "JobIsPaused"), ("cancel", "JobIsCancelled")]
+)
+async def test_a_round_checked_before_the_pause_or_cancel_still_executes(
+    round_: Round, halt: str, error: str
+) -> None:
+    # given the quorum signed a round at check block C, then the owner paused or cancelled the
+    # job in a later block (the signers could not have seen it)
+    net = round_.net
+    receipt = await net.tx(getattr(net.tm.functions, halt)(round_.job_id), net.owner)
+    assert round_.report.checkBlock < receipt["blockNumber"]
+    # when the round is submitted, then it executes, paid from the job's balance
+    await round_.executes()
+    # and the job's next round, checked after the halt, is refused
+    cursor = round_.report.cursor + INTERVAL
+    net.time_travel(cursor + 5)
+    nxt = await prepare_round(net, round_.job_id, cursor, ON_TIME)
+    assert nxt.report.round == 1
+    assert await nxt.rejected(error) == (round_.job_id,)
 
 
 async def test_report_for_an_unknown_job_is_rejected(round_: Round) -> None:

@@ -36,9 +36,14 @@ def all_bits(members: list[Member]) -> int:
     return (1 << len(members)) - 1
 
 
-def by_stake(rnd: Round) -> dict[int, LocalAccount]:
-    """The quorum's accounts by their stake in whole ether."""
-    return {m.stake // ETHER: rnd.net.account_of(m.address) for m in rnd.members}
+async def by_stake(rnd: Round) -> dict[int, LocalAccount]:
+    """The quorum's accounts by their registered stake in whole ether (their weights in the
+    member list are capped, so two members may weigh the same)."""
+    accounts = {}
+    for m in rnd.members:
+        stake, *_ = await rnd.net.registry.functions.keeperInfo(m.address).call()
+        accounts[stake // ETHER] = rnd.net.account_of(m.address)
+    return accounts
 
 
 # ------------------------------------------------------------------ controls
@@ -229,26 +234,52 @@ async def test_signature_recovering_to_no_address_is_rejected(round_: Round, gar
 # ------------------------------------------------------------------ stake threshold
 
 
+async def test_member_weights_are_stakes_capped_at_three_times_min_stake(round_: Round) -> None:
+    # given stakes 1, 2, 3, 4 ether and minStake 1 ether
+    net = round_.net
+    stake = await by_stake(round_)
+    weight = {m.address: m.stake for m in round_.members}
+    # then each member word weighs its stake, but 4 ether weighs only MAX_WEIGHT_MULTIPLE ether
+    assert {s: weight[a.address] // ETHER for s, a in stake.items()} == {1: 1, 2: 2, 3: 3, 4: 3}
+    assert await net.registry.functions.weightOf(4 * ETHER).call() == 3 * ETHER
+    assert await net.registry.functions.weightOf(2 * ETHER).call() == 2 * ETHER
+
+
 async def test_signed_stake_must_reach_the_threshold(round_: Round) -> None:
-    # given thresholdBps 6667 and stakes 1, 2, 3, 4 ether (total 10)
-    stake = by_stake(round_)
-    # when the members with 4 + 2 ether sign: 6 * 10000 < 10 * 6667
-    args = await round_.rejected("InsufficientStake", signers=[stake[4], stake[2]])
+    # given thresholdBps 6667 and stakes 1, 2, 3, 4 ether: weights 1, 2, 3, 3 (total 9)
+    stake = await by_stake(round_)
+    # when the members with 1 + 2 + 3 ether sign: 6 * 10000 < 9 * 6667
+    args = await round_.rejected("InsufficientStake", signers=[stake[1], stake[2], stake[3]])
     # then InsufficientStake(signed, total, thresholdBps)
-    assert args == (6 * ETHER, 10 * ETHER, 6667)
-    # and 4 + 3 ether (7 * 10000 >= 10 * 6667) executes
-    await round_.executes(signers=[stake[4], stake[3]])
+    assert args == (6 * ETHER, 9 * ETHER, 6667)
+    # and 1 + 3 + 4 ether, weighing 1 + 3 + 3 (7 * 10000 >= 9 * 6667), executes
+    await round_.executes(signers=[stake[1], stake[3], stake[4]])
 
 
-async def test_signed_stake_exactly_at_the_threshold_executes(net4: Net) -> None:
-    # given thresholdBps 7000 and stakes 1, 2, 3, 4 ether
-    rnd = await time_round(net4, threshold_bps=7000)
-    stake = by_stake(rnd)
-    # when 1 + 2 + 3 ether sign (6 * 10000 < 10 * 7000), then InsufficientStake
-    args = await rnd.rejected("InsufficientStake", signers=[stake[1], stake[2], stake[3]])
-    assert args == (6 * ETHER, 10 * ETHER, 7000)
-    # and when exactly 7 of 10 ether sign (3 + 4), signed * 10000 == total * bps: it executes
-    await rnd.executes(signers=[stake[3], stake[4]])
+async def test_signed_stake_exactly_at_the_threshold_executes(net: Net) -> None:
+    # given thresholdBps 8000 and stakes 2, 2, 3, 4 ether: weights 2, 2, 3, 3 (total 10)
+    await net.register_keepers([2 * ETHER, 2 * ETHER, 3 * ETHER, 4 * ETHER])
+    await net.rotate()
+    rnd = await time_round(net, threshold_bps=8000)
+    two_a, two_b, three, four = net.registered
+    # when 2 + 2 + 3 ether sign (7 * 10000 < 10 * 8000), then InsufficientStake
+    args = await rnd.rejected("InsufficientStake", signers=[two_a, two_b, three])
+    assert args == (7 * ETHER, 10 * ETHER, 8000)
+    # and when exactly 8 of 10 weigh in (2 + 3 + 4 capped at 3), signed * 10000 == total * bps:
+    # it executes
+    await rnd.executes(signers=[two_a, three, four])
+
+
+async def test_a_majority_of_members_must_sign_whatever_their_stake(net4: Net) -> None:
+    # given a job with the lowest thresholdBps, 5001, and stakes 1, 2, 3, 4 ether (weights 1, 2,
+    # 3, 3): the 4 and 3 ether members alone weigh 6 of 9, above the stake threshold
+    rnd = await time_round(net4, threshold_bps=5001)
+    stake = await by_stake(rnd)
+    # when only those two sign (half the members, not a majority)
+    # then TooFewSigners(signers, members)
+    assert await rnd.rejected("TooFewSigners", signers=[stake[4], stake[3]]) == (2, 4)
+    # and with a third member, a strict majority, the round executes
+    await rnd.executes(signers=[stake[4], stake[3], stake[1]])
 
 
 # ------------------------------------------------------------------ executor

@@ -16,6 +16,7 @@ from keeper.errors import ContractRevert
 from tests.harness import ETHER, TIME, Net, selector, time_trigger
 
 ACTIVE, PAUSED, CANCELLED = 1, 2, 3
+MAX_CHECK_AGE = 128  # TaskManager.MAX_CHECK_AGE: blocks between cancel and withdrawFunds
 ON_TIME = selector("onTime()")
 
 
@@ -102,15 +103,16 @@ async def test_funding_an_unknown_job_is_rejected(net: Net) -> None:
 
 
 async def test_funding_a_cancelled_job_is_rejected(net: Net) -> None:
-    # given a cancelled job
+    # given a cancelled job, its balance kept until the owner withdraws it
     job_id = await create_time_job(net)
     await net.tx(net.tm.functions.cancel(job_id), net.owner)
     held = await net.balance(net.tm.address)
+    balance = (await net.job(job_id))["balance"]
     # when / then funding it fails and no ether stays behind
     err = await reverts(net, net.tm.functions.fund(job_id), net.owner, "JobIsCancelled", value=1)
     assert err.args == (job_id,)
     assert await net.balance(net.tm.address) == held
-    assert (await net.job(job_id))["balance"] == 0
+    assert (await net.job(job_id))["balance"] == balance
 
 
 # ----------------------------------------------------------------------- pause and resume
@@ -158,22 +160,65 @@ async def test_resume_needs_a_paused_job(net: Net) -> None:
 # ----------------------------------------------------------------------- cancel
 
 
-async def test_cancel_refunds_the_whole_balance_to_the_owner(net: Net) -> None:
+async def test_cancelled_jobs_balance_is_withdrawn_after_the_delay(net: Net) -> None:
     # given a job funded by its owner and by a stranger
     job_id = await create_time_job(net, 2 * await net.required_deposit())
     await net.tx(net.tm.functions.fund(job_id), net.keepers[0], value=ETHER // 100)
-    refund = (await net.job(job_id))["balance"]
+    balance = (await net.job(job_id))["balance"]
     owner_before = await net.balance(net.owner.address)
     held = await net.balance(net.tm.address)
     # when the owner cancels it
     receipt = await net.tx(net.tm.functions.cancel(job_id), net.owner)
-    # then the owner receives the job's whole balance, less the gas of the cancel
-    assert await net.balance(net.owner.address) == owner_before + refund - gas_cost(receipt)
-    assert await net.balance(net.tm.address) == held - refund
+    # then nothing is paid out yet: the owner only paid the gas of the cancel, the job keeps
+    # its balance, and JobCancelled names the first block the balance can be withdrawn in
+    unlock = receipt["blockNumber"] + MAX_CHECK_AGE
+    assert await net.tm.functions.MAX_CHECK_AGE().call() == MAX_CHECK_AGE
     (event,) = await net.events(net.tm, "JobCancelled", receipt)
-    assert (event["args"]["jobId"], event["args"]["refund"]) == (job_id, refund)
+    assert (event["args"]["jobId"], event["args"]["unlockBlock"]) == (job_id, unlock)
+    assert await net.balance(net.owner.address) == owner_before - gas_cost(receipt)
+    assert await net.balance(net.tm.address) == held
+    job = await net.job(job_id)
+    assert (job["status"], job["balance"], job["haltBlock"]) == (
+        CANCELLED,
+        balance,
+        receipt["blockNumber"],
+    )
+    # when the owner withdraws before the unlock block, then FundsLocked(jobId, unlockBlock)
+    withdraw = net.tm.functions.withdrawFunds(job_id)
+    net.mine(unlock - 2 - await net.block_number())
+    err = await reverts(net, withdraw, net.owner, "FundsLocked")
+    assert err.args == (job_id, unlock)
+    assert (await net.job(job_id))["balance"] == balance
+    # when the owner withdraws in the unlock block, then it receives the whole balance
+    net.mine(1)
+    owner_before = await net.balance(net.owner.address)
+    receipt = await net.tx(withdraw, net.owner)
+    assert receipt["blockNumber"] == unlock
+    assert await net.balance(net.owner.address) == owner_before + balance - gas_cost(receipt)
+    assert await net.balance(net.tm.address) == held - balance
+    (event,) = await net.events(net.tm, "JobFundsWithdrawn", receipt)
+    assert dict(event["args"]) == {"jobId": job_id, "to": net.owner.address, "amount": balance}
     job = await net.job(job_id)
     assert (job["status"], job["balance"]) == (CANCELLED, 0)
+    # and only once
+    await reverts(net, withdraw, net.owner, "NothingToWithdraw")
+
+
+async def test_withdraw_funds_needs_the_owner_and_a_cancelled_job(net: Net) -> None:
+    # given an active job
+    job_id = await create_time_job(net)
+    withdraw = net.tm.functions.withdrawFunds(job_id)
+    # when the owner withdraws its balance, then JobNotCancelled(jobId)
+    err = await reverts(net, withdraw, net.owner, "JobNotCancelled")
+    assert err.args == (job_id,)
+    # and once cancelled and unlocked, a stranger cannot take it: NotJobOwner
+    await net.tx(net.tm.functions.cancel(job_id), net.owner)
+    net.mine(MAX_CHECK_AGE)
+    err = await reverts(net, withdraw, net.keepers[0], "NotJobOwner")
+    assert err.args == (net.keepers[0].address.lower(), net.owner.address.lower())
+    assert (await net.job(job_id))["balance"] > 0
+    await net.tx(withdraw, net.owner)
+    assert (await net.job(job_id))["balance"] == 0
 
 
 async def test_cancel_is_owner_only_and_final(net: Net) -> None:

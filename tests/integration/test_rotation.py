@@ -1,8 +1,9 @@
 """KeeperRegistry epochs and quorums on-chain, mirrored by keeper.core.quorum.
 
-Given keepers with stakes, when `rotate()` forms an epoch, then the quorums it emits and commits
-are exactly the ones the Python rules predict, and the keeper lifecycle (join, stake, exit,
-withdraw) reaches the next epoch and no earlier.
+Given keepers with stakes, when `rotate()` forms an epoch (armed first, then seeded by a later
+block's hash), then the quorums it emits and commits are exactly the ones the Python rules
+predict (each member weighing its stake capped at 3 * minStake), and the keeper lifecycle (join,
+stake, exit, withdraw) reaches the next epoch and no earlier.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from eth_abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
 from web3.types import TxReceipt
 
 from keeper.chain.contracts import call
@@ -22,11 +25,12 @@ from keeper.core.quorum import (
     unpack_member,
 )
 from keeper.errors import ContractRevert
-from tests.harness import ETHER, Net, make_net
+from tests.harness import ETHER, MIN_EPOCH_BLOCKS, SEED_DELAY_BLOCKS, Net, make_net
 
 TARGET = 4
 ACTIVE, EXITING, SLASHED, WITHDRAWN = 1, 2, 3, 4
 GRACE_BLOCKS = 20
+MAX_WEIGHT_MULTIPLE = 3  # KeeperRegistry.MAX_WEIGHT_MULTIPLE
 
 
 async def reverts(awaitable: Any, name: str) -> ContractRevert:
@@ -51,15 +55,25 @@ async def formed(net: Net, receipt: TxReceipt) -> tuple[int, bytes, list[list[Me
     return int(started["args"]["epoch"]), bytes(started["args"]["seed"]), quorums
 
 
+def weight(net: Net, stake: int) -> int:
+    """A member's weight in its quorum: its stake capped at MAX_WEIGHT_MULTIPLE * minStake."""
+    return min(stake, MAX_WEIGHT_MULTIPLE * net.params.min_stake)
+
+
 async def assert_epoch_matches_python(
     net: Net, receipt: TxReceipt, expected_active: dict[str, int]
 ) -> list[list[Member]]:
-    """Every on-chain fact of the new epoch equals what keeper.core.quorum computes."""
+    """Every on-chain fact of the new epoch equals what keeper.core.quorum computes, given the
+    expected active set's stakes (address -> stake)."""
     epoch, seed, quorums = await formed(net, receipt)
     assert epoch == await net.epoch()
     assert bytes(await net.registry.functions.epochSeed(epoch).call()) == seed
-    # the emitted lists are exactly compute_quorums over the expected active set
-    assert quorums == compute_quorums(seed, expected_active, TARGET)
+    # the emitted lists are exactly compute_quorums over the expected active set, each member
+    # weighing its capped stake (as the registry's weightOf says)
+    weights = {a: weight(net, stake) for a, stake in expected_active.items()}
+    for stake in set(expected_active.values()):
+        assert await net.registry.functions.weightOf(stake).call() == weight(net, stake)
+    assert quorums == compute_quorums(seed, weights, TARGET)
     count = len(quorums)
     assert count == max(1, len(expected_active) // TARGET)
     assert await net.registry.functions.quorumCount(epoch).call() == count
@@ -166,6 +180,63 @@ async def test_rotation_is_allowed_once_epoch_length_has_passed(net4: Net) -> No
     await assert_epoch_matches_python(net4, receipt, await stakes_of(net4, net4.registered))
 
 
+async def test_a_rotation_is_armed_then_seeded_by_a_later_blocks_hash(net4: Net) -> None:
+    # given epoch 1 past its due time
+    net4.time_travel((await epoch_state(net4))["dueAt"])
+    # when someone rotates, then the rotation is only armed, naming a seed block ahead
+    armed = await net4.arm_rotation(net4.keepers[2])
+    arm_block = armed["blockNumber"]
+    seed_block = arm_block + SEED_DELAY_BLOCKS
+    (event,) = await net4.events(net4.registry, "RotationArmed", armed)
+    assert (event["args"]["epoch"], event["args"]["seedBlock"]) == (2, seed_block)
+    assert not await net4.events(net4.registry, "EpochStarted", armed)
+    assert tuple(await net4.registry.functions.armedRotation().call()) == (arm_block, seed_block)
+    assert await net4.epoch() == 1
+    # and finishing it before the block after the seed block is refused: SeedNotReady
+    rotate = net4.registry.functions.rotate()
+    for _ in range(SEED_DELAY_BLOCKS):
+        assert not await net4.registry.functions.canRotate().call()
+        err = await reverts(net4.tx(rotate, net4.keepers[3]), "SeedNotReady")
+        assert err.args == (seed_block,)
+        net4.mine(1)
+    # when anyone rotates once the seed block is mined
+    assert await net4.registry.functions.canRotate().call()
+    receipt = await net4.tx(rotate, net4.keepers[3])
+    assert receipt["blockNumber"] == seed_block + 1
+    # then epoch 2 starts with seed bytes16(keccak256(abi.encode(blockhash(seedBlock), 2)))
+    seed_hash = bytes((await net4.w3.eth.get_block(seed_block))["hash"])
+    expected_seed = keccak(abi_encode(["bytes32", "uint64"], [seed_hash, 2]))[:16] + bytes(16)
+    epoch, seed, _ = await formed(net4, receipt)
+    assert (epoch, seed) == (2, expected_seed)
+    assert tuple(await net4.registry.functions.armedRotation().call()) == (0, 0)
+    await assert_epoch_matches_python(net4, receipt, await stakes_of(net4, net4.registered))
+
+
+async def test_an_armed_rotation_forms_the_set_frozen_when_it_was_armed(net4: Net) -> None:
+    # given epoch 1 past its due time and the rotation to epoch 2 armed
+    net4.time_travel((await epoch_state(net4))["dueAt"])
+    await net4.arm_rotation()
+    frozen = await stakes_of(net4, net4.registered)
+    # when a fifth keeper registers and a keeper of epoch 1 requests exit while it is armed
+    newcomer = net4.keepers[4]
+    await net4.register(newcomer, 2 * ETHER)
+    leaver = net4.registered[0]
+    receipt = await net4.tx(net4.registry.functions.requestExit(), leaver)
+    # then the leaver still serves in the armed epoch 2
+    (event,) = await net4.events(net4.registry, "ExitRequested", receipt)
+    assert event["args"]["epoch"] == 2
+    # and epoch 2 is formed from the set frozen at arm time: with the leaver, without the newcomer
+    net4.mine(SEED_DELAY_BLOCKS)
+    rotation = await net4.rotate()
+    await assert_epoch_matches_python(net4, rotation, frozen)
+    # and both changes count for the rotation after it, which may come early
+    assert (await epoch_state(net4))["setChanged"] == 1
+    await net4.age_epoch()
+    rotation = await net4.rotate()
+    after = await stakes_of(net4, [*net4.registered[1:4], newcomer])
+    await assert_epoch_matches_python(net4, rotation, after)
+
+
 async def test_no_active_keepers_means_no_epoch(net: Net) -> None:
     # given no keepers at all, then the first rotation has nothing to form
     assert not await net.registry.functions.canRotate().call()
@@ -173,13 +244,32 @@ async def test_no_active_keepers_means_no_epoch(net: Net) -> None:
     assert await net.epoch() == 0
 
 
-async def test_rotation_with_every_keeper_exiting_has_no_active_keepers(net4: Net) -> None:
+async def test_every_keeper_exiting_leads_to_an_empty_epoch_they_can_leave(net4: Net) -> None:
     # given every keeper of epoch 1 leaving
+    unbond_at = 0
     for keeper in net4.registered:
-        await net4.tx(net4.registry.functions.requestExit(), keeper)
-    # when rotating (allowed at once: the set changed), then there is no one to form a quorum
-    await reverts(net4.rotate(), "NoActiveKeepers")
-    assert await net4.epoch() == 1
+        receipt = await net4.tx(net4.registry.functions.requestExit(), keeper)
+        (event,) = await net4.events(net4.registry, "ExitRequested", receipt)
+        unbond_at = max(unbond_at, int(event["args"]["unbondAt"]))
+    # when rotating (allowed early: the set changed)
+    await net4.age_epoch()
+    receipt = await net4.rotate()
+    # then epoch 2 starts empty: no quorum is formed, so no report of epoch 2 can execute
+    (started,) = await net4.events(net4.registry, "EpochStarted", receipt)
+    assert (started["args"]["epoch"], started["args"]["quorumCount"]) == (2, 0)
+    assert not await net4.events(net4.registry, "QuorumFormed", receipt)
+    assert await net4.epoch() == 2
+    assert await net4.registry.functions.quorumCount(2).call() == 0
+    err = await reverts(call(net4.registry.functions.quorumFor(2, 1)), "NoQuorums")
+    assert err.args == (2,)
+    # and once the grace and unbonding periods are over, the last keepers withdraw their stakes
+    net4.mine(GRACE_BLOCKS)
+    net4.time_travel(max(unbond_at, await net4.timestamp() + 1))
+    for i, keeper in enumerate(net4.registered):
+        withdrawn = await net4.tx(net4.registry.functions.withdraw(), keeper)
+        (event,) = await net4.events(net4.registry, "Withdrawn", withdrawn)
+        assert event["args"]["amount"] == (i + 1) * ETHER
+    assert await net4.registry.functions.keepers().call() == []
 
 
 # ----------------------------------------------------------------------------- set changes
@@ -191,18 +281,27 @@ async def test_a_joining_keeper_enters_the_next_epoch(net4: Net) -> None:
     newcomer = net4.keepers[4]
     # when a fifth keeper registers
     await net4.register(newcomer, 5 * ETHER)
-    # then epoch 1 is unchanged and a rotation is allowed at once, from the next block
+    # then epoch 1 is unchanged
     assert await net4.quorums(1) == before
     assert bytes(await net4.registry.functions.quorumHash(1, 0).call()) == compute_quorum_hash(
         before[0]
     )
-    assert (await epoch_state(net4))["setChanged"] == 1
+    # and a rotation is allowed before epochLength, but not before epoch 1 is MIN_EPOCH_BLOCKS old
+    state = await epoch_state(net4)
+    assert state["setChanged"] == 1
+    net4.mine(state["startBlock"] + MIN_EPOCH_BLOCKS - 2 - await net4.block_number())
+    assert not await net4.registry.functions.canRotate().call()
+    await reverts(net4.arm_rotation(), "RotationNotDue")
+    net4.mine(1)
     assert await net4.registry.functions.canRotate().call()
+    armed = await net4.arm_rotation()
+    assert armed["blockNumber"] == state["startBlock"] + MIN_EPOCH_BLOCKS
+    net4.mine(SEED_DELAY_BLOCKS)
     receipt = await net4.rotate()
-    # and epoch 2 holds the newcomer with its stake, as Python predicts
+    # and epoch 2 holds the newcomer, its 5 ether weighing 3 (the cap), as Python predicts
     active = await stakes_of(net4, net4.registered)
     quorums = await assert_epoch_matches_python(net4, receipt, active)
-    assert Member(newcomer.address, 5 * ETHER) in quorums[0]
+    assert Member(newcomer.address, 3 * ETHER) in quorums[0]
     assert (await epoch_state(net4))["setChanged"] == 0
 
 
@@ -220,6 +319,7 @@ async def test_an_exiting_keeper_leaves_the_next_epoch() -> None:
     assert (info[1], info[2]) == (EXITING, 1)
     # then it stays in epoch 1's quorums but is absent from epoch 2's, which has 2 quorums of 4
     assert leaver.address in [m.address for q in await net.quorums(1) for m in q]
+    await net.age_epoch()
     rotation = await net.rotate()
     active = await stakes_of(net, [a for a in accounts if a is not leaver])
     quorums = await assert_epoch_matches_python(net, rotation, active)
@@ -236,8 +336,10 @@ async def test_added_stake_counts_from_the_next_epoch(net4: Net) -> None:
     receipt = await net4.tx(net4.registry.functions.addStake(), keeper, value=2 * ETHER)
     (event,) = await net4.events(net4.registry, "StakeAdded", receipt)
     assert (event["args"]["amount"], event["args"]["total"]) == (2 * ETHER, 3 * ETHER)
-    # then epoch 1 still snapshots 1 ether, and epoch 2 (allowed at once) snapshots 3 ether
+    # then epoch 1 still snapshots 1 ether, and epoch 2 (allowed early: the set changed)
+    # snapshots 3 ether
     assert await net4.quorums(1) == [quorum]
+    await net4.age_epoch()
     rotation = await net4.rotate()
     (new_quorum,) = await assert_epoch_matches_python(
         net4, rotation, await stakes_of(net4, net4.registered)
@@ -250,6 +352,20 @@ async def test_add_stake_needs_an_active_keeper_and_a_value(net4: Net) -> None:
     await reverts(
         net4.tx(net4.registry.functions.addStake(), net4.keepers[6], value=ETHER), "NotActive"
     )
+
+
+async def test_add_stake_needs_at_least_a_tenth_of_min_stake(net4: Net) -> None:
+    # given keeper 0 (stake 1 ether) and minStake 1 ether
+    keeper = net4.registered[0]
+    least = net4.params.min_stake // 10
+    # when it adds just under a tenth of minStake, then StakeIncreaseTooSmall(amount, min)
+    add = net4.registry.functions.addStake()
+    err = await reverts(net4.tx(add, keeper, value=least - 1), "StakeIncreaseTooSmall")
+    assert err.args == (least - 1, least)
+    # and exactly a tenth is added
+    receipt = await net4.tx(add, keeper, value=least)
+    (event,) = await net4.events(net4.registry, "StakeAdded", receipt)
+    assert event["args"]["total"] == ETHER + least
 
 
 # ----------------------------------------------------------------------------- withdraw
@@ -268,7 +384,9 @@ async def test_withdraw_waits_for_rotation_grace_and_unbonding(net4: Net) -> Non
     # when it withdraws before a rotation, then it is still in a quorum
     err = await reverts(net4.tx(withdraw, keeper), "StillInQuorum")
     assert err.args == (keeper.address.lower(), 1)
-    # and right after the rotation, reports of epoch 1 may still execute (grace)
+    # and right after the rotation (allowed early: the set changed), reports of epoch 1 may
+    # still execute (grace)
+    await net4.age_epoch()
     await net4.rotate()
     start_block = (await epoch_state(net4))["startBlock"]
     await reverts(net4.tx(withdraw, keeper), "StillInQuorum")
@@ -299,6 +417,7 @@ async def test_a_withdrawn_keeper_may_register_again(net4: Net) -> None:
     keeper = net4.registered[0]
     receipt = await net4.tx(net4.registry.functions.requestExit(), keeper)
     (event,) = await net4.events(net4.registry, "ExitRequested", receipt)
+    await net4.age_epoch()
     await net4.rotate()
     net4.mine(GRACE_BLOCKS + 1)
     net4.time_travel(max(int(event["args"]["unbondAt"]), await net4.timestamp() + 1))
@@ -307,6 +426,7 @@ async def test_a_withdrawn_keeper_may_register_again(net4: Net) -> None:
     await net4.tx(net4.registry.functions.register("http://10.0.0.1:9000"), keeper, value=ETHER)
     info = await net4.registry.functions.keeperInfo(keeper.address).call()
     assert (info[0], info[1], info[2], info[3]) == (ETHER, ACTIVE, 0, 0)
+    await net4.age_epoch()
     rotation = await net4.rotate()
     (quorum,) = await assert_epoch_matches_python(
         net4, rotation, await stakes_of(net4, net4.registered)

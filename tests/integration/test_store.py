@@ -258,9 +258,19 @@ def created(job_id: int, block: int, index: int, kind: int, trigger: bytes) -> C
         "startTime": 0,
         "endTime": 0,
         "maxExecutions": 0,
+        "maxGasPrice": 0,
     }
+    forwarder = "0x" + "66" * 19 + f"{job_id:02x}"  # each job calls through its own forwarder
     return event(
-        "JobCreated", block, index, jobId=job_id, owner=OTHER, kind=kind, spec=spec, deposit=10**18
+        "JobCreated",
+        block,
+        index,
+        jobId=job_id,
+        owner=OTHER,
+        kind=kind,
+        spec=spec,
+        deposit=10**18,
+        forwarder=forwarder,
     )
 
 
@@ -346,9 +356,11 @@ async def test_rollback_restores_the_folded_state_before_the_orphaned_blocks(
     await store.save_round(2, 0, "submitted", 11, {"tx": "0x02"})
     assert await store.round_state(2, 0) == ("submitted", 9, {"tx": "0x02"})
     # and the new branch folds on top of the surviving state
-    fork = [event("JobCancelled", 4, 0, jobId=1, refund=10**18)]
+    fork = [event("JobCancelled", 4, 0, jobId=1, unlockBlock=4 + 128)]
     await store.apply_blocks(headers(4, 4, "fork"), fork)
-    assert (await store.job(1)).status == JobStatus.Cancelled  # type: ignore[union-attr]
+    cancelled = await store.job(1)
+    assert cancelled is not None and cancelled.status == JobStatus.Cancelled
+    assert cancelled.balance == 10**18  # kept until withdrawFunds
     assert await store.head() == (4, block_hash(4, "fork"))
     await store.close()
 

@@ -224,7 +224,10 @@ def test_cron_cursor_with_any_schedule_is_the_newest_due_fire(
     assert cursor == (due[-1] if due else None)
     if cursor is not None:
         job = rules(TriggerKind.Cron, start_time=start, last_cursor=last, end_time=end)
-        assert check_cursor(job, cursor, 1, now) is None
+        # (real cron fires on whole minutes; this schedule may not, and the contract's grid
+        # refuses those)
+        expected = None if cursor % 60 == 0 else "CursorOffGrid"
+        assert check_cursor(job, cursor, 1, now) == expected
 
 
 def test_cron_cursor_search_is_bounded() -> None:
@@ -250,6 +253,15 @@ def test_cron_cursor_search_is_bounded() -> None:
 def test_cron_cursor_rejects_a_schedule_that_does_not_move_forward() -> None:
     with pytest.raises(ValueError):
         compute_cron_cursor(lambda after: after, 0, 1_000, 0)
+
+
+def test_a_cron_cursor_off_the_minute_grid_is_refused_as_the_contract_does() -> None:
+    # a byzantine quorum cannot fire a Cron job twice in one minute: fire times are whole
+    # minutes on-chain (TaskManager.CRON_GRID), and check_cursor names the same revert
+    job = rules(TriggerKind.Cron, last_cursor=1_800_000_000)
+    assert check_cursor(job, 1_800_000_060, 1, 1_800_000_100) is None
+    assert check_cursor(job, 1_800_000_030, 1, 1_800_000_100) == "CursorOffGrid"
+    assert check_cursor(job, 1_800_000_061, 1, 1_800_000_100) == "CursorOffGrid"
 
 
 def test_cron_cursor_respects_end_time() -> None:
@@ -462,7 +474,8 @@ def test_job_with_all_executions_done_is_inactive(kind: TriggerKind) -> None:
         (rules(TriggerKind.Time), T0 - 60, 10, T0 + 60, "CursorBeforeStart"),
         (rules(TriggerKind.Time), T0 + 61, 10, T0 + 100, "CursorOffGrid"),
         (rules(TriggerKind.Time), T0 + 120, 10, T0 + 120, None),
-        (rules(TriggerKind.Cron), T0 + 61, 10, T0 + 100, None),
+        (rules(TriggerKind.Cron), T0 + 40, 10, T0 + 100, None),  # a whole minute
+        (rules(TriggerKind.Cron), T0 + 61, 10, T0 + 100, "CursorOffGrid"),
         (rules(TriggerKind.Cron), T0 - 1, 10, T0 + 100, "CursorBeforeStart"),
         (rules(TriggerKind.Cron), T0 + 101, 10, T0 + 100, "CursorInFuture"),
         # Event / Condition: the executing block's time against the window first
