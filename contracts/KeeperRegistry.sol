@@ -4,10 +4,23 @@ pragma solidity ^0.8.24;
 import {Address} from "@openzeppelin/contracts/utils/Address.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 
+/// @notice Where the quorum commitments of each epoch are kept: the TaskManager, which reads
+///         them on every execution from its own storage rather than through a call to here.
+interface IQuorumBook {
+    /// @notice Records a new epoch's header and its quorums' hashes (registry only).
+    function recordEpoch(uint64 epoch, uint48 startBlock, bytes16 seed, bytes32[] calldata quorumHashes)
+        external;
+
+    /// @notice The committed hash of a quorum's member words.
+    function quorumHash(uint64 epoch, uint16 quorum) external view returns (bytes32);
+}
+
 /// @title KeeperRegistry
 /// @notice Stake, keeper set, epochs and stake-weighted quorums of the keeper network.
 /// @dev Quorums are committed by hash only; the member lists travel in `QuorumFormed` logs and in
 ///      `TaskManager.execute` calldata, which is far cheaper than reading members from storage.
+///      The hashes (and the epoch header) are pushed to the TaskManager when an epoch starts, so
+///      an execution reads them there without calling this contract.
 ///      A member word is `address << 96 | stake` (stake snapshotted at rotation, as uint96).
 contract KeeperRegistry is ReentrancyGuardTransient {
     /// @notice Lifecycle of a keeper. `Withdrawn` keepers may register again; `Slashed` ones may not.
@@ -87,7 +100,6 @@ contract KeeperRegistry is ReentrancyGuardTransient {
     address[] private _keeperList;
     mapping(uint64 epoch => bytes32) private _epochSeed;
     mapping(uint64 epoch => uint16) private _epochCount;
-    mapping(uint64 epoch => mapping(uint16 quorum => bytes32)) private _quorumHash;
 
     event KeeperRegistered(address indexed keeper, uint256 stake, string endpoint);
     event StakeAdded(address indexed keeper, uint256 amount, uint256 total);
@@ -126,6 +138,7 @@ contract KeeperRegistry is ReentrancyGuardTransient {
     error EpochNotActive(uint64 epoch, uint64 currentEpoch);
     error UnknownEpoch(uint64 epoch);
     error QuorumOutOfRange(uint16 quorum, uint16 count);
+    error TaskManagerNotSet();
 
     /// @param minStake_ smallest stake that makes a keeper eligible for quorums
     /// @param unbondingPeriod_ seconds between `requestExit` and `withdraw`
@@ -284,6 +297,8 @@ contract KeeperRegistry is ReentrancyGuardTransient {
             return;
         }
         if (block.number <= t.seedBlock) revert SeedNotReady(t.seedBlock);
+        address book = taskManager;
+        if (book == address(0)) revert TaskManagerNotSet();
         bytes32 seedHash = blockhash(t.seedBlock);
         if (seedHash == bytes32(0)) {
             _arm(epoch);
@@ -307,7 +322,12 @@ contract KeeperRegistry is ReentrancyGuardTransient {
         _epochSeed[epoch] = seed;
         _epochCount[epoch] = uint16(q);
         emit EpochStarted(epoch, seed, uint16(q));
-        if (q == 0) return; // nobody active: an empty epoch, so the last keepers can leave
+        bytes32[] memory hashes = new bytes32[](q);
+        if (q == 0) {
+            // nobody active: an empty epoch, so the last keepers can leave
+            IQuorumBook(book).recordEpoch(epoch, uint48(block.number), bytes16(seed), hashes);
+            return;
+        }
 
         uint256[] memory order = new uint256[](k);
         for (uint256 i = 0; i < k; ++i) {
@@ -329,9 +349,10 @@ contract KeeperRegistry is ReentrancyGuardTransient {
             assembly ("memory-safe") {
                 quorumWords := words
             }
-            _quorumHash[epoch][uint16(j)] = keccak256(abi.encodePacked(quorumWords));
+            hashes[j] = keccak256(abi.encodePacked(quorumWords));
             emit QuorumFormed(epoch, uint16(j), quorumWords);
         }
+        IQuorumBook(book).recordEpoch(epoch, uint48(block.number), bytes16(seed), hashes);
     }
 
     // ------------------------------------------------------------------ views
@@ -383,7 +404,7 @@ contract KeeperRegistry is ReentrancyGuardTransient {
         uint16 count = _epochCount[epoch];
         if (count == 0) revert UnknownEpoch(epoch);
         if (quorum >= count) revert QuorumOutOfRange(quorum, count);
-        return _quorumHash[epoch][quorum];
+        return IQuorumBook(taskManager).quorumHash(epoch, quorum);
     }
 
     /// @notice The quorum that serves `jobId` in `epoch`: keccak256(abi.encode(seed, jobId)) % count.
@@ -408,7 +429,7 @@ contract KeeperRegistry is ReentrancyGuardTransient {
         }
         if (count == 0) revert NoQuorums(epoch);
         quorum = uint16(uint256(keccak256(abi.encode(seed, jobId))) % count);
-        hash = _quorumHash[epoch][quorum];
+        hash = IQuorumBook(taskManager).quorumHash(epoch, quorum);
     }
 
     function keeperInfo(address keeper)

@@ -6,7 +6,7 @@ import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/Reentrancy
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {IForwarderDeployer, JobForwarder} from "./JobForwarder.sol";
-import {KeeperRegistry} from "./KeeperRegistry.sol";
+import {IQuorumBook, KeeperRegistry} from "./KeeperRegistry.sol";
 
 /// @title TaskManager
 /// @notice Jobs (registration, funding, validation), threshold-signed execution and billing.
@@ -15,7 +15,7 @@ import {KeeperRegistry} from "./KeeperRegistry.sol";
 ///      Each job calls its target through its own JobForwarder, never from this contract, so a
 ///      target can tell its own job's calls from anyone else's and no job borrows the
 ///      TaskManager's address (which the registry trusts to slash).
-contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer {
+contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQuorumBook {
     enum TriggerKind {
         Time,
         Cron,
@@ -99,6 +99,15 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer {
         address target; // read by views only: executions reach it through the forwarder
     }
 
+    /// @dev An epoch as `execute` needs it, in one slot; the registry pushes it when the epoch
+    ///      starts. The seed is KeeperRegistry.epochSeed's top 128 bits.
+    struct EpochHeader {
+        uint64 epoch;
+        uint48 startBlock;
+        uint16 count;
+        bytes16 seed;
+    }
+
     /// @notice Everything about a job in one value, for clients.
     struct JobView {
         address owner;
@@ -138,6 +147,9 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer {
     /// @notice Cron fire times are whole minutes: no quorum can fire a Cron job more often.
     uint64 public constant CRON_GRID = 60;
     uint256 public constant MAX_MEMBERS = 256; // one bit each in signerBitmap
+    /// @notice Blocks after a rotation during which reports of the previous epoch stay valid
+    ///         (KeeperRegistry.EPOCH_GRACE_BLOCKS).
+    uint64 public constant EPOCH_GRACE_BLOCKS = 20;
     /// @notice Gas reserved for the work after the target returns (payment, event).
     uint256 public constant POST_CALL_GAS = 30_000;
     /// @notice Gas billed on top of what `execute` measures: the transaction base and calldata.
@@ -170,6 +182,9 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer {
     /// @notice How many jobs an account has created: the salt of its next job's forwarder.
     mapping(address owner => uint256) public forwarderNonce;
     mapping(uint256 jobId => address) private _pendingOwner;
+    EpochHeader private _epochNow;
+    EpochHeader private _epochBefore; // for reports of the previous epoch, within the grace period
+    mapping(uint64 epoch => mapping(uint16 quorum => bytes32)) private _quorumHash;
     /// @dev The target of the forwarder being deployed, for its constructor; empty otherwise.
     address private transient _deployingTarget;
 
@@ -245,7 +260,9 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer {
     error CursorMismatch(uint256 cursor, uint64 checkBlock);
     error LogNotConfirmed(uint256 logBlock, uint64 checkBlock, uint64 confirmations);
     error ConditionTooSoon(uint256 cursor, uint64 lastCursor, uint64 minInterval);
-    error EpochNotActive(uint64 epoch, uint64 currentEpoch); // raised by KeeperRegistry.quorumFor
+    error EpochNotActive(uint64 epoch, uint64 currentEpoch);
+    error NoQuorums(uint64 epoch);
+    error NotRegistry(address caller);
     error JobNotInQuorum(uint256 jobId, uint16 quorum);
     error QuorumMismatch();
     error TooManyMembers(uint256 count);
@@ -408,6 +425,25 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer {
         job.owner = msg.sender;
         delete _pendingOwner[jobId];
         emit JobOwnershipTransferred(jobId, previous, msg.sender);
+    }
+
+    // ------------------------------------------------------------------ epochs
+
+    /// @inheritdoc IQuorumBook
+    function recordEpoch(uint64 epoch, uint48 startBlock, bytes16 seed, bytes32[] calldata quorumHashes)
+        external
+    {
+        if (msg.sender != address(registry)) revert NotRegistry(msg.sender);
+        _epochBefore = _epochNow;
+        _epochNow = EpochHeader({epoch: epoch, startBlock: startBlock, count: uint16(quorumHashes.length), seed: seed});
+        for (uint256 q = 0; q < quorumHashes.length; ++q) {
+            _quorumHash[epoch][uint16(q)] = quorumHashes[q];
+        }
+    }
+
+    /// @inheritdoc IQuorumBook
+    function quorumHash(uint64 epoch, uint16 quorum) external view returns (bytes32) {
+        return _quorumHash[epoch][quorum];
     }
 
     /// @notice Read by a forwarder's constructor: the target it will call.
@@ -721,14 +757,15 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer {
     ) private view {
         uint256 n = members.length;
         if (n > MAX_MEMBERS) revert TooManyMembers(n);
-        (uint16 quorum, bytes32 committed) = registry.quorumFor(report.epoch, report.jobId);
+        (uint16 quorum, uint16 quorums) = _quorumOf(report.epoch, report.jobId);
+        bytes32 committed = _quorumHash[report.epoch][quorum];
         bytes32 membersHash;
         assembly ("memory-safe") {
             let ptr := mload(0x40)
             calldatacopy(ptr, members.offset, mul(n, 0x20))
             membersHash := keccak256(ptr, mul(n, 0x20))
         }
-        if (membersHash != committed) _revertQuorumMismatch(report, membersHash, quorum);
+        if (membersHash != committed) _revertQuorumMismatch(report, membersHash, quorum, quorums);
         if (n < 256 && bitmap >> n != 0) revert BitmapOutOfRange();
         uint256 count = _popcount(bitmap);
         // A majority of members by count as well as the stake threshold: no single large
@@ -773,11 +810,29 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer {
         }
     }
 
+    /// @dev The quorum serving `jobId` in `epoch` (current, or previous within the grace period)
+    ///      and the epoch's quorum count: keccak256(abi.encode(seed, jobId)) % count, as
+    ///      KeeperRegistry.quorumOf computes it.
+    function _quorumOf(uint64 epoch, uint256 jobId) private view returns (uint16 quorum, uint16 count) {
+        EpochHeader memory h = _epochNow;
+        if (epoch != h.epoch || epoch == 0) {
+            if (epoch == 0 || epoch + 1 != h.epoch || block.number > uint256(h.startBlock) + EPOCH_GRACE_BLOCKS) {
+                revert EpochNotActive(epoch, h.epoch);
+            }
+            h = _epochBefore;
+        }
+        count = h.count;
+        if (count == 0) revert NoQuorums(epoch);
+        quorum = uint16(uint256(keccak256(abi.encode(bytes32(h.seed), jobId))) % count);
+    }
+
     /// @dev Failure path only: tells a member list of another quorum from a tampered one.
-    function _revertQuorumMismatch(Report calldata report, bytes32 membersHash, uint16 quorum) private view {
-        uint16 count = registry.quorumCount(report.epoch);
+    function _revertQuorumMismatch(Report calldata report, bytes32 membersHash, uint16 quorum, uint16 count)
+        private
+        view
+    {
         for (uint16 q = 0; q < count; ++q) {
-            if (q != quorum && registry.quorumHash(report.epoch, q) == membersHash) {
+            if (q != quorum && _quorumHash[report.epoch][q] == membersHash) {
                 revert JobNotInQuorum(report.jobId, q);
             }
         }

@@ -238,9 +238,12 @@ def start_cluster(
             key=accounts[0],
         )
         cluster.deployment = Deployment.load(deployment_file)
+        # Every keeper registers before any runs: the first rotation freezes the set when it
+        # is armed, and a keeper registered after that waits a whole early-rotation spacing.
         for i, stake in enumerate(stakes):
             cluster.register(i, stake)
-            if start:
+        if start:
+            for i in range(len(stakes)):
                 cluster.start(i)
     except BaseException:
         cluster.stop_all()  # the keepers already started, then anvil

@@ -45,6 +45,7 @@ async def test_backup_executes_when_the_leader_is_killed(cluster: Cluster) -> No
         0,
         0,
         0,
+        0,
     )
     deposit = 20 * int(await tm.functions.requiredDeposit(200_000, 0).call())
     receipt = await cluster.owner_tx(w3, tm.functions.createJob(spec), value=deposit)

@@ -84,6 +84,7 @@ async def _scenario(cluster: Cluster, proxy: TcpProxy, http: aiohttp.ClientSessi
         0,
         0,
         0,
+        0,
     )
     deposit = 30 * int(await tm.functions.requiredDeposit(200_000, 0).call())
     receipt = await cluster.owner_tx(w3, tm.functions.createJob(spec), value=deposit)

@@ -241,6 +241,23 @@ async def test_a_keeper_cannot_raise_its_weight_once_the_seed_is_public(net4: Ne
     assert (await info(net4, keeper))[0] == stake_before + 2 * ETHER
 
 
+async def test_only_the_registry_records_quorums_in_the_task_manager(net4: Net) -> None:
+    # execute reads the quorum commitments from the TaskManager's own storage (no call to the
+    # registry per execution); whoever could write them would choose who signs every job
+    stranger = net4.keepers[5]
+    fake = keccak(b"my own quorum")
+    err = await reverts(
+        net4.tx(net4.tm.functions.recordEpoch(2, 1, bytes(16), [fake]), stranger),
+        "NotRegistry",
+    )
+    assert str(err.args[0]).lower() == stranger.address.lower()
+    # and the commitments it holds are the registry's, epoch by epoch
+    (members,) = await net4.quorums(1)
+    committed = bytes(await net4.tm.functions.quorumHash(1, 0).call())
+    assert committed == keccak(b"".join(m.word for m in members))
+    assert bytes(await net4.registry.functions.quorumHash(1, 0).call()) == committed
+
+
 async def test_a_withheld_finish_cannot_seed_an_epoch_with_a_forgotten_block_hash(
     net4: Net,
 ) -> None:
