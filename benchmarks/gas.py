@@ -352,11 +352,12 @@ def limit_lines(seven: dict[str, Any]) -> list[str]:
         "",
         f"{new:,} against {PREVIOUS_OVERHEAD_7:,}: {rise:+,}. {verdict} The forwarder hop "
         f"alone is {seven['hop']:,}; the other {rise - seven['hop']:+,} are v2's other changes "
-        "to the `execute` path (among them the canonical-calldata length check, the majority "
-        "count, the halt-block and gas-price bounds, the balance read again after the call, and "
-        "the forwarder's calldata, a 32-byte gas word ahead of the payload), with calldata "
-        "differing by a few dozen gas from run to run with the zero bytes of signatures and "
-        "hashes. The two figures are "
+        "to the `execute` path: the quorum commitments now live in the TaskManager, which saves "
+        "the call to the registry (a cold account and a call, about 3,700), against the "
+        "canonical-calldata length check, the majority count, the halt-block and gas-price "
+        "bounds, the balance read again after the call, and the forwarder's calldata (a 32-byte "
+        "gas word ahead of the payload); calldata differs by a few dozen gas from run to run "
+        "with the zero bytes of signatures and hashes. The two figures are "
         f"not quite one definition: {PREVIOUS}'s overhead subtracted `JobExecuted.gasUsed`, "
         f"which held {PREVIOUS_MEASURE_EXCESS} gas of TaskManager's own opcodes besides the "
         "target (the target-gas definition above, run against that commit's contracts, gives "
@@ -519,11 +520,13 @@ def render(
         "",
         f"The arm is a transaction of its own: 21,000 base + {arm - TX_BASE_GAS:,} for its "
         "checks, its write of the timing slot and `RotationArmed`. The finish alone costs more "
-        f"than {PREVIOUS}'s one call by, per keeper, {per_keeper}: mostly one cold slot read "
-        "(2,100) "
-        "per keeper, since forming the frozen set reads each keeper's `registeredBlock`, which "
-        "lies in the second slot of its record. The finish varies by up to about 1% from run "
-        "to run: the seed (a block hash) decides the sort's swaps.",
+        f"than {PREVIOUS}'s one call by, per keeper, {per_keeper}: one cold slot read "
+        "(2,100) per keeper, since forming the frozen set reads each keeper's "
+        "`registeredBlock`, which lies in the second slot of its record, and the hand-over of "
+        "the epoch to the TaskManager (`recordEpoch`: a call, two header slots and one slot "
+        "per quorum, which the registry no longer writes itself), a fixed cost that weighs "
+        "most at 8 keepers. The finish varies by up to about 1% from run to run: the seed (a "
+        "block hash) decides the sort's swaps.",
         "",
         END,
     ]
