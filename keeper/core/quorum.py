@@ -65,22 +65,33 @@ def compute_sort_key(seed: bytes, keeper: str) -> int:
     return ((h >> 160) << 160) | int(keeper, 16)
 
 
-def compute_quorums(seed: bytes, active: Mapping[str, int], target_size: int) -> list[list[Member]]:
-    """The quorums `rotate()` forms from the active keepers (address -> stake).
+def compute_quorums(
+    seed: bytes, active: Mapping[str, int], target_size: int, weight_cap: int | None = None
+) -> list[list[Member]]:
+    """The quorums `rotate()` forms from the frozen set (address -> stake).
 
     Keepers are ordered by their sort key and dealt round-robin into max(1, K // target)
-    quorums; each quorum is sorted by address.
+    quorums; each quorum is sorted by address. A member's weight is its stake, capped at
+    `weight_cap` (the registry's MAX_WEIGHT_MULTIPLE * minStake) when given. An empty set forms
+    no quorum (the registry's empty epoch).
     """
     if not active:
-        raise ValueError("no active keepers")
+        return []
     order = sorted(active, key=lambda a: compute_sort_key(seed, a))
     count = max(1, len(order) // target_size)
     quorums: list[list[Member]] = []
     for j in range(count):
         chosen = order[j::count]
-        members = [Member(checksum_address(a), active[a]) for a in chosen]
+        members = [
+            Member(checksum_address(a), compute_weight(active[a], weight_cap)) for a in chosen
+        ]
         quorums.append(sorted(members, key=lambda m: int(m.address, 16)))
     return quorums
+
+
+def compute_weight(stake: int, weight_cap: int | None) -> int:
+    """KeeperRegistry.weightOf: the stake, capped (one large stake cannot outvote a quorum)."""
+    return stake if weight_cap is None else min(stake, weight_cap)
 
 
 def compute_total_stake(members: Iterable[Member]) -> int:

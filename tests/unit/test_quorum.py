@@ -88,9 +88,17 @@ def test_quorums_deal_the_seed_order_round_robin(
     assert [index[a] for a in order] == [i % len(quorums) for i in range(len(order))]
 
 
-def test_quorums_need_an_active_keeper() -> None:
-    with pytest.raises(ValueError):
-        compute_quorums(b"\x00" * 32, {}, 4)
+def test_an_empty_set_forms_no_quorum() -> None:
+    # the registry's empty epoch: nobody left, no quorum, the last keepers can withdraw
+    assert compute_quorums(b"\x00" * 32, {}, 4) == []
+
+
+def test_weights_are_stakes_capped_as_the_registry_caps_them() -> None:
+    stakes = {f"0x{i:040x}": s for i, s in enumerate((10, 1, 1, 1), start=1)}
+    (quorum,) = compute_quorums(b"\x01" * 32, stakes, 4, weight_cap=3)
+    assert sorted(m.stake for m in quorum) == [1, 1, 1, 3]
+    (uncapped,) = compute_quorums(b"\x01" * 32, stakes, 4)
+    assert sorted(m.stake for m in uncapped) == [1, 1, 1, 10]
 
 
 @given(seed=seeds, keeper=addresses)
