@@ -58,6 +58,9 @@ HEADER = """\
 # on purpose), and node_modules is filtered out. Slither sees no call made in inline assembly,
 # and builds no IR for OpenZeppelin's ReentrancyGuardTransient internals (a note in its output;
 # its reentrancy detectors know the nonReentrant modifier by name).
+# A line starting with "~" is a finding slither reports on some runs and not others (its
+# timestamp taint analysis is not deterministic, even with PYTHONHASHSEED fixed): accepted when
+# reported, not stale when not.
 """
 
 IR_FAILURE = re.compile(r"Impossible to generate IR for (\S+) \((\S+?)#")
@@ -68,6 +71,9 @@ class Triage:
     reasons: dict[str, str] = field(default_factory=dict)  # key -> reason
     excluded: dict[str, str] = field(default_factory=dict)  # detector -> reason
     lines: dict[str, int] = field(default_factory=dict)  # key or "exclude <detector>" -> line
+    # keys slither reports on some runs only (its taint analysis is not deterministic): a
+    # line starting with "~" is accepted when present and not stale when absent
+    intermittent: set[str] = field(default_factory=set)
     problems: list[str] = field(default_factory=list)
 
 
@@ -98,7 +104,8 @@ def parse_triage(path: Path) -> Triage:
         if not line or line.startswith("#"):
             continue
         where = f"{shown(path)}:{number}"
-        key, sep, reason = (part.strip() for part in line.partition("|"))
+        sometimes = line.startswith("~")
+        key, sep, reason = (part.strip() for part in line.removeprefix("~").partition("|"))
         key = " ".join(key.split())
         if not sep or not key:
             triage.problems.append(f"{where}: expected '<key> | <reason>': {line}")
@@ -120,6 +127,8 @@ def parse_triage(path: Path) -> Triage:
             triage.problems.append(f"{where}: expected '<detector> <Contract.element> | <reason>'")
         else:
             triage.reasons[key] = reason
+            if sometimes:
+                triage.intermittent.add(key)
     return triage
 
 
@@ -197,11 +206,14 @@ def draft(findings: dict[str, Finding], triage: Triage, with_descriptions: bool)
         out.append(f"exclude {detector} | {reason}")
     if triage.excluded:
         out.append("")
-    for key, finding in findings.items():
-        if with_descriptions:
+    keys = sorted(set(findings) | triage.intermittent)
+    for key in keys:
+        finding = findings.get(key)
+        if with_descriptions and finding is not None:
             out.append(f"# [{finding.impact}/{finding.confidence}]")
             out.extend(indented(d, "#   ") for d in finding.descriptions)
-        out.append(f"{key} | {triage.reasons.get(key, TODO)}")
+        mark = "~ " if key in triage.intermittent else ""
+        out.append(f"{mark}{key} | {triage.reasons.get(key, TODO)}")
         if with_descriptions:
             out.append("")
     return "\n".join(out).rstrip("\n") + "\n"
@@ -237,7 +249,7 @@ def main() -> int:
         sys.stdout.write(draft(findings, triage, with_descriptions=True))
         return 0
     if args.update:
-        dropped = sorted(set(triage.reasons) - set(findings))
+        dropped = sorted(set(triage.reasons) - set(findings) - triage.intermittent)
         triage_path.write_text(draft(findings, triage, with_descriptions=False), encoding="utf-8")
         for key in dropped:
             say(f"slither: dropped stale: {key}")
@@ -266,7 +278,9 @@ def main() -> int:
         say(f"\nuntriaged: {finding.key}  [{finding.impact}/{finding.confidence}]")
         for description in finding.descriptions:
             say(indented(description, "    "))
-    stale = sorted(set(triage.reasons) - set(findings), key=lambda k: triage.lines[k])
+    stale = sorted(
+        set(triage.reasons) - set(findings) - triage.intermittent, key=lambda k: triage.lines[k]
+    )
     for key in stale:
         line = triage.lines[key]
         why = "its detector is excluded" if key.split()[0] in triage.excluded else "no such finding"
