@@ -256,11 +256,14 @@ def _settings(args: argparse.Namespace) -> Any:
 
 
 def _configure_logging(level: str) -> None:
+    from keeper.monitor.logs import LOG_FORMAT, install_redaction
+
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        format=LOG_FORMAT,
         stream=sys.stderr,
     )
+    install_redaction()  # no log line carries an RPC URL's path, query or user info
     # Their INFO lines are per request / per job run: noise next to the node's own events.
     # web3's WebSocket provider also names the whole URL (a hosted RPC's API key) on every
     # connect; keeper.chain.heads says what matters without it.
@@ -345,7 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return asyncio.run(COMMANDS[args.command](args))
     except KeeperError as exc:
-        print(f"keeper: error: {exc}", file=sys.stderr)
+        from keeper.core.redact import redact_urls
+
+        print(f"keeper: error: {redact_urls(str(exc))}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

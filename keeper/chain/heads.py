@@ -11,23 +11,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from urllib.parse import urlsplit
 
 from hexbytes import HexBytes
 from web3 import AsyncWeb3, WebSocketProvider
 
 from keeper.chain.follower import Header
+from keeper.core.redact import redact_url
 
 log = logging.getLogger(__name__)
 
 RETRY_FIRST = 1.0
 RETRY_MAX = 30.0
-
-
-def describe_url(url: str) -> str:
-    """scheme://host:port only: a hosted RPC's path or user info may hold an API key."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
 
 
 def parse_head(result: object) -> Header | None:
@@ -67,7 +61,7 @@ class HeadWatcher:
     async def run(self) -> None:
         """Runs until cancelled; never raises otherwise."""
         delay = self._retry_first
-        where = describe_url(self._url)
+        where = redact_url(self._url)  # a hosted RPC's path or user info may hold an API key
         failing = False
         while True:
             try:

@@ -13,6 +13,7 @@ from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3._utils.http_session_manager import HTTPSessionManager
 from web3.exceptions import ProviderConnectionError, TimeExhausted, Web3RPCError
 
+from keeper.core.redact import redact_urls
 from keeper.errors import RpcUnavailable
 
 TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
@@ -28,17 +29,20 @@ TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
 @asynccontextmanager
 async def rpc_guard(operation: str) -> AsyncIterator[None]:
     """Turns transport failures inside the block into RpcUnavailable (contract reverts and
-    other errors pass through untouched)."""
+    other errors pass through untouched). The message names no URL's path, query or user info:
+    that is where hosted providers put the API key, and transport errors quote the URL."""
     try:
         yield
     except RpcUnavailable:
         raise
     except TRANSPORT_ERRORS as exc:
-        raise RpcUnavailable(f"{operation}: RPC unreachable ({type(exc).__name__}: {exc})") from exc
+        raise RpcUnavailable(
+            redact_urls(f"{operation}: RPC unreachable ({type(exc).__name__}: {exc})")
+        ) from exc
     except Web3RPCError as exc:
         message = str(exc)
         if "timeout" in message.lower() or "unavailable" in message.lower():
-            raise RpcUnavailable(f"{operation}: {message}") from exc
+            raise RpcUnavailable(redact_urls(f"{operation}: {message}")) from exc
         raise
 
 

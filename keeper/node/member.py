@@ -161,17 +161,8 @@ class MemberService:
             raise _reject(422, "Stale", f"message from block {req.sent_block}, head is {head}")
         if report.executor.lower() != req.sender.lower():
             raise _reject(422, "ExecutorMismatch", "the report's executor is not the sender")
-        synced_ms = 0.0
-        if report.checkBlock > head:
-            head = await self._sync_now(report.checkBlock)
-            synced_ms = (time.monotonic() - began) * 1000
-            if report.checkBlock > head:
-                raise _reject(425, "TooEarly", f"not synced to block {report.checkBlock} yet")
-        if not head - MAX_CHECK_AGE <= report.checkBlock:
-            raise _reject(422, "StaleCheckBlock", f"check block {report.checkBlock} is too old")
-        if not head <= report.deadline <= report.checkBlock + MAX_CHECK_AGE:
-            raise _reject(422, "BadDeadline", f"deadline {report.deadline} out of range")
-
+        # Who is asking is settled from the store before any RPC work: a stranger's request
+        # never makes this node sync (spend its RPC quota) towards a check block it names.
         job = await store.job(report.jobId)
         if job is None:
             raise _reject(404, "UnknownJob", f"job {report.jobId} is unknown")
@@ -184,6 +175,19 @@ class MemberService:
             raise _reject(403, "NotMember", f"{req.sender} is not in job {report.jobId}'s quorum")
         if not quorum.has(ctx.address):
             raise _reject(403, "NotMyQuorum", f"this node does not serve job {report.jobId}")
+
+        synced_ms = 0.0
+        if report.checkBlock > head:
+            head = await self._sync_now(report.checkBlock)
+            synced_ms = (time.monotonic() - began) * 1000
+            if report.checkBlock > head:
+                raise _reject(425, "TooEarly", f"not synced to block {report.checkBlock} yet")
+        if not head - MAX_CHECK_AGE <= report.checkBlock:
+            raise _reject(422, "StaleCheckBlock", f"check block {report.checkBlock} is too old")
+        if not head <= report.deadline <= report.checkBlock + MAX_CHECK_AGE:
+            raise _reject(422, "BadDeadline", f"deadline {report.deadline} out of range")
+        if not await ctx.is_epoch_usable(report.epoch, head):
+            raise _reject(409, "WrongEpoch", f"epoch {report.epoch} is no longer current")
         if self._observe_peer is not None:
             self._observe_peer(req.sender, head)
 

@@ -28,6 +28,7 @@ from keeper.core.fees import FeePolicy
 from keeper.core.jobs import JobStatus
 from keeper.core.messages import BatchResponse, ReportBatch, ReportRequest, ReportResponse
 from keeper.core.quorum import compute_turn_start, rank_members
+from keeper.core.redact import redact_urls
 from keeper.core.report import Domain
 from keeper.errors import KeeperError, PeerRejected, RpcUnavailable
 from keeper.monitor.load import LoadMonitor
@@ -249,15 +250,16 @@ class KeeperNode:
 
     def _note_failure(self, exc: Exception) -> None:
         """A failed pass: unhealthy until the next one succeeds; called in its except block."""
+        # What /healthz and /v1/status show: never an RPC URL's key (redact_urls).
         if isinstance(exc, RpcUnavailable):
             self.node_metrics.rpc_errors.inc()
-            self._last_error = str(exc)
-            log.warning("node.rpc_unavailable error=%s", exc)
+            self._last_error = redact_urls(str(exc))
+            log.warning("node.rpc_unavailable error=%s", self._last_error)
         elif isinstance(exc, KeeperError):
-            self._last_error = str(exc)
-            log.warning("node.tick_failed error=%s", exc)
+            self._last_error = redact_urls(str(exc))
+            log.warning("node.tick_failed error=%s", self._last_error)
         else:
-            self._last_error = f"{type(exc).__name__}: {exc}"
+            self._last_error = redact_urls(f"{type(exc).__name__}: {exc}")
             log.exception("node.tick_crashed")
 
     async def _housekeeping(self) -> None:

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from keeper.chain.follower import Header
-from keeper.chain.heads import HeadWatcher, describe_url, parse_head
+from keeper.chain.heads import HeadWatcher, parse_head
 from keeper.chain.rpc import disconnect
 from keeper.config import Settings, load_settings
+from keeper.core.redact import redact_url
 from keeper.errors import ConfigError
 from keeper.node.context import NodeOptions
 from tests.anvil import AnvilChain, AnvilProcess, TcpProxy
@@ -46,7 +47,7 @@ def test_the_websocket_url_defaults_to_the_rpc_host_and_port() -> None:
     with pytest.raises(ConfigError, match="ws url must be auto, off or a ws:// or wss:// URL"):
         load_settings(flags={"ws_url": "http://127.0.0.1:8545"}, dotenv_path=None)
     # a hosted RPC's path holds its API key: logs name only scheme, host and port
-    assert describe_url("wss://user:secret@rpc.example:443/v3/key") == "wss://rpc.example:443"
+    assert redact_url("wss://user:secret@rpc.example:443/v3/key") == "wss://rpc.example:443/***"
 
 
 async def test_pushed_headers_are_the_chains_and_a_cut_is_retried() -> None:

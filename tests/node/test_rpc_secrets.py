@@ -1,0 +1,173 @@
+"""A hosted RPC's API key (in its URL path) never shows: not in /healthz, /v1/status or logs;
+and a stranger cannot make a member spend its RPC quota.
+
+Node 0 reaches anvil through a provider look-alike at `http://127.0.0.1:PORT/v3/KEY` that,
+when told to, answers every request with HTTP 429 and `Retry-After`, as a budget plan does;
+aiohttp's error for that response quotes the whole URL.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from eth_account import Account
+from eth_utils.crypto import keccak
+
+from keeper.core.messages import (
+    SIGNATURE_HEADER,
+    ReportRequest,
+    encode_request,
+    format_signature_header,
+    sign_body,
+)
+from keeper.core.report import Report, sign_report
+from keeper.node.context import NodeOptions
+from tests.anvil import AnvilChain, AnvilProcess
+from tests.harness import TIME, selector, time_trigger
+from tests.nodes import Network, start_network
+
+KEY = "9f8e7d6c5b4a39281706f5e4"
+
+
+class RateLimitedRpc:
+    """Forwards JSON-RPC POSTs on /v3/KEY to anvil; answers 429 while `limited`."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.limited = False
+        self.requests = 0  # POSTs seen
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v3/{KEY}"
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post(f"/v3/{KEY}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        self._session = aiohttp.ClientSession()
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        if self.limited:
+            return web.Response(status=429, text="rate limited", headers={"Retry-After": "1"})
+        assert self._session is not None
+        body = await request.read()
+        headers = {"Content-Type": "application/json"}
+        async with self._session.post(self.upstream, data=body, headers=headers) as up:
+            return web.Response(body=await up.read(), content_type="application/json")
+
+    async def stop(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+@pytest.fixture
+async def limited(tmp_path: Path) -> AsyncIterator[tuple[Network, RateLimitedRpc]]:
+    anvil = AnvilProcess(accounts=12)
+    rpc = RateLimitedRpc(anvil.url)
+    await rpc.start()
+    network: Network | None = None
+    try:
+        network = await start_network(
+            tmp_path,
+            chain=AnvilChain(anvil, accounts=12),
+            rpc_urls={0: rpc.url},
+            options=NodeOptions(turn_blocks=2, peer_timeout=1.0),
+        )
+        yield network, rpc
+    finally:
+        if network is not None:
+            await network.stop()
+        await rpc.stop()
+        anvil.stop()
+
+
+async def test_a_rate_limited_providers_key_never_shows(
+    limited: tuple[Network, RateLimitedRpc], caplog: pytest.LogCaptureFixture
+) -> None:
+    network, rpc = limited
+    net, node = network.net, network.nodes[0]
+    job_id = await net.create_job(net.spec(TIME, time_trigger(60), selector("onTime()")))
+
+    async def executed() -> bool:
+        return len(await network.executions(job_id)) >= 1
+
+    await network.step_until(executed, max_blocks=20)
+    caplog.set_level(logging.INFO)
+    # when the provider rate-limits node 0 for a few blocks
+    rpc.limited = True
+    await network.step(3)
+    # then the node is unhealthy and says why, without the key
+    healthy, detail = await node.health()
+    assert healthy is False
+    assert "429" in detail["reason"], detail
+    assert "/***" in detail["reason"]
+    assert KEY not in json.dumps(detail)
+    # and neither its status nor any log line of the node names it
+    assert KEY not in json.dumps(await node.status(), default=str)
+    keeper_lines = [r.getMessage() for r in caplog.records if r.name.startswith("keeper")]
+    assert any("429" in line for line in keeper_lines), keeper_lines
+    assert not [line for line in keeper_lines if KEY in line]
+    # and once the provider answers again the node recovers
+    rpc.limited = False
+    await network.step(1)
+    assert (await node.health())[0] is True
+
+
+async def test_a_strangers_request_costs_the_member_no_rpc_call(
+    limited: tuple[Network, RateLimitedRpc],
+) -> None:
+    network, rpc = limited
+    net, node = network.net, network.nodes[0]
+    job_id = await net.create_job(net.spec(TIME, time_trigger(60), selector("onTime()")))
+    await network.step(1)
+    stranger = Account.create()  # no stake, no registration: in nobody's quorum
+    head = await net.block_number()
+    # a report for a check block far ahead: answering it honestly would mean syncing there
+    report = Report(
+        jobId=job_id,
+        round=0,
+        epoch=await net.epoch(),
+        cursor=0,
+        checkBlock=head + 1_000,
+        checkBlockHash=b"\x01" * 32,
+        payloadHash=keccak(b""),
+        executor=stranger.address,
+        deadline=head + 1_010,
+    )
+    request = ReportRequest(
+        sender=stranger.address,
+        sent_block=head,
+        report=report,
+        payload=b"",
+        leader_signature=sign_report(stranger.key, report, net.domain),
+    )
+    body = encode_request(request)
+    headers = {
+        "Content-Type": "application/json",
+        SIGNATURE_HEADER: format_signature_header(sign_body(stranger.key, body)),
+    }
+    before = rpc.requests
+    # when the stranger posts it to node 0
+    url = node.endpoint + "/v1/reports"
+    async with aiohttp.ClientSession() as http, http.post(url, data=body, headers=headers) as resp:
+        status, answer = resp.status, await resp.json()
+    # then it is refused as a non-member, and node 0 made no RPC call for it
+    assert (status, answer["error"]) == (403, "NotMember")
+    assert rpc.requests == before
