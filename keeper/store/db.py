@@ -1,14 +1,17 @@
 """The node's repository over aiosqlite.
 
-One connection, WAL journal, every multi-row change in one transaction. Jobs, keepers and epochs
-are folds of the followed events (keeper.core.jobs), so a reorg is undone by deleting what came
-from orphaned blocks and folding again.
+One connection, WAL journal synced on every commit, every multi-row change in one transaction.
+Jobs, keepers and epochs are folds of the followed events (keeper.core.jobs), so a reorg is undone
+by deleting what came from orphaned blocks and folding again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
+import os
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -26,6 +29,8 @@ from keeper.errors import StoreError, StoreMismatch
 from keeper.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 _T = TypeVar("_T")
+
+log = logging.getLogger(__name__)
 
 # A stored signature for the same (job, round, check block, hash) with a different result.
 _CONFLICTING_SIGNATURE = (
@@ -255,7 +260,10 @@ class Store:
         store = cls(conn, str(path))
         try:
             await conn.execute("PRAGMA journal_mode=WAL")
-            await conn.execute("PRAGMA synchronous=NORMAL")
+            # FULL: a commit returns only once the WAL is on disk. A signature leaves the node
+            # after record_signature returns, so the row that forbids a conflicting one must
+            # survive a power cut, not only a crash of the process (NORMAL's guarantee).
+            await conn.execute("PRAGMA synchronous=FULL")
             await conn.execute("PRAGMA foreign_keys=ON")
             await store._migrate()
             await store._check_identity(
@@ -285,10 +293,32 @@ class Store:
             raise StoreError(
                 f"store schema v{version} is newer than this keeper (v{SCHEMA_VERSION})"
             )
+        if 0 < version < SCHEMA_VERSION:
+            await self._back_up(version)
         for target in range(version + 1, SCHEMA_VERSION + 1):
             await self._db.executescript(
                 "BEGIN;" + MIGRATIONS[target] + f"PRAGMA user_version={target}; COMMIT;"
             )
+
+    async def _back_up(self, version: int) -> None:
+        """Copies the database, as it is at schema `version`, before a migration changes it:
+        `<db>.v<version>.bak`, or `<db>.v<version>.<n>.bak` next to earlier copies (never
+        overwritten). Made with sqlite's backup API, so it is consistent; written under a
+        temporary name and renamed, so a copy that exists is whole."""
+        target = backup_path(self.path, version)
+        partial = f"{target}.part"
+        try:
+            dest = sqlite3.connect(partial, check_same_thread=False)
+            try:
+                await self._db.backup(dest)
+            finally:
+                dest.close()
+            os.replace(partial, target)
+        except (sqlite3.Error, OSError) as exc:
+            with contextlib.suppress(OSError):
+                os.remove(partial)
+            raise StoreError(f"cannot back up store {self.path} to {target}: {exc}") from exc
+        log.info("store.backed_up path=%s schema=%d target=%s", self.path, version, target)
 
     async def _check_identity(self, identity: dict[str, str]) -> None:
         async with self._db.execute("SELECT key, value FROM meta") as cur:
@@ -713,11 +743,11 @@ class Store:
             return await check.fetchone() is None
 
     async def record_signatures(self, rows: Sequence[tuple[Report, bytes, bytes]]) -> list[bool]:
-        """`record_signature` for each (report, digest, signature), in order, in at most two
-        trips to the database thread however many there are. Each insert is still one guarded
-        statement of its own (the rows are independent: no transaction around them is needed),
-        and an item is stored iff its own row is there afterwards: a conflicting row, stored
-        before or by an earlier item of the same call, kept it out."""
+        """`record_signature` for each (report, digest, signature), in order, in a few trips to
+        the database thread however many there are. Each insert is still one guarded statement
+        of its own (the rows are independent; the transaction around them only makes the batch
+        one sync to disk), and an item is stored iff its own row is there afterwards: a
+        conflicting row, stored before or by an earlier item of the same call, kept it out."""
         if len(rows) == 1:
             async with self._write:
                 return [await self._record_signature_locked(*rows[0])]
@@ -731,7 +761,14 @@ class Store:
             keys.append((*key, digest))
         stored: set[tuple[Any, ...]] = set()
         async with self._write:
-            await self._db.executemany(_INSERT_SIGNATURE, params)
+            # One transaction: one sync of the WAL for the batch instead of one per row.
+            await self._db.execute("BEGIN")
+            try:
+                await self._db.executemany(_INSERT_SIGNATURE, params)
+                await self._db.execute("COMMIT")
+            except BaseException:
+                await self._db.rollback()
+                raise
             for start in range(0, len(keys), 150):
                 chunk = keys[start : start + 150]
                 values = ", ".join("(?, ?, ?, ?, ?)" for _ in chunk)
@@ -876,6 +913,16 @@ class Store:
         async with self._db.execute("SELECT MAX(nonce) FROM pending_txs") as cur:
             row = await cur.fetchone()
         return int(row[0]) if row and row[0] is not None else None
+
+
+def backup_path(db: str, version: int) -> str:
+    """Where the copy of `db` at schema `version` goes: the first name not taken."""
+    path = f"{db}.v{version}.bak"
+    n = 0
+    while os.path.exists(path):
+        n += 1
+        path = f"{db}.v{version}.{n}.bak"
+    return path
 
 
 def _bytes_spec(args: dict[str, Any]) -> dict[str, Any]:
