@@ -18,6 +18,7 @@ from keeper.errors import ConfigError
 from keeper.node.context import NodeOptions
 from keeper.node.node import KeeperNode
 from keeper.store.db import Store
+from keeper.store.lock import StoreLock
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,19 @@ async def build_node(settings: Settings, account: LocalAccount | None = None) ->
 
 
 async def run_node(settings: Settings) -> int:
-    """Runs until SIGINT or SIGTERM; returns the process exit code."""
+    """Runs until SIGINT or SIGTERM; returns the process exit code.
+
+    One process per store: the store's lock is taken before anything else and held until the
+    process ends.
+    """
+    lock = StoreLock.acquire(settings.db)
+    try:
+        return await _run_locked(settings)
+    finally:
+        lock.release()
+
+
+async def _run_locked(settings: Settings) -> int:
     node = await build_node(settings)
     try:
         await node.start()

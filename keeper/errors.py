@@ -10,7 +10,8 @@ boundary with ``raise ... from exc``, so callers only ever catch ``KeeperError``
     │   ├── ContractRevert       a call or estimate reverted (decoded custom error)
     │   └── TransactionFailed    a sent transaction reverted, was dropped or never mined
     ├── StoreError               the local database
-    │   └── StoreMismatch        the database belongs to another chain or deployment
+    │   ├── StoreMismatch        the database belongs to another chain or deployment
+    │   └── StoreInUse           another keeper process holds the database's lock
     ├── PeerError                talking to other keepers
     │   └── PeerRejected         a peer answered with an error status
     └── ValidationError          bad user input
@@ -73,6 +74,11 @@ class StoreError(KeeperError):
 
 class StoreMismatch(StoreError):
     """The database was written for a different chain or deployment than configured."""
+
+
+class StoreInUse(StoreError):
+    """Another process holds the database's lock: two nodes on one store (and one key) would
+    send transactions with the same nonces and race each other's signatures."""
 
 
 class PeerError(KeeperError):

@@ -3,7 +3,7 @@ a non-zero exit, one `keeper: error:` line on stderr (no traceback, no secret), 
 left behind.
 
 The checks are `keeper.app.build_node` / `run_node`: the key, the deployment against the chain
-(chain id, TaskManager code), the store's identity, the listen port, and the RPC itself.
+(chain id, TaskManager code), the store's identity and lock, the listen port, and the RPC itself.
 """
 
 from __future__ import annotations
@@ -183,3 +183,27 @@ async def test_unreachable_rpc_is_refused(cluster: Cluster) -> None:
     outcome = await run_keeper(cluster, rpc_url=url)
     # then it gives up by itself and names the URL
     assert_refused(outcome, "RPC unreachable", url)
+
+
+async def test_a_second_keeper_on_a_running_keepers_store_is_refused(cluster: Cluster) -> None:
+    # given keeper 0 running on its store (its log of this run only: earlier runs wrote there)
+    cluster.keepers[0].log.unlink(missing_ok=True)
+    kp = cluster.start(0)
+    try:
+
+        async def started() -> bool:
+            return kp.log.exists() and "running; peer API" in kp.log.read_text()
+
+        await cluster.wait_until(started, 90, "keeper 0 to start on its store")
+        assert kp.proc is not None
+        # when the operator starts a second `keeper run` with the same key and --db (two such
+        # processes once sent transactions with each other's nonces)
+        outcome = await run_keeper(cluster, db=kp.db)
+        # then it refuses before touching the store, naming it and the running keeper's pid
+        assert_refused(outcome, f"store {kp.db}", "in use", f"pid {kp.proc.pid}")
+        # and the first keeps running and answering
+        assert kp.running
+        assert (await cluster.status(0))["address"] == kp.account.address
+    finally:
+        cluster.kill(0, signal.SIGTERM)
+    assert kp.proc is not None and kp.proc.returncode == 0

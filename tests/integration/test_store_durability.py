@@ -1,8 +1,9 @@
 """What the store's file promises an operator: a signature is on disk before it leaves the node,
-and a migration never touches the only copy of a database."""
+a migration never touches the only copy of a database, and one process at a time uses it."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +12,8 @@ import pytest
 
 import keeper.store.db as store_db
 from keeper.core.report import compute_report_digest
+from keeper.errors import StoreInUse
+from keeper.store.lock import StoreLock
 from keeper.store.schema import MIGRATIONS, SCHEMA_VERSION
 from tests.integration.store_support import read_table
 from tests.integration.test_store import DOMAIN, SIG, open_store, report, sign
@@ -148,3 +151,23 @@ async def test_a_fresh_database_gets_no_backup(tmp_path: Path, upgrade: Callable
     # then there was nothing to copy
     assert user_version(path) == NEXT
     assert [p.name for p in tmp_path.iterdir() if ".bak" in p.name] == []
+
+
+# ---------------------------------------------------------------------- one process per store
+
+
+def test_a_locked_store_is_refused_naming_its_holder(tmp_path: Path) -> None:
+    # given a store whose lock is held
+    db = tmp_path / "k.db"
+    held = StoreLock.acquire(db)
+    try:
+        # when another opener tries (flock conflicts between open files, in-process too)
+        with pytest.raises(StoreInUse) as refused:
+            StoreLock.acquire(db)
+        # then it is refused, naming the store and the holder's pid
+        assert f"store {db}" in str(refused.value)
+        assert f"pid {os.getpid()}" in str(refused.value)
+    finally:
+        held.release()
+    # and once released, the store can be locked again
+    StoreLock.acquire(db).release()
