@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import signal
+import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 from eth_account.signers.local import LocalAccount
 
@@ -21,6 +28,14 @@ from keeper.store.db import Store
 from keeper.store.lock import StoreLock
 
 log = logging.getLogger(__name__)
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# Seconds from the first signal to the process's end, stopped gracefully or not.
+STOP_TIMEOUT = 10.0
+# Seconds the peer requests in flight at the first signal get to finish (the listener is closed
+# at once): a slow or stalled peer must not hold the stop.
+PEER_DRAIN_TIMEOUT = 3.0
+EXIT_STOP_TIMED_OUT = 1
 
 
 def node_options(settings: Settings) -> NodeOptions:
@@ -73,7 +88,8 @@ async def run_node(settings: Settings) -> int:
     """Runs until SIGINT or SIGTERM; returns the process exit code.
 
     One process per store: the store's lock is taken before anything else and held until the
-    process ends.
+    process ends. The first signal closes the peer API, then stops the node; the process ends
+    STOP_TIMEOUT later whatever the stop is doing, and at once on a second signal.
     """
     lock = StoreLock.acquire(settings.db)
     try:
@@ -89,21 +105,98 @@ async def _run_locked(settings: Settings) -> int:
     except OSError as exc:
         await _shut_down(node)
         raise ConfigError(f"cannot listen on {settings.listen}: {exc.strerror}") from exc
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = SignalStop(asyncio.get_running_loop())
+    stop.install()
     print(f"keeper {node.address} running; peer API on {node.endpoint}", flush=True)
     try:
-        await stop.wait()
+        await stop.requested.wait()
+        log.info("node.stopping signal=%s", stop.signal_name)
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-        await _shut_down(node)
+        try:
+            await _shut_down(node)
+        finally:
+            stop.uninstall()
     return 0
 
 
-async def _shut_down(node: KeeperNode) -> None:
-    """Stops the node, then closes the RPC connections this module opened for it."""
+async def _shut_down(node: KeeperNode, drain: float = PEER_DRAIN_TIMEOUT) -> None:
+    """Closes the peer API first (no peer request reaches the node once stopping began), stops
+    the node, then closes the RPC connections this module opened for it."""
+    # PeerServer.stop closes the listening socket in its first step (aiohttp stops its sites
+    # before its first await), then closes idle connections and waits for the requests in
+    # flight, which a stalled peer can make long: it gets `drain` seconds.
+    closing = asyncio.create_task(node.server.stop(), name="peer-api-close")
+    await asyncio.sleep(0)  # that first step runs here
+    log.info("peer_api.closed")
+    done, _ = await asyncio.wait({closing}, timeout=drain)
+    if not done:
+        log.warning("peer_api.drain_timed_out seconds=%g", drain)
     await node.stop()
     await disconnect(node.w3)
+    closing.cancel()
+
+
+class SignalStop:
+    """The process's answer to SIGINT and SIGTERM.
+
+    The first signal sets `requested` (the graceful stop) and arms a watchdog thread that ends
+    the process `timeout` seconds later, whatever the event loop is doing; a second signal ends
+    it at once. Plain `signal.signal` handlers, not the loop's: they run in the main thread
+    between any two bytecodes, also while the loop is stuck (a stop once hung for minutes in
+    task cancellation). A forced end flushes the logs, then `os._exit`s with a non-zero code:
+    128 + the signal for a second signal, EXIT_STOP_TIMED_OUT for the watchdog.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        timeout: float = STOP_TIMEOUT,
+        exit_now: Callable[[int], object] = os._exit,
+    ) -> None:
+        self.requested = asyncio.Event()
+        self.signum: int | None = None
+        self._loop = loop
+        self._timeout = timeout
+        self._exit = exit_now
+        self._previous: dict[int, Any] = {}
+        self.watchdog: threading.Timer | None = None
+
+    @property
+    def signal_name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum is not None else "none"
+
+    def install(self) -> None:
+        for sig in STOP_SIGNALS:
+            self._previous[sig] = signal.signal(sig, self.on_signal)
+
+    def uninstall(self) -> None:
+        """Puts the previous handlers back (the watchdog, if armed, still bounds the exit)."""
+        for sig, handler in self._previous.items():
+            if handler is not None:  # None: not set from Python, nothing to put back
+                signal.signal(sig, handler)
+        self._previous.clear()
+
+    def on_signal(self, signum: int, frame: FrameType | None = None) -> None:
+        if self.signum is not None:
+            self._force(128 + signum, f"node.forced_stop signal={signal.Signals(signum).name}")
+            return
+        self.signum = signum
+        self._loop.call_soon_threadsafe(self.requested.set)
+        self.watchdog = threading.Timer(
+            self._timeout,
+            self._force,
+            (EXIT_STOP_TIMED_OUT, f"node.stop_timed_out seconds={self._timeout:g}"),
+        )
+        self.watchdog.daemon = True
+        self.watchdog.start()
+
+    def _force(self, code: int, event: str) -> None:
+        log.error(event)
+        for handler in logging.getLogger().handlers:
+            with contextlib.suppress(Exception):
+                handler.flush()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        self._exit(code)
