@@ -29,7 +29,7 @@ from keeper.chain.contracts import (
     transact,
 )
 from keeper.chain.rpc import connect, rpc_guard
-from keeper.config import Settings, load_account
+from keeper.config import Settings, load_account, warn_if_exposed
 from keeper.core.units import format_ether, parse_amount
 from keeper.errors import ChainError, ConfigError, ContractRevert, KeeperError, RpcUnavailable
 
@@ -205,6 +205,7 @@ async def account_new(settings: Settings) -> int:
     path = Path(keystore)
     if path.exists():
         raise ConfigError(f"keystore {keystore} already exists; refusing to overwrite it")
+    warn_if_exposed(password, "password file")
     try:
         secret = Path(password).read_text().rstrip("\r\n")
     except OSError as exc:

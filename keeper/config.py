@@ -7,6 +7,9 @@ environment or a keystore; the key itself never appears in a log line or an erro
 from __future__ import annotations
 
 import json
+import logging
+import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -20,6 +23,8 @@ from eth_account.signers.local import LocalAccount
 from keeper.errors import ConfigError
 
 ENV_PREFIX = "KEEPER_"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,7 @@ def load_settings(
     names = {f.name: f.type for f in fields(Settings)}
     sources: list[Mapping[str, Any]] = []
     if dotenv_path is not None and Path(dotenv_path).is_file():
+        warn_if_exposed(dotenv_path, "dotenv file")
         sources.append({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
     sources.append(environ or {})
     for source in sources:
@@ -131,6 +137,8 @@ def load_account(settings: Settings) -> LocalAccount:
     if settings.keystore:
         if not settings.password_file:
             raise ConfigError("--keystore needs --password-file")
+        warn_if_exposed(settings.keystore, "keystore")
+        warn_if_exposed(settings.password_file, "password file")
         try:
             keystore = json.loads(Path(settings.keystore).read_text())
             password = Path(settings.password_file).read_text().rstrip("\r\n")
@@ -156,3 +164,16 @@ def load_account(settings: Settings) -> LocalAccount:
             # Never echo the key itself.
             raise ConfigError("the private key is malformed (expected 32 bytes of hex)") from exc
     raise ConfigError("no key: pass --keystore with --password-file, or set KEEPER_PRIVATE_KEY")
+
+
+def warn_if_exposed(path: str | Path, what: str) -> None:
+    """One warning line when a file holding a secret is open to group or others. Not an error:
+    the operator may have reasons (a shared service group), but should know."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return  # reading it will report what is wrong
+    if mode & 0o077:
+        log.warning(
+            "%s %s is open to group/others (mode %04o): chmod 600 %s", what, path, mode, path
+        )

@@ -175,6 +175,8 @@ def test_a_wrong_keystore_password_is_one_line(cli_chain: CliChain, workdir: Pat
     keystore, password = workdir / "key.json", workdir / "password"
     keystore.write_text(json.dumps(Account.encrypt(Account.create().key, "right")))
     password.write_text("wrong\n")
+    keystore.chmod(0o600)  # (readable ones would add their warning lines)
+    password.chmod(0o600)
     result = cli_chain.keeper("job", "pause", "1", keystore=(keystore, password))
     assert_one_line_error(result, f"cannot decrypt keystore {keystore}: wrong password")
 

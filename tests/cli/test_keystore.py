@@ -34,6 +34,7 @@ def keystore(cli_chain: CliChain) -> tuple[Path, Path, str]:
     """A keystore made by `keeper account new`, funded with 2 ether from dev account 1."""
     keystore, password = cli_chain.workdir / "owner.json", cli_chain.workdir / "owner.password"
     password.write_text("correct horse battery staple\n")
+    password.chmod(0o600)
     out = assert_ok(account("new", keystore, password, cli_chain.workdir))
     assert re.fullmatch(r"0x[0-9a-fA-F]{40}\n", out), out
     address = out.strip()
@@ -72,6 +73,7 @@ def test_a_wrong_password_is_one_line(
     path, _, address = keystore
     wrong = tmp_path / "wrong.password"
     wrong.write_text("Tr0ub4dor&3\n")
+    wrong.chmod(0o600)  # (a readable one would add its warning line)
     nonce = cli_chain.w3.eth.get_transaction_count(address)
     result = cli_chain.keeper("job", "pause", "1", keystore=(path, wrong))
     assert_one_line_error(result, f"cannot decrypt keystore {path}: wrong password")
@@ -92,6 +94,7 @@ def test_account_new_never_overwrites(
 def test_account_new_needs_a_readable_non_empty_password(tmp_path: Path) -> None:
     empty = tmp_path / "empty.password"
     empty.write_text("\n")
+    empty.chmod(0o600)
     result = account("new", tmp_path / "k.json", empty, tmp_path)
     assert_one_line_error(result, "is empty")
     result = account("new", tmp_path / "k.json", tmp_path / "missing", tmp_path)
