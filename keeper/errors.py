@@ -8,7 +8,8 @@ boundary with ``raise ... from exc``, so callers only ever catch ``KeeperError``
     ├── ChainError               anything between us and the chain
     │   ├── RpcUnavailable       node unreachable, timed out or behind
     │   ├── ContractRevert       a call or estimate reverted (decoded custom error)
-    │   └── TransactionFailed    a sent transaction reverted, was dropped or never mined
+    │   ├── TransactionFailed    a sent transaction reverted, was dropped or never mined
+    │   └── TooManyInFlight      the sender refuses a send: its in-flight limit is reached
     ├── StoreError               the local database
     │   ├── StoreMismatch        the database belongs to another chain or deployment
     │   └── StoreInUse           another keeper process holds the database's lock
@@ -66,6 +67,11 @@ class ContractRevert(ChainError):
 
 class TransactionFailed(ChainError):
     """A sent transaction reverted, was dropped, or was not mined in time."""
+
+
+class TooManyInFlight(ChainError):
+    """The sender has as many transactions in flight (signed, not yet mined) as it may, and
+    refuses new ones until some are mined: a stuck account must not pile up more."""
 
 
 class StoreError(KeeperError):

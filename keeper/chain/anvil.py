@@ -41,10 +41,15 @@ def dev_accounts(count: int) -> list[LocalAccount]:
 
 
 class AnvilProcess:
-    """One anvil on a free loopback port, stopped by its pid."""
+    """One anvil on a free loopback port, stopped by its pid. `hardfork` picks the EVM rules
+    (e.g. "berlin": a chain before EIP-1559, whose blocks carry no base fee)."""
 
     def __init__(
-        self, accounts: int = 20, block_time: float | None = None, port: int | None = None
+        self,
+        accounts: int = 20,
+        block_time: float | None = None,
+        port: int | None = None,
+        hardfork: str | None = None,
     ) -> None:
         if not ANVIL.exists():
             raise ConfigError(f"{ANVIL} is missing: run `npm ci` (scripts/setup.sh does)")
@@ -54,6 +59,8 @@ class AnvilProcess:
         cmd += ["--accounts", str(accounts), "--silent"]
         if block_time is not None:
             cmd += ["--block-time", str(block_time)]
+        if hardfork is not None:
+            cmd += ["--hardfork", hardfork]
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )

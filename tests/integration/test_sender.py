@@ -22,9 +22,10 @@ from web3 import AsyncWeb3
 from web3.exceptions import TransactionNotFound
 
 from keeper.chain.embedded import EmbeddedChain
-from keeper.chain.sender import TxSender
-from keeper.core.fees import FeePolicy
-from keeper.errors import TransactionFailed
+from keeper.chain.sender import SELF_SEND_GAS, TxSender
+from keeper.core.fees import GWEI, FeePolicy
+from keeper.core.types import Wei
+from keeper.errors import TooManyInFlight, TransactionFailed
 from keeper.store.db import PendingTx, Store
 
 REGISTRY = "0x" + "11" * 20
@@ -234,9 +235,10 @@ async def test_stuck_transaction_is_replaced_with_higher_fees(env: Env) -> None:
 
 
 async def test_stuck_transaction_at_the_cap_is_left_alone(env: Env, tmp_path: Path) -> None:
-    # a cap just above the first offer leaves no room for a 13 % bump
+    # a cap just above the first offer (eth-tester reports no tips: the floor) leaves no room
+    # for a 13 % bump
     block = await env.w3.eth.get_block("latest")
-    first = 2 * int(block["baseFeePerGas"]) + 10**9
+    first = 2 * int(block["baseFeePerGas"]) + POLICY.priority_fee_floor
     capped = FeePolicy(max_fee_cap=first)  # type: ignore[arg-type]
     sender = TxSender(env.w3, env.account, env.store, capped, env.chain_id)
     await sender.start()
@@ -342,3 +344,134 @@ async def test_nonce_used_by_another_signer_is_reported_dropped(env: Env) -> Non
     env.chain.tester.enable_auto_mine_transactions()
     await env.sender.send(env.to, b"", 21_000, "test.next")
     assert await env.nonce() == 2
+
+
+# ---------------------------------------------------------------- fees per chain
+
+
+def fake_fee_history(
+    env: Env, monkeypatch: pytest.MonkeyPatch, rewards: list[int], calls: list[int]
+) -> None:
+    """eth-tester reports no tips; this plays a chain whose recent blocks tipped `rewards`."""
+
+    async def fee_history(count: int, newest: str, percentiles: list[float]) -> dict[str, Any]:
+        calls.append(count)
+        return {"reward": [[r] for r in rewards], "gasUsedRatio": [0.5] * len(rewards)}
+
+    monkeypatch.setattr(env.w3.eth, "fee_history", fee_history)
+
+
+async def test_the_tip_follows_fee_history_within_the_contracts_bounds(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given recent blocks tipping 3, 4 and 5 gwei, and a TaskManager that bills at most a
+    # 2 gwei tip and 30 gwei per gas
+    calls: list[int] = []
+    fake_fee_history(env, monkeypatch, [3 * GWEI, 4 * GWEI, 5 * GWEI], calls)
+    (await env.reopen()).bound_by_contract(Wei(30 * GWEI), Wei(2 * GWEI))
+    sender = env.sender
+    await sender.start()
+    env.chain.tester.disable_auto_mine_transactions()
+    # when a transaction is sent
+    await sender.send(env.to, b"", 21_000, "test.a")
+    # then it tips the contract's maximum, not the 4 gwei market, within its cap
+    (row,) = await env.rows("pending")
+    tx = decoded(row.raw)
+    assert tx["maxPriorityFeePerGas"] == 2 * GWEI
+    assert tx["maxFeePerGas"] <= 30 * GWEI
+    # and the price the leader compares with jobs' maximum is base fee plus that tip
+    base_fee = int((await env.w3.eth.get_block("latest"))["baseFeePerGas"])
+    assert await sender.expected_gas_price() == base_fee + 2 * GWEI
+    # and fee history was read once for the block, not once per use
+    assert len(calls) == 1
+
+
+async def test_a_market_tip_below_the_bounds_is_what_is_offered(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_fee_history(env, monkeypatch, [GWEI // 1000, GWEI // 500, GWEI // 1000], [])
+    env.sender.bound_by_contract(Wei(100 * GWEI), Wei(2 * GWEI))
+    await env.sender.send(env.to, b"", 21_000, "test.op")
+    (row,) = await env.rows("pending")
+    assert row.priority_fee == GWEI // 1000  # not the 1 gwei it used to be, 1,000 times more
+
+
+async def test_a_doomed_pending_transaction_is_replaced_by_a_self_send_not_resent(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a sender whose doom check says when the round of a pending call has closed
+    closed: set[bytes] = set()
+
+    async def doom(to: str | None, data: bytes, head: int) -> str | None:
+        return "round_closed" if data in closed else None
+
+    sender = TxSender(env.w3, env.account, env.store, POLICY, env.chain_id, doom_check=doom)
+    await sender.start()
+    env.chain.tester.disable_auto_mine_transactions()
+    call = b"\x12" * 100
+    original = await sender.send(env.to, call, 90_000, "execute:1:0")
+    assert await sender.poll(await env.head()) == []  # still open: left alone
+    assert len(await env.rows("pending")) == 1
+    broadcast: list[bytes] = []
+
+    async def record(raw: bytes) -> None:
+        broadcast.append(raw)
+
+    spy_broadcasts(env, monkeypatch, record)
+    # when its round closes (another keeper executed it) while it is still pending
+    closed.add(call)
+    assert await sender.poll(await env.head()) == []
+    # then a 0-value self-send takes its nonce at the least replacement price
+    rows = {r.tx_hash: r for r in await env.rows("pending")}
+    (cancel,) = [r for h, r in rows.items() if h != original]
+    tx = decoded(cancel.raw)
+    assert (tx["to"], tx["value"], bytes(tx["data"]), tx["gas"], tx["nonce"]) == (
+        HexBytes(env.account.address),
+        0,
+        b"",
+        SELF_SEND_GAS,
+        rows[original].nonce,
+    )
+    assert cancel.purpose == "cancel:execute:1:0"
+    assert cancel.max_fee * 100 >= rows[original].max_fee * (100 + POLICY.bump_percent)
+    assert cancel.priority_fee * 100 >= rows[original].priority_fee * (100 + POLICY.bump_percent)
+    # and however long it waits, the doomed call is never broadcast again (nor bumped)
+    env.chain.backend.mine_blocks(2 * POLICY.stuck_blocks)
+    env.chain.tester._pending_transactions.clear()  # even if the node lost both
+    assert await sender.poll(await env.head()) == []
+    assert all(bytes(decoded(raw)["data"]) == b"" for raw in broadcast)
+    # and once mined, the nonce went to the self-send and the call never ran
+    env.chain.mine(1)
+    (outcome,) = await sender.poll(await env.head())
+    assert outcome.purpose == "cancel:execute:1:0" and outcome.success
+    assert outcome.gas_used == SELF_SEND_GAS
+    assert await env.receipt(original) is None
+    assert original in {r.tx_hash for r in await env.rows("replaced")}
+    assert await env.nonce() == 1
+
+
+async def test_sends_beyond_the_in_flight_limit_are_refused(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a sender allowed two transactions in flight, and two pending (the RPC was down
+    # when they were sent)
+    async def down(raw: bytes) -> None:
+        raise aiohttp.ClientConnectionError("connection refused")
+
+    spy_broadcasts(env, monkeypatch, down)
+    sender = TxSender(env.w3, env.account, env.store, POLICY, env.chain_id, max_in_flight=2)
+    await sender.start()
+    await sender.send(env.to, b"", 21_000, "test.1")
+    await sender.send(env.to, b"", 21_000, "test.2")
+    assert not sender.has_room(await env.rows("pending"))
+    # when a third is sent, it is refused by name, and nothing is signed or stored
+    with pytest.raises(TooManyInFlight, match="2 transactions in flight, the limit is 2"):
+        await sender.send(env.to, b"", 21_000, "test.3")
+    assert len(await env.rows("pending")) == 2 and await env.rows("failed") == []
+    # and once they are mined, sends are taken again, at the next nonce
+    monkeypatch.undo()
+    assert await sender.poll(await env.head()) == []  # re-broadcast (eth-tester mines them)
+    assert len(await sender.poll(await env.head())) == 2
+    await sender.send(env.to, b"", 21_000, "test.3")
+    (outcome,) = await sender.poll(await env.head())
+    assert outcome.nonce == 2
