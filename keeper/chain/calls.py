@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
+from eth_abi.abi import decode as abi_decode
 from eth_abi.abi import encode as abi_encode
 from eth_utils.abi import function_abi_to_4byte_selector, get_abi_input_types
 from web3 import AsyncWeb3
@@ -14,7 +15,7 @@ from web3.utils.abi import get_abi_element
 from keeper.chain.contracts import revert_of
 from keeper.chain.rpc import rpc_guard
 from keeper.core.quorum import Member
-from keeper.core.report import Report
+from keeper.core.report import REPORT_TYPES, Report
 from keeper.errors import ChainError, ContractRevert
 
 # Gas of execute beyond the target's limit: base work plus one signature check per signer.
@@ -45,6 +46,15 @@ def compute_rotate_gas(keepers: int) -> int:
     return ROTATE_BASE_GAS + ROTATE_GAS_PER_KEEPER * keepers
 
 
+class BillingTerms(NamedTuple):
+    """The TaskManager's billing constants: an execution is billed
+    `min(tx.gasprice, basefee + max_priority_fee, gas_price_cap, job max) * gas + premium`."""
+
+    gas_price_cap: int
+    max_priority_fee: int
+    premium: int
+
+
 class KeeperCalls:
     """The TaskManager and registry calls of one keeper, encoded and simulated."""
 
@@ -69,6 +79,15 @@ class KeeperCalls:
     ) -> bytes:
         args = (report.as_tuple(), payload, [m.word for m in members], bitmap, signatures)
         return self._execute_selector + abi_encode(self._execute_types, args)
+
+    def execute_report(self, data: bytes) -> Report | None:
+        """The report an `execute` calldata carries, or None for other calldata. The report is
+        a static tuple, encoded in place at the head of the arguments: only its words are read."""
+        size = 32 * len(REPORT_TYPES["Report"])
+        if data[:4] != self._execute_selector or len(data) < 4 + size:
+            return None
+        (fields,) = abi_decode([self._execute_types[0]], data[4 : 4 + size])
+        return Report(*fields)
 
     def slash_equivocation_data(self, a: Report, sig_a: bytes, b: Report, sig_b: bytes) -> bytes:
         """`slashEquivocation(a, sigA, b, sigB)` calldata."""
@@ -104,8 +123,10 @@ class KeeperCalls:
             raise ChainError(f"canRotate returned {len(result)} bytes, not one word")
         return int.from_bytes(result, "big") != 0
 
-    async def billing(self) -> tuple[int, int]:
+    async def billing(self) -> BillingTerms:
         async with rpc_guard("billing"):
-            cap = int(await self.task_manager.functions.gasPriceCap().call())
-            premium = int(await self.task_manager.functions.premium().call())
-        return cap, premium
+            functions = self.task_manager.functions
+            cap = int(await functions.gasPriceCap().call())
+            max_priority_fee = int(await functions.maxPriorityFee().call())
+            premium = int(await functions.premium().call())
+        return BillingTerms(cap, max_priority_fee, premium)

@@ -189,3 +189,15 @@ def recover_report_signer(report: Report, domain: Domain, signature: bytes) -> s
     """The address that made `signature` over `report`; raises ValueError when malformed or
     not canonical."""
     return recover_digest_signer(compute_report_digest(report, domain), signature)
+
+
+def compute_doom_reason(report: Report, job_round: int | None, head: int) -> str | None:
+    """Why an `execute` of `report` that is still unmined at `head` can no longer succeed, or
+    None while it still can (or the job is unknown): the job's round moved past the report's
+    (another keeper executed it), or the next block is past the report's deadline (the
+    contract reverts `ReportExpired` once `block.number > deadline`)."""
+    if job_round is not None and job_round > report.round:
+        return "round_closed"
+    if head >= report.deadline:
+        return "deadline_passed"
+    return None

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from eth_account.signers.local import LocalAccount
 
+from keeper.chain.sender import DEFAULT_MAX_IN_FLIGHT
 from keeper.core.quorum import Member, compute_quorum_of
 from keeper.core.report import Domain
 from keeper.store.db import Epoch, Store
@@ -31,6 +32,7 @@ class NodeOptions:
     unhealthy_after: float = 15.0
     max_sync_range: int = 200
     ws_url: str | None = None  # newHeads subscription that wakes the loop (None: poll only)
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT  # pending nonces before sends are refused
 
 
 @dataclass(frozen=True)

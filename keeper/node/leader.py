@@ -33,7 +33,7 @@ from keeper.core.report import (
     recover_report_signer,
     sign_report,
 )
-from keeper.errors import KeeperError, PeerError, PeerRejected
+from keeper.errors import KeeperError, PeerError, PeerRejected, TooManyInFlight
 from keeper.monitor.metrics import NodeMetrics
 from keeper.node.context import NodeContext, QuorumView
 from keeper.node.evaluate import Evaluator, Proposal
@@ -94,7 +94,7 @@ class _Led:
 class RoundResult:
     job_id: int
     round: int
-    outcome: str  # waiting | submitted | closed | no_quorum | failed
+    outcome: str  # waiting | deferred | submitted | closed | no_quorum | failed
 
 
 class LeaderService:
@@ -145,10 +145,19 @@ class LeaderService:
         mine = await self._affordable(mine)
         proposals = await self._evaluator.due_many([j for j, _ in mine], head, head_ts)
         due = [(job, quorum) for job, quorum in mine if job.job_id in proposals]
-        self._pending = (
-            {"0x" + p.tx_hash.hex() for p in await store.pending_txs("pending")} if due else set()
-        )
+        pending = await store.pending_txs("pending") if due else []
+        self._pending = {"0x" + p.tx_hash.hex() for p in pending}
         states = await self._open_rounds([(job, proposals[job.job_id]) for job, _ in due], head)
+        if due and not self._sender.has_room(pending):
+            # Every send would be refused: asking members to sign would only cost them. The
+            # turn passes to the backups, who execute if this node stays stuck.
+            log.warning(
+                "round.deferred reason=too_many_in_flight head=%d rounds=%d limit=%d",
+                head,
+                len(due),
+                self._sender.max_in_flight,
+            )
+            return [RoundResult(job.job_id, job.round, "deferred") for job, _ in due]
         results: list[RoundResult] = []
         leading: list[tuple[DueRound, int]] = []
         for job, quorum in due:
@@ -380,6 +389,11 @@ class LeaderService:
         job = r.due.job
         try:
             return await self._submit(r, head, led_at)
+        except TooManyInFlight as exc:
+            # Reached by rounds of this very head (the check in `on_head` saw room): the turn
+            # passes on, as when the whole head is deferred.
+            log.warning("round.deferred job=%d round=%d error=%s", job.job_id, job.round, exc)
+            return RoundResult(job.job_id, job.round, "deferred")
         except KeeperError as exc:
             self._metrics.rounds_failed.inc()
             log.warning("round.failed job=%d round=%d error=%s", job.job_id, job.round, exc)

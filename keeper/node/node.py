@@ -29,8 +29,9 @@ from keeper.core.jobs import JobStatus
 from keeper.core.messages import BatchResponse, ReportBatch, ReportRequest, ReportResponse
 from keeper.core.quorum import compute_turn_start, rank_members
 from keeper.core.redact import redact_urls
-from keeper.core.report import Domain
-from keeper.errors import KeeperError, PeerRejected, RpcUnavailable
+from keeper.core.report import Domain, compute_doom_reason
+from keeper.core.types import Wei
+from keeper.errors import KeeperError, PeerRejected, RpcUnavailable, TooManyInFlight
 from keeper.monitor.load import LoadMonitor
 from keeper.monitor.metrics import NodeMetrics
 from keeper.node.context import NodeContext, NodeOptions
@@ -96,7 +97,15 @@ class KeeperNode:
             reorg_depth=options.reorg_depth,
             max_range=options.max_sync_range,
         )
-        self.sender = TxSender(w3, account, store, fee_policy or FeePolicy(), deployment.chain_id)
+        self.sender = TxSender(
+            w3,
+            account,
+            store,
+            fee_policy or FeePolicy(),
+            deployment.chain_id,
+            max_in_flight=options.max_in_flight,
+            doom_check=self._doom_of,
+        )
         self.client = PeerClient(bytes(account.key), account.address, timeout=options.peer_timeout)
         self.reader = ChainReader(w3)
         self.evaluator: Evaluator | None = None
@@ -130,9 +139,11 @@ class KeeperNode:
         """Resumes from the store, starts the peer API and (unless `loop` is False, for tests
         that drive `tick()` themselves) the loop."""
         await self.follower.resume()
+        terms = await self.calls.billing()
+        self.sender.bound_by_contract(Wei(terms.gas_price_cap), Wei(terms.max_priority_fee))
         await self.sender.start()
-        cap, premium = await self.calls.billing()
-        self.evaluator = Evaluator(self.reader, self.store, Billing(cap, premium), cron_next_fire)
+        billing = Billing(terms.gas_price_cap, terms.premium)
+        self.evaluator = Evaluator(self.reader, self.store, billing, cron_next_fire)
         self.member = MemberService(
             self.ctx,
             self.evaluator,
@@ -326,8 +337,24 @@ class KeeperNode:
         if revert is not None:
             log.info("rotate.skipped epoch=%d error=%s", epoch, revert)
             return
-        tx = await self.sender.send(registry, data, gas, purpose)
+        try:
+            tx = await self.sender.send(registry, data, gas, purpose)
+        except TooManyInFlight as exc:
+            log.warning("rotate.deferred epoch=%d error=%s", epoch, exc)
+            return
         log.info("rotate.sent epoch=%d tx=0x%s rank=%d", epoch, tx.hex(), rank)
+
+    async def _doom_of(self, to: str | None, data: bytes, head: int) -> str | None:
+        """The sender's doom check: why an `execute` still unmined at `head` can no longer
+        succeed (its round closed in the store, or its deadline passed); None for any other
+        transaction, or while it still can."""
+        if to is None or to.lower() != self.deployment.task_manager.lower():
+            return None
+        report = self.calls.execute_report(data)
+        if report is None:
+            return None
+        job = await self.store.job(report.jobId)
+        return compute_doom_reason(report, job.round if job is not None else None, head)
 
     def _on_equivocation(self, proof: Equivocation) -> None:
         """A peer signed two results for one round key: prove it on-chain, once per signer,
