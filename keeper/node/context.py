@@ -32,6 +32,12 @@ class NodeOptions:
     unhealthy_after: float = 15.0
     max_sync_range: int = 200
     ws_url: str | None = None  # newHeads subscription that wakes the loop (None: poll only)
+    # the URL peers use when it is not the listen address (reverse proxy, NAT): health
+    # compares it with the registered endpoint; None compares the listen port
+    public_endpoint: str | None = None
+    # submit slashEquivocation when a peer signs two results for one round key; off only in
+    # tests that post conflicting signed reports on purpose to check each refusal
+    prove_equivocation: bool = True
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT  # pending nonces before sends are refused
 
 

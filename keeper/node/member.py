@@ -67,6 +67,7 @@ class MemberService:
         is_overloaded: Callable[[], bool],
         observe_peer: Callable[[str, int], None] | None = None,
         on_equivocation: Callable[[Equivocation], None] | None = None,
+        chain_head: Callable[[], int] | None = None,
     ) -> None:
         self._ctx = ctx
         self._evaluator = evaluator
@@ -75,6 +76,7 @@ class MemberService:
         self._is_overloaded = is_overloaded
         self._observe_peer = observe_peer
         self._on_equivocation = on_equivocation
+        self._chain_head = chain_head  # the RPC's head at the node's last pass
         self._evidence = EvidenceBook()
 
     async def handle_report(self, req: ReportRequest) -> ReportResponse:
@@ -183,6 +185,11 @@ class MemberService:
             if report.checkBlock > head:
                 raise _reject(425, "TooEarly", f"not synced to block {report.checkBlock} yet")
         if not head - MAX_CHECK_AGE <= report.checkBlock:
+            raise _reject(422, "StaleCheckBlock", f"check block {report.checkBlock} is too old")
+        chain_head = self._chain_head() if self._chain_head is not None else head
+        if report.checkBlock + MAX_CHECK_AGE < chain_head:
+            # This node (or the leader) is catching up: a report at a head that old is stale
+            # on the chain as it is now, whatever this node's store has reached.
             raise _reject(422, "StaleCheckBlock", f"check block {report.checkBlock} is too old")
         if not head <= report.deadline <= report.checkBlock + MAX_CHECK_AGE:
             raise _reject(422, "BadDeadline", f"deadline {report.deadline} out of range")

@@ -32,12 +32,13 @@ from keeper.core.redact import redact_urls
 from keeper.core.report import Domain, compute_doom_reason
 from keeper.core.types import Wei
 from keeper.errors import KeeperError, PeerRejected, RpcUnavailable, TooManyInFlight
+from keeper.monitor.health import HealthFacts, HealthLimits, assess_health
 from keeper.monitor.load import LoadMonitor
 from keeper.monitor.metrics import NodeMetrics
 from keeper.node.context import NodeContext, NodeOptions
 from keeper.node.evaluate import Billing, Evaluator
 from keeper.node.leader import LeaderService
-from keeper.node.member import MemberService
+from keeper.node.member import MAX_CHECK_AGE, MemberService
 from keeper.node.tasks import cancel_and_wait
 from keeper.peers.client import PeerClient
 from keeper.peers.server import PeerServer
@@ -70,12 +71,15 @@ class KeeperNode:
         fee_policy: FeePolicy | None = None,
         load: LoadMonitor | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.w3 = w3
         self.deployment = deployment
         self.store = store
         self.options = options
         self._clock = clock
+        self._wall_clock = wall_clock  # only to tell how old the newest block is, for health
+        self.health_limits = HealthLimits(unhealthy_after=options.unhealthy_after)
         contracts = bind(w3, deployment)
         self.ctx = NodeContext(
             account=account,
@@ -152,6 +156,7 @@ class KeeperNode:
             lambda: self.load.latest.overloaded,
             None,
             self._on_equivocation,
+            lambda: self._chain_head,
         )
         self.leader = LeaderService(
             self.ctx,
@@ -245,7 +250,11 @@ class KeeperNode:
                 return
             head, head_hash = stored
             head_ts = await self.store.block_timestamp(head) or 0
-            if self._passed != (head, head_hash):
+            if self._chain_head - head > MAX_CHECK_AGE:
+                # Catching up: a round led at an old head would carry a check block the
+                # contract and every member find stale; lead again once caught up.
+                log.info("node.catching_up head=%d chain_head=%d", head, self._chain_head)
+            elif self._passed != (head, head_hash):
                 # Rounds are led once per head, and rotate() turns count in blocks: polling
                 # faster than blocks arrive must not repeat the pass over every job.
                 assert self.leader is not None
@@ -360,7 +369,7 @@ class KeeperNode:
         """A peer signed two results for one round key: prove it on-chain, once per signer,
         without holding up the answer to the request that revealed it."""
         signer = proof.signer.lower()
-        if signer in self._proven or self._stop.is_set():
+        if signer in self._proven or self._stop.is_set() or not self.options.prove_equivocation:
             return
         self._proven.add(signer)
         task = asyncio.create_task(self._prove(proof), name=f"prove-{signer[:10]}")
@@ -460,7 +469,7 @@ class KeeperNode:
                 "rss_bytes": sample.rss_bytes,
                 "overloaded": sample.overloaded,
             },
-            "healthy": self.is_healthy(),
+            "healthy": (await self.health())[0],
             "last_error": self._last_error,
             "heads": "pushed" if self.heads is not None and self.heads.subscribed else "polled",
         }
@@ -472,14 +481,32 @@ class KeeperNode:
         )
 
     async def health(self) -> tuple[bool, dict[str, Any]]:
-        ok = self.is_healthy()
+        """Healthy only when synced to the RPC's head, the chain moves, this key is a keeper
+        and its registered endpoint is this node (keeper.monitor.health); else the reason."""
+        stored = await self.store.head()
+        head = stored[0] if stored else None
+        head_ts = await self.store.block_timestamp(head) if head is not None else None
+        me = (await self.store.keepers()).get(self.address)
+        facts = HealthFacts(
+            seconds_since_pass=self._clock() - self._last_ok,
+            last_error=self._last_error,
+            head=head,
+            chain_head=self._chain_head,
+            head_age=self._wall_clock() - head_ts if head_ts is not None else None,
+            keeper_status=str(me["status"]) if me else None,
+            registered_endpoint=await self.store.endpoint(self.address),
+            listen_port=self.port,
+            public_endpoint=self.options.public_endpoint,
+        )
+        reason = assess_health(facts, self.health_limits)
         detail: dict[str, Any] = {
-            "seconds_since_sync": round(self._clock() - self._last_ok, 1),
+            "seconds_since_sync": round(facts.seconds_since_pass, 1),
+            "head": head,
             "chain_head": self._chain_head,
         }
-        if not ok:
-            detail["reason"] = self._last_error or "no successful sync recently"
-        return ok, detail
+        if reason is not None:
+            detail["reason"] = reason
+        return reason is None, detail
 
     def metrics(self) -> bytes:
         self.node_metrics.record_load(self.load.latest)
