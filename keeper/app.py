@@ -19,8 +19,6 @@ from eth_account.signers.local import LocalAccount
 from keeper.chain.contracts import Deployment
 from keeper.chain.rpc import connect, disconnect, rpc_guard
 from keeper.config import Settings, load_account
-from keeper.core.fees import GWEI, FeePolicy
-from keeper.core.types import Wei
 from keeper.errors import ConfigError
 from keeper.node.context import NodeOptions
 from keeper.node.node import KeeperNode
@@ -48,6 +46,7 @@ def node_options(settings: Settings) -> NodeOptions:
         max_cpu_percent=settings.max_cpu_percent,
         max_memory_percent=settings.max_memory_percent,
         ws_url=settings.heads_url,
+        max_in_flight=settings.max_in_flight,
     )
 
 
@@ -73,7 +72,7 @@ async def build_node(settings: Settings, account: LocalAccount | None = None) ->
         task_manager=deployment.task_manager,
         operator=account.address,
     )
-    policy = FeePolicy(max_fee_cap=Wei(int(settings.gas_price_cap_gwei * GWEI)))
+    policy = settings.fee_policy()
     return KeeperNode(
         w3=w3,
         account=account,

@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="new heads over WebSocket: auto (the RPC's host:port, default), off, or a ws:// URL",
     )
     run.add_argument("--turn-blocks", dest="turn_blocks", type=int)
+    _fee_flags(run)
 
     status = commands.add_parser("status", help="the node's view, from its peer API")
     status.add_argument("--url", default="http://127.0.0.1:8700", help="the node's peer API")
@@ -90,6 +91,40 @@ def build_parser() -> argparse.ArgumentParser:
     _add_job_parsers(commands)
     _add_account_parsers(commands)
     return parser
+
+
+def _fee_flags(run: argparse.ArgumentParser) -> None:
+    fees = run.add_argument_group("fees (README, Fees)")
+    fees.add_argument(
+        "--gas-price-cap-gwei",
+        dest="gas_price_cap_gwei",
+        type=float,
+        help="never offer a max fee above this (default 100; also held to the contract's cap)",
+    )
+    fees.add_argument(
+        "--priority-fee-floor-gwei",
+        dest="priority_fee_floor_gwei",
+        type=float,
+        help="least tip offered (default 0.001)",
+    )
+    fees.add_argument(
+        "--priority-fee-ceiling-gwei",
+        dest="priority_fee_ceiling_gwei",
+        type=float,
+        help="most tip offered (default 100; also held to the contract's maxPriorityFee)",
+    )
+    fees.add_argument(
+        "--priority-fee-percentile",
+        dest="priority_fee_percentile",
+        type=float,
+        help="tip = this percentile of recent blocks' tips (default 50)",
+    )
+    fees.add_argument(
+        "--max-in-flight",
+        dest="max_in_flight",
+        type=int,
+        help="pending transactions before new sends are refused (default 16)",
+    )
 
 
 JOB_CREATE_USAGE = (

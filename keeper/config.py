@@ -12,6 +12,7 @@ import os
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -20,6 +21,8 @@ from dotenv import dotenv_values
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
+from keeper.core.fees import GWEI, FeePolicy
+from keeper.core.types import Wei
 from keeper.errors import ConfigError
 
 ENV_PREFIX = "KEEPER_"
@@ -46,6 +49,12 @@ class Settings:
     max_memory_percent: float = 90.0
     turn_blocks: int = 5
     gas_price_cap_gwei: float = 100.0
+    # The tip: this percentile of recent blocks' tips, within [floor, ceiling] (and never above
+    # the TaskManager's maxPriorityFee, nor the max fee above its gasPriceCap).
+    priority_fee_floor_gwei: float = 0.001
+    priority_fee_ceiling_gwei: float = 100.0
+    priority_fee_percentile: float = 50.0
+    max_in_flight: int = 16  # pending transactions before new sends are refused
 
     @property
     def heads_url(self) -> str | None:
@@ -56,6 +65,15 @@ class Settings:
             return derive_ws_url(self.rpc_url)
         return self.ws_url
 
+    def fee_policy(self) -> FeePolicy:
+        """The fee settings as the sender's policy; ConfigError if they contradict each other."""
+        return FeePolicy(
+            max_fee_cap=gwei_to_wei(self.gas_price_cap_gwei),
+            priority_fee_floor=gwei_to_wei(self.priority_fee_floor_gwei),
+            priority_fee_ceiling=gwei_to_wei(self.priority_fee_ceiling_gwei),
+            priority_fee_percentile=self.priority_fee_percentile,
+        )
+
     @property
     def listen_host(self) -> str:
         return self.listen.rsplit(":", 1)[0]
@@ -63,6 +81,11 @@ class Settings:
     @property
     def listen_port(self) -> int:
         return int(self.listen.rsplit(":", 1)[1])
+
+
+def gwei_to_wei(gwei: float) -> Wei:
+    """Exact for the decimals an operator writes (0.001 gwei is 1,000,000 wei)."""
+    return Wei(int(Decimal(str(gwei)) * GWEI))
 
 
 def derive_ws_url(rpc_url: str) -> str | None:
@@ -130,6 +153,9 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"ws url must be auto, off or a ws:// or wss:// URL, got {s.ws_url!r}")
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"unknown log level {s.log_level!r}")
+    if s.max_in_flight < 1:
+        raise ConfigError(f"max in flight must be at least 1, got {s.max_in_flight}")
+    s.fee_policy()  # the fee settings' own consistency rules
 
 
 def load_account(settings: Settings) -> LocalAccount:
