@@ -155,7 +155,9 @@ async def test_listen_port_in_use_is_refused(cluster: Cluster) -> None:
 
 
 async def test_store_of_another_deployment_is_refused(cluster: Cluster) -> None:
-    # given keeper 0's store, written by a run against the first deployment
+    # given keeper 0's store, written by a run against the first deployment (its log of this
+    # run only: a line of an earlier run would pass for this one's start)
+    cluster.keepers[0].log.unlink(missing_ok=True)
     kp = cluster.start(0)
 
     async def store_written() -> bool:
