@@ -123,6 +123,13 @@ class KeeperCalls:
             raise ChainError(f"canRotate returned {len(result)} bytes, not one word")
         return int.from_bytes(result, "big") != 0
 
+    async def account_funds(self, address: str) -> tuple[int, int]:
+        """(ETH balance, unwithdrawn TaskManager earnings) of `address`, in wei."""
+        async with rpc_guard("account funds"):
+            balance = int(await self._w3.eth.get_balance(address))  # type: ignore[arg-type]
+            earned = int(await self.task_manager.functions.earnings(address).call())
+        return balance, earned
+
     async def billing(self) -> BillingTerms:
         async with rpc_guard("billing"):
             functions = self.task_manager.functions

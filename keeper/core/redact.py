@@ -38,5 +38,12 @@ def redact_url(url: str) -> str:
 
 
 def redact_urls(text: str) -> str:
-    """`text` with every URL in it redacted by `redact_url`."""
-    return _URL.sub(lambda m: redact_url(m.group(0)), text)
+    """`text` with every URL in it redacted by `redact_url` (punctuation that ends a sentence
+    or a clause after a URL, `connect to http://host:1: ...`, is not part of it)."""
+
+    def redact(match: re.Match[str]) -> str:
+        url = match.group(0)
+        trail = len(url) - len(url.rstrip(".:;!?"))
+        return redact_url(url[: len(url) - trail]) + url[len(url) - trail :]
+
+    return _URL.sub(redact, text)

@@ -60,6 +60,19 @@ class NodeMetrics:
         self.overloaded = Gauge(
             "keeper_overloaded", "1 when the node reports itself overloaded.", registry=r
         )
+        # What an operator watches over a month: the gas money left, what it earned and has
+        # not withdrawn, and what it has in flight.
+        self.balance_wei = Gauge(
+            "keeper_balance_wei", "The keeper account's ETH balance, in wei.", registry=r
+        )
+        self.earnings_wei = Gauge(
+            "keeper_earnings_wei",
+            "Earnings credited in the TaskManager and not yet withdrawn, in wei.",
+            registry=r,
+        )
+        self.pending_transactions = Gauge(
+            "keeper_pending_transactions", "Transactions this node sent, not yet mined.", registry=r
+        )
 
     def record_execution(self, success: bool, count: int = 1) -> None:
         if count > 0:

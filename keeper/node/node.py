@@ -53,6 +53,8 @@ PUSHED_POLL_INTERVAL = 1.0
 HOUSEKEEPING_DELAY = 0.25
 # The rotate() ranking uses job id 0 (jobs start at 1) and the current epoch as the round.
 ROTATE_JOB_ID = 0
+# Blocks between two reads of the account's balance and earnings for the metrics.
+FUNDS_EVERY_BLOCKS = 10
 # Gas of slashEquivocation: two signature recoveries and the registry's slash.
 SLASH_GAS = 300_000
 
@@ -130,6 +132,7 @@ class KeeperNode:
         self._executions_seen = (0, 0)  # (executions, successes) already counted in metrics
         self._passed: tuple[int, bytes] | None = None  # the head the last full pass handled
         self._housekeeping_head: int | None = None  # a head whose rotate check is still to do
+        self._funds_block: int | None = None  # the head of the last balance/earnings read
         self._proving: set[asyncio.Task[None]] = set()  # slashEquivocation sends under way
         self._proven: set[str] = set()  # signers this node has already proven equivocating
 
@@ -301,7 +304,19 @@ class KeeperNode:
             head = await self.sync_now()
         await self._maybe_rotate(head)
         await self._close_rounds()
+        await self._record_funds(head)
         self._housekeeping_head = None
+
+    async def _record_funds(self, head: int) -> None:
+        """Balance, earnings and pending transactions for the metrics; the two RPC reads once
+        every FUNDS_EVERY_BLOCKS blocks (they change slowly and cost the provider's quota)."""
+        self.node_metrics.pending_transactions.set(len(await self.store.pending_txs("pending")))
+        if self._funds_block is not None and head - self._funds_block < FUNDS_EVERY_BLOCKS:
+            return
+        balance, earned = await self.calls.account_funds(self.address)
+        self.node_metrics.balance_wei.set(balance)
+        self.node_metrics.earnings_wei.set(earned)
+        self._funds_block = head
 
     async def sync_now(self, until: int | None = None) -> int:
         """Catches up with the chain (bounded ranges) and returns the new local head; with

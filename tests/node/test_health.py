@@ -1,5 +1,6 @@
 """/healthz tells the truth on a live network: a stopped chain and an unregistered key are
-unhealthy, with the reason (keeper.monitor.health has every rule)."""
+unhealthy, with the reason (keeper.monitor.health has every rule); /metrics shows what an
+operator watches over a month."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from keeper.node.node import FUNDS_EVERY_BLOCKS
+from tests.harness import TIME, selector, time_trigger
 from tests.nodes import Network, start_network
 
 UNREGISTERED = 6  # a harness account that never staked
@@ -49,3 +52,36 @@ async def test_a_node_whose_key_is_not_a_keeper_is_unhealthy(network: Network) -
     healthy, detail = await node.health()
     assert healthy is False
     assert "this key is not a keeper in the registry (not registered)" in detail["reason"]
+
+
+def gauge(metrics: bytes, name: str) -> float:
+    line = next(x for x in metrics.decode().splitlines() if x.startswith(name + " "))
+    return float(line.split()[1])
+
+
+async def test_metrics_show_the_keepers_balance_earnings_and_pending_transactions(
+    network: Network,
+) -> None:
+    net = network.net
+    job_id = await net.create_job(net.spec(TIME, time_trigger(60), selector("onTime()")))
+
+    async def executed() -> bool:
+        return len(await network.executions(job_id)) >= 2
+
+    await network.step_until(executed, max_blocks=30)
+    await network.step(FUNDS_EVERY_BLOCKS)
+    shown_earnings = []
+    for node in network.nodes.values():
+        metrics = node.metrics()
+        # then each node's gauges are the chain's figures for its own account, as of its last
+        # read (since then it can only have spent gas and earned more)
+        balance = gauge(metrics, "keeper_balance_wei")
+        earned = gauge(metrics, "keeper_earnings_wei")
+        assert balance >= float(await net.balance(node.address)) * (1 - 1e-9)
+        assert 0 <= earned <= float(await net.tm.functions.earnings(node.address).call())
+        shown_earnings.append(earned)
+        assert gauge(metrics, "keeper_pending_transactions") == len(
+            await node.store.pending_txs("pending")
+        )
+    # and the executors' earnings show
+    assert max(shown_earnings) > 0

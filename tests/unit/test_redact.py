@@ -41,6 +41,12 @@ def test_every_url_in_an_error_message_is_redacted() -> None:
     assert "429, message='Too Many Requests', url='https://eth.example/***'" in redacted
     assert redacted.count("/***") == 3
     assert redact_urls("no url here") == "no url here"
+    # a URL before a colon or a full stop keeps its host and port, and the punctuation
+    assert (
+        redact_urls("connect to http://127.0.0.1:8545: RPC unreachable.")
+        == "connect to http://127.0.0.1:8545: RPC unreachable."
+    )
+    assert redact_urls(f"see https://eth.example/v3/{KEY}.") == "see https://eth.example/***."
 
 
 def test_log_lines_and_tracebacks_carry_no_url_key() -> None:
