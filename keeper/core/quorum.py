@@ -221,6 +221,14 @@ def compute_turn_start(due_block: int, rank: int, turn_blocks: int) -> int:
     return due_block + rank * turn_blocks
 
 
+def is_turn_started(
+    due_block: int, rank: int, turn_blocks: int, block: int, slack_blocks: int = 0
+) -> bool:
+    """Whether the member of `rank` may lead by `block`: its turn starts no later than
+    `block + slack_blocks` (the slack absorbs a head that reached the leader first)."""
+    return compute_turn_start(due_block, rank, turn_blocks) <= block + slack_blocks
+
+
 def compute_current_leader_rank(due_block: int, block: int, turn_blocks: int, size: int) -> int:
     """Which rank leads at `block` (the last rank keeps leading after its turn)."""
     if block < due_block:

@@ -39,6 +39,11 @@ class NodeOptions:
     # tests that post conflicting signed reports on purpose to check each refusal
     prove_equivocation: bool = True
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT  # pending nonces before sends are refused
+    # POSTs one signer may make to the peer API: a leader sends one batch per head to each
+    # member (and a retry or two), so 20/s with a burst of 40 leaves room for fast chains and
+    # catching up, while a flooding peer is answered 429 before any handler work
+    peer_rate_per_second: float = 20.0
+    peer_rate_burst: int = 40
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from eth_utils.crypto import keccak
 
 from keeper.core.equivocation import Equivocation, EvidenceBook
+from keeper.core.jobs import Job
 from keeper.core.messages import (
     BatchResponse,
     Refusal,
@@ -22,15 +23,18 @@ from keeper.core.messages import (
     ReportRequest,
     ReportResponse,
 )
+from keeper.core.quorum import is_turn_started, rank_members
 from keeper.core.report import Report, compute_report_digest, recover_report_signer, sign_report
 from keeper.errors import PeerRejected, RpcUnavailable
 from keeper.monitor.metrics import NodeMetrics
-from keeper.node.context import NodeContext
-from keeper.node.evaluate import Evaluator
+from keeper.node.context import NodeContext, QuorumView
+from keeper.node.evaluate import Evaluator, Proposal
 
 log = logging.getLogger(__name__)
 
 MAX_CHECK_AGE = 128  # TaskManager.MAX_CHECK_AGE
+# Blocks a leader's turn may start after this member's head: the leader may see a head first.
+TURN_SLACK_BLOCKS = 1
 
 
 def _reject(status: int, code: str, reason: str) -> PeerRejected:
@@ -235,9 +239,42 @@ class MemberService:
             raise _reject(422, "CursorMismatch", f"expected cursor {proposal.cursor}")
         if keccak(proposal.payload) != report.payloadHash or proposal.payload != req.payload:
             raise _reject(422, "PayloadMismatch", "the payload differs from this node's result")
+        await self._check_turn(req, job, quorum, proposal, head)
 
         signature = sign_report(ctx.account.key, report, ctx.domain)
         return _Approved(report, compute_report_digest(report, ctx.domain), signature, synced_ms)
+
+    async def _check_turn(
+        self, req: ReportRequest, job: Job, quorum: QuorumView, proposal: Proposal, head: int
+    ) -> None:
+        """Refuses a leader whose turn has not come (protocol: leader turns).
+
+        The due block is the one this node's leader service stored for the round, else the
+        block every node derives the same way (`Evaluator.opened_at_many`, store reads only);
+        a round neither tells (a Condition job this node has not yet seen due) is accepted, as
+        this node has no clock to judge that turn by. The ranking is the plain one: an
+        overloaded leader steps back, so it only ever leads later than its plain turn.
+        """
+        report = req.report
+        state = await self._ctx.store.round_state(report.jobId, report.round)
+        if state is not None:
+            due_block: int | None = state[1]
+        else:
+            due_block = (await self._evaluator.opened_at_many([(job, proposal)])).get(job.job_id)
+        if due_block is None:
+            return
+        ranked = [
+            a.lower()
+            for a in rank_members(report.jobId, report.round, [m.address for m in quorum.members])
+        ]
+        rank = ranked.index(req.sender.lower())
+        turn_blocks = self._ctx.options.turn_blocks
+        if not is_turn_started(due_block, rank, turn_blocks, head, TURN_SLACK_BLOCKS):
+            raise _reject(
+                409,
+                "NotYourTurn",
+                f"rank {rank} leads from block {due_block + rank * turn_blocks}, head is {head}",
+            )
 
     async def _head(self) -> int:
         head = await self._ctx.store.head()

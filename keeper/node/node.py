@@ -28,6 +28,7 @@ from keeper.core.fees import FeePolicy
 from keeper.core.jobs import JobStatus
 from keeper.core.messages import BatchResponse, ReportBatch, ReportRequest, ReportResponse
 from keeper.core.quorum import compute_turn_start, rank_members
+from keeper.core.ratelimit import RateLimit
 from keeper.core.redact import redact_urls
 from keeper.core.report import Domain, compute_doom_reason
 from keeper.core.types import Wei
@@ -117,7 +118,11 @@ class KeeperNode:
         self.evaluator: Evaluator | None = None
         self.leader: LeaderService | None = None
         self.member: MemberService | None = None
-        self.server = PeerServer(self)
+        self.server = PeerServer(
+            self,
+            rate_limit=RateLimit(options.peer_rate_per_second, options.peer_rate_burst),
+            clock=clock,
+        )
         self.port = 0
         self._scheduler = AsyncIOScheduler()
         self._task: asyncio.Task[None] | None = None

@@ -2,7 +2,8 @@
 (every report a leader leads at one head, answered item by item) plus status, health and metrics.
 
 The server does everything that needs no node state before the handler sees a request: media
-type, size, body signature, decoding and signer == sender. Each failure is its own 4xx with a
+type, size, body signature, decoding, signer == sender and the sender's request rate (a token
+bucket per signer: `429 RateLimited` with `Retry-After`). Each failure is its own 4xx with a
 JSON body `{"error": code, "reason": one line}`, and the handler is never called, so a
 malformed or unsigned message changes nothing (protocol step 6). Whether the sender belongs to
 the quorum, and whether to sign, is the handler's decision; it refuses with `PeerRejected`.
@@ -11,6 +12,8 @@ the quorum, and whether to sign, is the handler's decision; it refuses with `Pee
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
@@ -33,6 +36,7 @@ from keeper.core.messages import (
     parse_signature_header,
     recover_body_signer,
 )
+from keeper.core.ratelimit import RateLimit, TokenBuckets
 from keeper.errors import PeerRejected
 
 log = logging.getLogger(__name__)
@@ -108,9 +112,17 @@ async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResp
 
 
 class _Routes:
-    def __init__(self, handler: PeerHandler, max_body: int) -> None:
+    def __init__(
+        self,
+        handler: PeerHandler,
+        max_body: int,
+        rate_limit: RateLimit | None,
+        clock: Callable[[], float],
+    ) -> None:
         self._handler = handler
         self._max_body = max_body
+        self._buckets = TokenBuckets(rate_limit) if rate_limit is not None else None
+        self._clock = clock
 
     async def _signed_body(self, request: web.Request) -> tuple[bytes, str] | web.Response:
         """The body and the address that signed it, or the error response that ends the
@@ -170,6 +182,17 @@ class _Routes:
             return error_response(400, exc.code, exc.reason)
         if signer != message.sender:
             return error_response(401, BAD_SIGNATURE, "body is not signed by its sender")
+        if self._buckets is not None:
+            # Keyed by the signer, known only now: an unsigned request names no one to charge.
+            wait = self._buckets.acquire(signer.lower(), self._clock())
+            if wait > 0:
+                log.info("peer_api.rate_limited from=%s retry_after=%.2f", signer, wait)
+                return error_response(
+                    429,
+                    "RateLimited",
+                    f"more than {self._buckets.limit.per_second:g} requests/s",
+                    {"Retry-After": str(max(1, math.ceil(wait)))},
+                )
         try:
             answer = await handle(message)
         except PeerRejected as exc:
@@ -193,10 +216,17 @@ class _Routes:
         )
 
 
-def create_app(handler: PeerHandler, *, max_body: int = DEFAULT_MAX_BODY) -> web.Application:
-    """The aiohttp application; `client_max_size` backs the size check while reading."""
+def create_app(
+    handler: PeerHandler,
+    *,
+    max_body: int = DEFAULT_MAX_BODY,
+    rate_limit: RateLimit | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> web.Application:
+    """The aiohttp application; `client_max_size` backs the size check while reading, and
+    `rate_limit` (None: unlimited) bounds each signer's POSTs."""
     app = web.Application(client_max_size=max_body, middlewares=[_json_errors])
-    routes = _Routes(handler, max_body)
+    routes = _Routes(handler, max_body, rate_limit, clock)
     app.router.add_post("/v1/reports", routes.post_report)
     app.router.add_post("/v1/reports/batch", routes.post_batch)
     app.router.add_get("/v1/status", routes.status)
@@ -208,8 +238,15 @@ def create_app(handler: PeerHandler, *, max_body: int = DEFAULT_MAX_BODY) -> web
 class PeerServer:
     """Runs `create_app` on one TCP address until `stop`."""
 
-    def __init__(self, handler: PeerHandler, *, max_body: int = DEFAULT_MAX_BODY) -> None:
-        self._app = create_app(handler, max_body=max_body)
+    def __init__(
+        self,
+        handler: PeerHandler,
+        *,
+        max_body: int = DEFAULT_MAX_BODY,
+        rate_limit: RateLimit | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._app = create_app(handler, max_body=max_body, rate_limit=rate_limit, clock=clock)
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 

@@ -27,6 +27,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 
 from keeper.core.messages import SIGNATURE_HEADER, ReportRequest, encode_request, sign_body
+from keeper.core.quorum import rank_members
 from keeper.core.report import Report, compute_report_digest, sign_report
 from keeper.node.context import NodeOptions
 from keeper.node.node import KeeperNode
@@ -128,10 +129,28 @@ async def make_due(world: World) -> int:
     return await net.block_number()
 
 
+async def leaders_in_order(world: World) -> list[int]:
+    """The job's quorum (node indices) in leader order for its current round: the first leads
+    from the round's due block, the next one turn later (members refuse a turn not yet come)."""
+    round_ = int((await world.network.net.job(world.job_id))["round"])
+    by_address = {world.key(i).address.lower(): i for i in world.members}
+    ranked = rank_members(world.job_id, round_, [world.key(i).address for i in world.members])
+    return [by_address[a.lower()] for a in ranked]
+
+
+async def mine_to_turn(world: World, rank: int) -> int:
+    """From the due block (the head `make_due` left), mines to the first block of `rank`'s turn
+    and syncs every node; returns the new head."""
+    net = world.network.net
+    net.mine(rank * world.network.options.turn_blocks)
+    await sync_all(world.network)
+    return await net.block_number()
+
+
 async def given_an_honest_request(world: World) -> tuple[LocalAccount, int, ReportRequest]:
-    """A due round; its primary-style leader (members[0]) is about to ask members[1]."""
+    """A due round; its primary (rank 0, whose turn it is) is about to ask the next member."""
     await make_due(world)
-    leader_index, receiver = world.members[0], world.members[1]
+    leader_index, receiver = (await leaders_in_order(world))[:2]
     leader = world.key(leader_index)
     report = await honest_report(world, leader_index)
     return leader, receiver, request_for(world, leader, report)

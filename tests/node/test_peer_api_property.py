@@ -32,6 +32,7 @@ from tests.node.peer_api_support import (
     World,
     expect_refused,
     honest_report,
+    leaders_in_order,
     make_due,
     open_world,
     post_request,
@@ -75,6 +76,7 @@ ERROR_CODES = {
     "NotDue",
     "CursorMismatch",
     "PayloadMismatch",
+    "NotYourTurn",
 }
 
 
@@ -86,9 +88,9 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def honest(world: World) -> ReportRequest:
-    """The request an honest leader (members[0]) sends for the due round."""
+    """The request the job's primary (rank 0, in its turn) sends for the due round."""
     await make_due(world)
-    leader = world.members[0]
+    leader = (await leaders_in_order(world))[0]
     return request_for(world, world.key(leader), await honest_report(world, leader))
 
 
@@ -163,10 +165,20 @@ def mutated(draw: st.DrawFn, world: World, honest: ReportRequest) -> bytes:
             req = decode_request(body)
         except MessageError:
             return body
-        leader = world.key(world.members[0])
+        leader = leader_key(world, honest)
         obj["leaderSignature"] = encode_leader_signature(world, leader, req)
         body = _encode(obj)
     return body
+
+
+def leader_key(world: World, honest: ReportRequest) -> LocalAccount:
+    """The key of the honest request's leader."""
+    return next(k for k in world.network.net.keepers if k.address == honest.sender)
+
+
+def receiver_of(world: World, honest: ReportRequest) -> int:
+    """The member the honest request goes to: the first one that is not its leader."""
+    return next(i for i in world.members if world.key(i).address != honest.sender)
 
 
 def encode_leader_signature(world: World, leader: LocalAccount, req: ReportRequest) -> str:
@@ -218,12 +230,12 @@ async def test_property_any_body_gets_a_4xx_and_changes_nothing(
     assume(not is_the_honest_message(body, honest))
     keys = {k.address.lower(): k for k in [*world.network.net.keepers, STRANGER]}
     claimed = keys.get(claimed_sender(body) or "")
-    choices = [claimed, world.key(world.members[0]), STRANGER, None]
+    choices = [claimed, leader_key(world, honest), STRANGER, None]
     signer = data.draw(st.sampled_from([c for c in choices if c is not None] + [None]))
     headers = dict(JSON_TYPE) if signer is None else signed_headers(body, signer)
 
     # when it is posted to a member of the job's quorum
-    status, code = await expect_refused(world, world.members[1], body, headers)
+    status, code = await expect_refused(world, receiver_of(world, honest), body, headers)
 
     # then it is refused with a 4xx and a known code, and nothing changed (expect_refused)
     event(f"{status} {code}")
@@ -236,7 +248,7 @@ async def test_after_the_property_the_honest_request_is_signed(
 ) -> None:
     # when the honest message itself is posted after all the bodies above
     status, answer = await post_request(
-        world, world.members[1], honest, world.key(world.members[0])
+        world, receiver_of(world, honest), honest, leader_key(world, honest)
     )
 
     # then the node, still up and unchanged, signs it

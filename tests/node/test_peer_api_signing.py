@@ -20,8 +20,10 @@ from tests.node.peer_api_support import (
     World,
     expect_refused,
     given_an_honest_request,
+    leaders_in_order,
     make_due,
     metric,
+    mine_to_turn,
     open_world,
     post_raw,
     post_request,
@@ -93,9 +95,11 @@ async def test_given_a_signed_result_then_another_cursor_is_refused_but_a_view_c
     assert (status, code) == (422, "CursorMismatch")
     assert await signed_reports(world, receiver, req.report) == [req.report]
 
-    # when the same result comes again with a later deadline, and from a backup leader
+    # when the same result comes again with a later deadline, and from a backup leader in its
+    # turn (members refuse a backup before it)
     later = replace(req.report, deadline=req.report.deadline + 1)
-    backup = world.key(world.members[2])
+    backup = world.key((await leaders_in_order(world))[2])
+    await mine_to_turn(world, 2)
     by_backup = replace(req.report, executor=backup.address)
     status_later, _ = await post_request(world, receiver, request_for(world, leader, later), leader)
     status_backup, _ = await post_request(
