@@ -347,7 +347,7 @@ def is_caught_up(cluster: Cluster, i: int) -> bool:
     node listens only after rolling its store back on start, so the head read is its own)."""
     kp = cluster.keepers[i]
     try:
-        with urllib.request.urlopen(kp.endpoint + "/healthz", timeout=5) as response:
+        with urllib.request.urlopen(kp.admin_endpoint + "/healthz", timeout=5) as response:
             if response.status != 200:
                 return False
     except OSError:  # not listening yet, or 503 (no successful pass yet)

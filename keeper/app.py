@@ -40,6 +40,8 @@ def node_options(settings: Settings) -> NodeOptions:
     return NodeOptions(
         host=settings.listen_host,
         port=settings.listen_port,
+        admin_host=settings.admin_host,
+        admin_port=settings.admin_port,
         poll_interval=settings.poll_interval,
         reorg_depth=settings.reorg_depth,
         turn_blocks=settings.turn_blocks,
@@ -103,10 +105,16 @@ async def _run_locked(settings: Settings) -> int:
         await node.start()
     except OSError as exc:
         await _shut_down(node)
-        raise ConfigError(f"cannot listen on {settings.listen}: {exc.strerror}") from exc
+        raise ConfigError(
+            f"cannot listen on {settings.listen} or {settings.admin_address}: {exc.strerror}"
+        ) from exc
     stop = SignalStop(asyncio.get_running_loop())
     stop.install()
-    print(f"keeper {node.address} running; peer API on {node.endpoint}", flush=True)
+    print(
+        f"keeper {node.address} running; peer API on {node.endpoint}, "
+        f"status/health/metrics on {node.admin_endpoint}",
+        flush=True,
+    )
     try:
         await stop.requested.wait()
         log.info("node.stopping signal=%s", stop.signal_name)

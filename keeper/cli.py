@@ -75,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the keeper node")
     _common(run)
     run.add_argument("--listen", help="host:port for the peer API (env KEEPER_LISTEN)")
+    run.add_argument(
+        "--admin-listen",
+        dest="admin_listen",
+        help="host:port for status, /healthz and /metrics (default 127.0.0.1 on the --listen "
+        "port + 1; env KEEPER_ADMIN_LISTEN)",
+    )
     run.add_argument("--db", help="SQLite store (env KEEPER_DB)")
     run.add_argument("--poll-interval", dest="poll_interval", type=float)
     run.add_argument(
@@ -85,8 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--turn-blocks", dest="turn_blocks", type=int)
     _fee_flags(run)
 
-    status = commands.add_parser("status", help="the node's view, from its peer API")
-    status.add_argument("--url", default="http://127.0.0.1:8700", help="the node's peer API")
+    status = commands.add_parser("status", help="the node's view, from its admin listener")
+    status.add_argument(
+        "--url",
+        default="http://127.0.0.1:8701",
+        help="the node's admin listener (its --admin-listen; default the peer port 8700 + 1)",
+    )
 
     _add_job_parsers(commands)
     _add_account_parsers(commands)

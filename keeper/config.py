@@ -42,6 +42,8 @@ class Settings:
     deployment: str = "deployment.json"
     db: str = "keeper.db"
     listen: str = "127.0.0.1:8700"
+    # status, health and metrics: host:port, or "" for loopback on the peer port + 1
+    admin_listen: str = ""
     log_level: str = "INFO"
     poll_interval: float = 1.0
     reorg_depth: int = 12
@@ -81,6 +83,23 @@ class Settings:
     @property
     def listen_port(self) -> int:
         return int(self.listen.rsplit(":", 1)[1])
+
+    @property
+    def admin_address(self) -> str:
+        """Where status, health and metrics listen: `admin_listen`, else 127.0.0.1 on the peer
+        port + 1 (port 0, any free port, when the peer port is 0)."""
+        if self.admin_listen:
+            return self.admin_listen
+        port = self.listen_port
+        return f"127.0.0.1:{port + 1 if port else 0}"
+
+    @property
+    def admin_host(self) -> str:
+        return self.admin_address.rsplit(":", 1)[0]
+
+    @property
+    def admin_port(self) -> int:
+        return int(self.admin_address.rsplit(":", 1)[1])
 
 
 def gwei_to_wei(gwei: float) -> Wei:
@@ -139,14 +158,13 @@ def load_settings(
 
 
 def _validate(s: Settings) -> None:
-    if ":" not in s.listen:
-        raise ConfigError(f"listen address must be host:port, got {s.listen!r}")
-    try:
-        port = s.listen_port
-    except ValueError as exc:
-        raise ConfigError(f"listen port must be a number, got {s.listen!r}") from exc
-    if not 0 <= port <= 65535:
-        raise ConfigError(f"listen port out of range: {port}")
+    _validate_address("listen", s.listen)
+    if s.admin_listen:
+        _validate_address("admin listen", s.admin_listen)
+    if s.admin_port > 65535:
+        raise ConfigError(f"admin listen port out of range: {s.admin_port} (set --admin-listen)")
+    if s.admin_port != 0 and s.admin_port == s.listen_port and s.admin_host == s.listen_host:
+        raise ConfigError(f"admin listen address {s.admin_address} is the peer listen address")
     if s.poll_interval <= 0 or s.turn_blocks <= 0 or s.reorg_depth < 0:
         raise ConfigError("poll interval and turn blocks must be positive, reorg depth >= 0")
     if s.ws_url not in ("auto", "off") and not s.ws_url.startswith(("ws://", "wss://")):
@@ -156,6 +174,17 @@ def _validate(s: Settings) -> None:
     if s.max_in_flight < 1:
         raise ConfigError(f"max in flight must be at least 1, got {s.max_in_flight}")
     s.fee_policy()  # the fee settings' own consistency rules
+
+
+def _validate_address(what: str, address: str) -> None:
+    if ":" not in address:
+        raise ConfigError(f"{what} address must be host:port, got {address!r}")
+    try:
+        port = int(address.rsplit(":", 1)[1])
+    except ValueError as exc:
+        raise ConfigError(f"{what} port must be a number, got {address!r}") from exc
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{what} port out of range: {port}")
 
 
 def load_account(settings: Settings) -> LocalAccount:

@@ -121,7 +121,10 @@ class Devnet:
             node = await self._start_node(i, account)
             stake = (i + 1) * ETHER
             await self._tx(self.registry.functions.register(node.endpoint), account, value=stake)
-            self.out(f"keeper {i} {account.address} staked {i + 1} ether, peer API {node.endpoint}")
+            self.out(
+                f"keeper {i} {account.address} staked {i + 1} ether, peer API {node.endpoint}, "
+                f"status {node.admin_endpoint}"
+            )
         self.producer = asyncio.create_task(self._produce_blocks())
         await self._wait_for_epoch()
         if not self.stop_event.is_set():

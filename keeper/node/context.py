@@ -20,6 +20,9 @@ class NodeOptions:
 
     host: str = "127.0.0.1"
     port: int = 0
+    # status, health and metrics: a second listener, loopback unless the operator says else
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 0
     poll_interval: float = 1.0
     reorg_depth: int = 12
     turn_blocks: int = 5

@@ -42,7 +42,7 @@ from keeper.node.leader import LeaderService
 from keeper.node.member import MAX_CHECK_AGE, MemberService
 from keeper.node.tasks import cancel_and_wait
 from keeper.peers.client import PeerClient
-from keeper.peers.server import PeerServer
+from keeper.peers.server import AdminServer, PeerServer
 from keeper.schedule import cron_next_fire
 from keeper.store.db import Store
 
@@ -123,7 +123,9 @@ class KeeperNode:
             rate_limit=RateLimit(options.peer_rate_per_second, options.peer_rate_burst),
             clock=clock,
         )
+        self.admin_server = AdminServer(self)
         self.port = 0
+        self.admin_port = 0
         self._scheduler = AsyncIOScheduler()
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
@@ -176,6 +178,13 @@ class KeeperNode:
             lambda: self.load.latest.overloaded,
         )
         self.port = await self.server.start(self.options.host, self.options.port)
+        try:
+            self.admin_port = await self.admin_server.start(
+                self.options.admin_host, self.options.admin_port
+            )
+        except BaseException:
+            await self.server.stop()
+            raise
         self.load.start(self._scheduler)
         self._scheduler.start()
         self._stop.clear()
@@ -186,9 +195,10 @@ class KeeperNode:
                     self.heads.run(), name=f"heads-{self.address[:8]}"
                 )
         log.info(
-            "node.started address=%s port=%d registry=%s task_manager=%s",
+            "node.started address=%s port=%d admin_port=%d registry=%s task_manager=%s",
             self.address,
             self.port,
+            self.admin_port,
             self.deployment.registry,
             self.deployment.task_manager,
         )
@@ -201,6 +211,7 @@ class KeeperNode:
             await cancel_and_wait(task)
         self._task = self._heads_task = None
         await self.server.stop()
+        await self.admin_server.stop()
         if self.leader is not None:
             await self.leader.close()
         await self.client.close()
@@ -212,7 +223,13 @@ class KeeperNode:
 
     @property
     def endpoint(self) -> str:
+        """The peer API's URL (what peers are registered under, when no proxy is between)."""
         return f"http://{self.options.host}:{self.port}"
+
+    @property
+    def admin_endpoint(self) -> str:
+        """The URL of status, health and metrics."""
+        return f"http://{self.options.admin_host}:{self.admin_port}"
 
     # ------------------------------------------------------------------ the loop
 

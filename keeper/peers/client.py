@@ -11,7 +11,6 @@ and the expected member, which the agree loop has and this transport does not.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 from eth_account import Account
@@ -111,17 +110,6 @@ class PeerClient:
             return decode_response(data)
         except MessageError as exc:
             raise PeerError(f"peer {endpoint} sent an invalid response: {exc.reason}") from exc
-
-    async def get_status(self, endpoint: str) -> dict[str, Any]:
-        """The peer's `GET /v1/status` view."""
-        data = await self._call("GET", _url(endpoint, "/v1/status"), None, {})
-        try:
-            obj = load_untrusted_json(data, "status")
-        except MessageError as exc:
-            raise PeerError(f"peer {endpoint} sent an invalid status: {exc.reason}") from exc
-        if not isinstance(obj, dict):
-            raise PeerError(f"peer {endpoint} sent a status that is not a JSON object")
-        return obj
 
     async def _call(
         self, method: str, url: str, body: bytes | None, headers: dict[str, str]

@@ -1,5 +1,7 @@
-"""The node's HTTP API: the peer endpoints `POST /v1/reports` and `POST /v1/reports/batch`
-(every report a leader leads at one head, answered item by item) plus status, health and metrics.
+"""The node's two HTTP listeners. The peer port serves only the peer API, `POST /v1/reports`
+and `POST /v1/reports/batch` (every report a leader leads at one head, answered item by item);
+status, health and metrics are on the admin port (loopback by default), so nothing the node
+shows about itself reaches the network the peers are on.
 
 The server does everything that needs no node state before the handler sees a request: media
 type, size, body signature, decoding, signer == sender and the sender's request rate (a token
@@ -229,31 +231,33 @@ def create_app(
     routes = _Routes(handler, max_body, rate_limit, clock)
     app.router.add_post("/v1/reports", routes.post_report)
     app.router.add_post("/v1/reports/batch", routes.post_batch)
+    return app
+
+
+def create_admin_app(handler: PeerHandler) -> web.Application:
+    """The operator's application: `GET /v1/status`, `/healthz` and `/metrics`."""
+    app = web.Application(client_max_size=DEFAULT_MAX_BODY, middlewares=[_json_errors])
+    routes = _Routes(handler, DEFAULT_MAX_BODY, None, time.monotonic)
     app.router.add_get("/v1/status", routes.status)
     app.router.add_get("/healthz", routes.health)
     app.router.add_get("/metrics", routes.metrics)
     return app
 
 
-class PeerServer:
-    """Runs `create_app` on one TCP address until `stop`."""
+class _Listener:
+    """Runs one aiohttp application on one TCP address until `stop`."""
 
-    def __init__(
-        self,
-        handler: PeerHandler,
-        *,
-        max_body: int = DEFAULT_MAX_BODY,
-        rate_limit: RateLimit | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._app = create_app(handler, max_body=max_body, rate_limit=rate_limit, clock=clock)
+    _name = "listener"
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
     async def start(self, host: str, port: int) -> int:
         """Listen on host:port (port 0 picks a free one) and return the bound port."""
         if self._runner is not None:
-            raise RuntimeError("peer server already started")
+            raise RuntimeError(f"{self._name} already started")
         runner = web.AppRunner(self._app)
         await runner.setup()
         try:
@@ -264,7 +268,7 @@ class PeerServer:
             raise
         self._runner = runner
         self.port = int(runner.addresses[0][1])
-        log.info("peer_api.listening host=%s port=%d", host, self.port)
+        log.info("%s.listening host=%s port=%d", self._name, host, self.port)
         return self.port
 
     async def stop(self) -> None:
@@ -272,3 +276,28 @@ class PeerServer:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+
+
+class PeerServer(_Listener):
+    """The peer API (`create_app`): the only listener peers reach."""
+
+    _name = "peer_api"
+
+    def __init__(
+        self,
+        handler: PeerHandler,
+        *,
+        max_body: int = DEFAULT_MAX_BODY,
+        rate_limit: RateLimit | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(create_app(handler, max_body=max_body, rate_limit=rate_limit, clock=clock))
+
+
+class AdminServer(_Listener):
+    """Status, health and metrics (`create_admin_app`), for the operator and its monitoring."""
+
+    _name = "admin_api"
+
+    def __init__(self, handler: PeerHandler) -> None:
+        super().__init__(create_admin_app(handler))

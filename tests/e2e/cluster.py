@@ -39,13 +39,20 @@ class KeeperProcess:
     index: int
     account: LocalAccount
     port: int
+    admin_port: int
     db: Path
     log: Path
     proc: subprocess.Popen[bytes] | None = None
 
     @property
     def endpoint(self) -> str:
+        """The peer API (what the keeper registered)."""
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def admin_endpoint(self) -> str:
+        """Status, health and metrics."""
+        return f"http://127.0.0.1:{self.admin_port}"
 
     @property
     def running(self) -> bool:
@@ -89,6 +96,7 @@ class Cluster:
             index=i,
             account=account,
             port=free_port(),
+            admin_port=free_port(),
             db=self.tmp / f"keeper{i}.db",
             log=self.tmp / f"keeper{i}.log",
         )
@@ -124,6 +132,8 @@ class Cluster:
                 str(self.deployment_file),
                 "--listen",
                 f"127.0.0.1:{kp.port}",
+                "--admin-listen",
+                f"127.0.0.1:{kp.admin_port}",
                 "--db",
                 str(kp.db),
                 "--poll-interval",
@@ -186,7 +196,7 @@ class Cluster:
         return sorted(logs, key=lambda x: (x["blockNumber"], x["logIndex"]))
 
     async def status(self, i: int) -> dict[str, Any]:
-        return json.loads(self.cli("status", "--url", self.keepers[i].endpoint))
+        return json.loads(self.cli("status", "--url", self.keepers[i].admin_endpoint))
 
     async def wait_until(
         self, predicate: Callable[[], Awaitable[bool]], timeout: float, what: str

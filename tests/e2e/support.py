@@ -183,7 +183,7 @@ def store_head(db: Path) -> tuple[int, bytes] | None:
 
 def node_status(cluster: Cluster, i: int) -> dict[str, Any]:
     """GET /v1/status of keeper `i` (cheaper than spawning `keeper status` in a poll loop)."""
-    url = cluster.keepers[i].endpoint + "/v1/status"
+    url = cluster.keepers[i].admin_endpoint + "/v1/status"
     with urllib.request.urlopen(url, timeout=10) as response:
         return dict(json.loads(response.read()))
 

@@ -65,8 +65,8 @@ async def _scenario(cluster: Cluster, proxy: TcpProxy, http: aiohttp.ClientSessi
     w3 = cluster.web3()
     contracts = await cluster.contracts(w3)
     registry, tm = contracts.registry, contracts.task_manager
-    health_url = cluster.keepers[CUT].endpoint + "/healthz"
-    status_url = cluster.keepers[CUT].endpoint + "/v1/status"
+    health_url = cluster.keepers[CUT].admin_endpoint + "/healthz"
+    status_url = cluster.keepers[CUT].admin_endpoint + "/v1/status"
 
     async def epoch_formed() -> bool:
         return int(await registry.functions.currentEpoch().call()) >= 1

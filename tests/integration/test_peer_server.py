@@ -29,7 +29,7 @@ from keeper.core.report import Domain, Report, recover_report_signer, sign_repor
 from keeper.errors import PeerError, PeerRejected
 from keeper.monitor.metrics import NodeMetrics
 from keeper.peers.client import PeerClient
-from keeper.peers.server import DEFAULT_MAX_BODY, PeerServer
+from keeper.peers.server import DEFAULT_MAX_BODY, AdminServer, PeerServer
 
 LEADER_KEY = bytes([1]) * 32
 MEMBER_KEY = bytes([2]) * 32
@@ -102,6 +102,15 @@ async def endpoint(handler: RecordingHandler) -> AsyncIterator[str]:
 
 
 @pytest.fixture
+async def admin(handler: RecordingHandler) -> AsyncIterator[str]:
+    """The admin listener (status, health, metrics) over the same handler."""
+    server = AdminServer(handler)
+    port = await server.start("127.0.0.1", 0)
+    yield f"http://127.0.0.1:{port}"
+    await server.stop()
+
+
+@pytest.fixture
 async def client() -> AsyncIterator[PeerClient]:
     peer = PeerClient(LEADER_KEY, LEADER, timeout=5.0)
     yield peer
@@ -144,10 +153,32 @@ async def test_given_a_signed_request_then_the_member_signs_the_report(
     assert recover_report_signer(req.report, DOMAIN, resp.signature) == MEMBER
 
 
-async def test_status_through_the_client(
-    endpoint: str, client: PeerClient, handler: RecordingHandler
+async def test_status_is_served_on_the_admin_listener(
+    admin: str, http: aiohttp.ClientSession
 ) -> None:
-    assert await client.get_status(endpoint) == {"epoch": 1, "signed": 0}
+    async with http.get(admin + "/v1/status") as resp:
+        assert resp.status == 200
+        assert await resp.json() == {"epoch": 1, "signed": 0}
+
+
+@pytest.mark.parametrize("path", ["/v1/status", "/healthz", "/metrics"])
+async def test_the_peer_port_shows_nothing_of_the_node(
+    endpoint: str, http: aiohttp.ClientSession, path: str
+) -> None:
+    # when a peer (or anyone on its network) asks the peer port for the node's view
+    async with http.get(endpoint + path) as resp:
+        # then there is no such thing there
+        assert resp.status == 404
+        assert (await resp.json())["error"] == "NotFound"
+
+
+async def test_the_admin_listener_serves_no_peer_api(
+    admin: str, http: aiohttp.ClientSession, handler: RecordingHandler
+) -> None:
+    body = encode_request(a_request())
+    async with http.post(admin + "/v1/reports", data=body, headers=signed(body)) as resp:
+        assert resp.status == 404
+    assert handler.calls == []
 
 
 async def test_a_maximal_payload_fits_the_default_body_limit(
@@ -314,8 +345,8 @@ async def test_unknown_routes_are_404_and_wrong_methods_405(
         assert resp.status == 405
         assert (await resp.json())["error"] == "MethodNotAllowed"
         assert "POST" in resp.headers["Allow"]
-    async with http.post(endpoint + "/healthz", data=b"{}", headers=JSON) as resp:
-        assert resp.status == 405
+    async with http.post(endpoint + "/v1/reports/batch", data=b"{}") as resp:
+        assert resp.status == 415
     assert handler.calls == []
 
 
@@ -390,25 +421,27 @@ async def test_given_nobody_listens_then_peer_error(client: PeerClient) -> None:
 
 
 async def test_healthz_is_200_when_healthy_and_503_when_not(
-    endpoint: str, http: aiohttp.ClientSession, handler: RecordingHandler
+    admin: str, http: aiohttp.ClientSession, handler: RecordingHandler
 ) -> None:
-    async with http.get(endpoint + "/healthz") as resp:
+    async with http.post(admin + "/healthz", data=b"{}", headers=JSON) as resp:
+        assert resp.status == 405
+    async with http.get(admin + "/healthz") as resp:
         assert resp.status == 200
         assert await resp.json() == {"ok": True, "head": 42}
 
     handler.healthy = False
 
-    async with http.get(endpoint + "/healthz") as resp:
+    async with http.get(admin + "/healthz") as resp:
         assert resp.status == 503
         assert await resp.json() == {"ok": False, "reason": "rpc 30 blocks behind"}
 
 
 async def test_metrics_are_prometheus_text_of_the_node_registry(
-    endpoint: str, client: PeerClient, http: aiohttp.ClientSession
+    endpoint: str, admin: str, client: PeerClient, http: aiohttp.ClientSession
 ) -> None:
     await client.request_signature(endpoint, a_request())
 
-    async with http.get(endpoint + "/metrics") as resp:
+    async with http.get(admin + "/metrics") as resp:
         text = await resp.text()
         assert resp.status == 200
         assert resp.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"

@@ -274,7 +274,7 @@ async def expect_refused(
 
 async def metric(world: World, node: int, name: str, labels: str = "") -> float:
     """One sample of the node's /metrics (0 when the labelled series does not exist yet)."""
-    async with world.http.get(world.node(node).endpoint + "/metrics") as resp:
+    async with world.http.get(world.node(node).admin_endpoint + "/metrics") as resp:
         text = await resp.text()
     series = re.escape(name + (f"{{{labels}}}" if labels else ""))
     found = re.search(rf"^{series} (\S+)$", text, re.MULTILINE)

@@ -1,5 +1,6 @@
 """A live node signs the honest report, never a second result for the same key, and reports its
-view: POST /v1/reports (protocol step 4), GET /v1/status, /healthz, /metrics (node interfaces).
+view: POST /v1/reports (protocol step 4) on the peer port; GET /v1/status, /healthz, /metrics
+on the admin listener only (node interfaces).
 """
 
 from __future__ import annotations
@@ -151,7 +152,7 @@ async def test_the_rejections_caused_are_counted_by_code_in_metrics(world: World
         )
 
     # then /metrics counts exactly those two NotMember rejections
-    async with world.http.get(world.node(receiver).endpoint + "/metrics") as resp:
+    async with world.http.get(world.node(receiver).admin_endpoint + "/metrics") as resp:
         assert resp.status == 200
         assert resp.headers["Content-Type"].startswith("text/plain")
         text = await resp.text()
@@ -196,7 +197,7 @@ async def test_healthz_is_200_while_the_node_syncs_normally(world: World) -> Non
 
     # when a node's health is read
     for i in (world.members[0], world.outsiders[0]):
-        async with world.http.get(world.node(i).endpoint + "/healthz") as resp:
+        async with world.http.get(world.node(i).admin_endpoint + "/healthz") as resp:
             body = await resp.json()
             # then it is healthy
             assert resp.status == 200, body
@@ -218,8 +219,27 @@ async def test_unknown_paths_are_404_and_the_api_is_on_loopback_only(world: Worl
     assert (status, answer["error"]) == (415, "UnsupportedMediaType")
 
 
+async def test_the_peer_port_shows_nothing_and_the_admin_listener_is_on_loopback(
+    world: World,
+) -> None:
+    node = world.node(world.members[0])
+    # given a node whose peer API and admin listener are on two ports
+    assert node.admin_endpoint.startswith("http://127.0.0.1:")
+    assert node.admin_port not in (0, node.port)
+    for path in ("/v1/status", "/healthz", "/metrics"):
+        # when anyone asks the peer port for the node's view, then there is none there
+        async with world.http.get(node.endpoint + path) as resp:
+            assert (resp.status, (await resp.json())["error"]) == (404, "NotFound"), path
+        # and the admin listener answers it (health may be 503: these nodes do not tick)
+        async with world.http.get(node.admin_endpoint + path) as resp:
+            assert resp.status in ((200, 503) if path == "/healthz" else (200,)), path
+    # and the admin listener takes no peer requests
+    async with world.http.post(node.admin_endpoint + "/v1/reports", data=b"{}") as resp:
+        assert resp.status == 404
+
+
 async def _get_json(world: World, node: int, path: str) -> dict[str, Any]:
-    async with world.http.get(world.node(node).endpoint + path) as resp:
+    async with world.http.get(world.node(node).admin_endpoint + path) as resp:
         assert resp.status == 200
         assert resp.content_type == "application/json"
         body = await resp.json()
