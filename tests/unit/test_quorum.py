@@ -26,6 +26,7 @@ from keeper.core.quorum import (
     compute_turn_start,
     is_quorum_signed,
     is_threshold_met,
+    is_turn_started,
     pack_member,
     pack_signatures,
     rank_members,
@@ -300,6 +301,29 @@ def test_leader_rank_before_due_is_the_primary_and_the_last_keeps_leading() -> N
     assert compute_current_leader_rank(100, 105, 5, 4) == 1
     assert compute_current_leader_rank(100, 10_000, 5, 4) == 3
     assert compute_turn_start(100, 2, 5) == 110
+
+
+@given(
+    due=st.integers(0, 10**9),
+    turn=st.integers(1, 50),
+    size=st.integers(1, 20),
+    offset=st.integers(0, 2_000),
+)
+def test_the_current_leader_is_in_its_turn_and_no_later_rank_is(
+    due: int, turn: int, size: int, offset: int
+) -> None:
+    # what a member checks (no slack) agrees with who leads at the block
+    block = due + offset
+    leader = compute_current_leader_rank(due, block, turn, size)
+    assert is_turn_started(due, leader, turn, block)
+    assert all(not is_turn_started(due, k, turn, block) for k in range(leader + 1, size))
+
+
+def test_a_turn_starts_one_block_early_with_one_block_of_slack() -> None:
+    # rank 2 of turns of 5 leads from block 110
+    assert not is_turn_started(100, 2, 5, 108, slack_blocks=1)
+    assert is_turn_started(100, 2, 5, 109, slack_blocks=1)
+    assert not is_turn_started(100, 2, 5, 109)
 
 
 @pytest.mark.parametrize("rank,turn", [(-1, 5), (0, 0)])
