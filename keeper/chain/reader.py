@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -15,6 +16,8 @@ log = logging.getLogger(__name__)
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 RESOLVER_GAS = 5_000_000
+MAX_RPC_BATCH = 100  # calls per JSON-RPC batch unless the node's options say otherwise
+BATCHES_IN_FLIGHT = 4  # batches of one call_resolvers sent at once
 
 
 class ChainReader:
@@ -24,11 +27,29 @@ class ChainReader:
         self._w3 = w3
 
     async def call_resolvers(
-        self, targets: Sequence[tuple[str, bytes]], block: int
+        self, targets: Sequence[tuple[str, bytes]], block: int, max_batch: int = MAX_RPC_BATCH
     ) -> list[bytes | None]:
         """Raw return data of each (address, calldata) at `block`, called from the zero address
-        (as Automation does), in one JSON-RPC batch where the provider supports it. A reverting
-        call gives None."""
+        (as Automation does), in JSON-RPC batches of at most `max_batch` calls where the
+        provider supports batches (hosted providers refuse larger ones), a few batches in
+        flight at once. A reverting call gives None."""
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        chunks = [targets[i : i + max_batch] for i in range(0, len(targets), max_batch)]
+        if len(chunks) <= 1:
+            return await self._call_batch(targets, block)
+        gate = asyncio.Semaphore(BATCHES_IN_FLIGHT)
+
+        async def one(chunk: Sequence[tuple[str, bytes]]) -> list[bytes | None]:
+            async with gate:
+                return await self._call_batch(chunk, block)
+
+        parts = await asyncio.gather(*(one(chunk) for chunk in chunks))
+        return [raw for part in parts for raw in part]
+
+    async def _call_batch(
+        self, targets: Sequence[tuple[str, bytes]], block: int
+    ) -> list[bytes | None]:
         calls = [
             {"from": ZERO_ADDRESS, "to": to, "data": "0x" + data.hex(), "gas": RESOLVER_GAS}
             for to, data in targets

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from enum import IntEnum
+from functools import cached_property
 from typing import Any
 
 from eth_abi.abi import decode as abi_decode
@@ -132,7 +133,7 @@ class Job:
     def call_data_hash(self) -> bytes:
         return keccak(self.call_data)
 
-    @property
+    @cached_property  # read for every job at every head; a Job never changes
     def rules(self) -> JobRules:
         return JobRules(
             kind=self.kind,

@@ -143,6 +143,25 @@ def compute_cron_cursor(
     return newest
 
 
+def compute_cron_next_fire(
+    next_fire_time: NextFireTime, start: int, last_cursor: int
+) -> int | None:
+    """The first fire a Cron job could take after its last cursor (and at or after its start),
+    or None if the schedule never fires again.
+
+    It depends on the cursor and the schedule only, not on the check time, so a node can keep
+    it until the cursor moves: `compute_cron_cursor` finds nothing due exactly while the check
+    time (or the end time, if earlier) is before this fire, a comparison per job per head.
+    """
+    return _next_after(next_fire_time, max(last_cursor, start - 1))
+
+
+def is_cron_fire_due(next_fire: int | None, now_ts: int, end_time: int = 0) -> bool:
+    """Whether `next_fire` (from compute_cron_next_fire) has come by `now_ts`, within the end."""
+    limit = now_ts if end_time == 0 else min(now_ts, end_time)
+    return next_fire is not None and next_fire <= limit
+
+
 def _next_after(next_fire_time: NextFireTime, after: int) -> int | None:
     fire = next_fire_time(after)
     if fire is not None and fire <= after:

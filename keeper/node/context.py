@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 from eth_account.signers.local import LocalAccount
 
+from keeper.chain.reader import MAX_RPC_BATCH
 from keeper.chain.sender import DEFAULT_MAX_IN_FLIGHT
 from keeper.core.quorum import Member, compute_quorum_of
 from keeper.core.report import Domain
@@ -47,6 +49,7 @@ class NodeOptions:
     # catching up, while a flooding peer is answered 429 before any handler work
     peer_rate_per_second: float = 20.0
     peer_rate_burst: int = 40
+    max_rpc_batch: int = MAX_RPC_BATCH  # resolver calls per JSON-RPC batch (providers cap it)
 
 
 @dataclass(frozen=True)
@@ -58,19 +61,35 @@ class QuorumView:
     members: list[Member]
 
     def has(self, address: str) -> bool:
-        return any(m.address.lower() == address.lower() for m in self.members)
+        return address.lower() in self._addresses
+
+    @cached_property
+    def _addresses(self) -> frozenset[str]:
+        return frozenset(m.address.lower() for m in self.members)
 
 
 @dataclass(frozen=True)
 class EpochQuorums:
-    """All quorums of one epoch; which one serves a job is pure arithmetic on the seed."""
+    """All quorums of one epoch; which one serves a job is pure arithmetic on the seed.
+
+    The answer is fixed for the epoch, so each job's view is computed once and kept here:
+    a node asks for every active job at every head, and NodeContext keeps this object for as
+    long as the epoch (and its quorums) stay what the store says.
+    """
 
     epoch: Epoch
     quorums: list[list[Member]]
+    _views: dict[int, QuorumView] = field(default_factory=dict, compare=False, repr=False)
+    _all: list[QuorumView] = field(default_factory=list, compare=False, repr=False)
 
     def for_job(self, job_id: int) -> QuorumView:
-        index = compute_quorum_of(self.epoch.seed, job_id, self.epoch.count)
-        return QuorumView(self.epoch, index, self.quorums[index])
+        view = self._views.get(job_id)
+        if view is None:
+            if not self._all:
+                self._all.extend(QuorumView(self.epoch, i, q) for i, q in enumerate(self.quorums))
+            index = compute_quorum_of(self.epoch.seed, job_id, self.epoch.count)
+            view = self._views[job_id] = self._all[index]
+        return view
 
 
 @dataclass
@@ -79,6 +98,9 @@ class NodeContext:
     domain: Domain
     store: Store
     options: NodeOptions
+    # The EpochQuorums last built, per epoch number: rebuilt when the store's epoch or quorums
+    # differ (a new epoch, a reorg), so job -> quorum is hashed once per epoch per job.
+    _quorum_cache: dict[int, EpochQuorums] = field(default_factory=dict, repr=False)
 
     @property
     def address(self) -> str:
@@ -102,7 +124,14 @@ class NodeContext:
         quorums = await self.store.quorums(epoch.epoch)
         if len(quorums) != epoch.count:
             return None
-        return EpochQuorums(epoch, quorums)
+        cached = self._quorum_cache.get(epoch.epoch)
+        if cached is not None and cached.epoch == epoch and cached.quorums == quorums:
+            return cached
+        if len(self._quorum_cache) >= 2 and epoch.epoch not in self._quorum_cache:
+            # the current and the previous epoch (its grace period) are all a node asks about
+            del self._quorum_cache[min(self._quorum_cache)]
+        fresh = self._quorum_cache[epoch.epoch] = EpochQuorums(epoch, quorums)
+        return fresh
 
     async def is_epoch_usable(self, epoch_number: int, head: int) -> bool:
         """Current, or previous within the registry's grace period."""

@@ -13,20 +13,24 @@ from dataclasses import dataclass
 
 from eth_abi.abi import decode as abi_decode
 
-from keeper.chain.reader import ChainReader
+from keeper.chain.reader import MAX_RPC_BATCH, ChainReader
 from keeper.core.jobs import Job, JobStatus, compute_min_balance
 from keeper.core.triggers import (
     NextFireTime,
     TriggerKind,
     compute_cron_cursor,
+    compute_cron_next_fire,
     compute_time_cursor,
     is_condition_due,
+    is_cron_fire_due,
     is_job_active_at,
     split_event_cursor,
 )
 from keeper.store.db import Store
 
 log = logging.getLogger(__name__)
+
+MAX_REMEMBERED_FIRES = 1 << 16  # (expression, start, cursor) -> next fire entries kept
 
 
 @dataclass(frozen=True)
@@ -47,8 +51,47 @@ class Billing:
     premium: int
 
 
+class CronFires:
+    """Each Cron job's next fire after its last cursor, computed once and kept until the
+    cursor moves: a pure function of (expression, start, last cursor), so keeping it changes
+    no answer, and a head where nothing is due costs one comparison per Cron job instead of a
+    walk over the schedule."""
+
+    def __init__(self, cron: Callable[[str], NextFireTime], limit: int = MAX_REMEMBERED_FIRES):
+        self._cron = cron
+        self._limit = limit
+        self._schedules: dict[str, NextFireTime] = {}
+        self._fires: dict[tuple[str, int, int], int | None] = {}
+
+    def schedule(self, expr: str) -> NextFireTime:
+        found = self._schedules.get(expr)
+        if found is None:
+            found = self._schedules[expr] = self._cron(expr)
+        return found
+
+    def next_fire(self, expr: str, start: int, last_cursor: int) -> int | None:
+        key = (expr, start, last_cursor)
+        if key in self._fires:
+            return self._fires[key]
+        if len(self._fires) >= self._limit:
+            # the oldest entries first: a job whose cursor moved never asks for them again
+            for stale in list(self._fires)[: self._limit // 2]:
+                del self._fires[stale]
+        fire = self._fires[key] = compute_cron_next_fire(self.schedule(expr), start, last_cursor)
+        return fire
+
+    def cursor(
+        self, expr: str, start: int, now_ts: int, last_cursor: int, end_time: int
+    ) -> int | None:
+        """compute_cron_cursor's answer, walking the schedule only when a fire is due."""
+        if not is_cron_fire_due(self.next_fire(expr, start, last_cursor), now_ts, end_time):
+            return None
+        return compute_cron_cursor(self.schedule(expr), start, now_ts, last_cursor, end_time)
+
+
 class Evaluator:
-    """Evaluates jobs at a block; resolvers of Condition jobs are called in one batch."""
+    """Evaluates jobs at a block: the Event jobs' next logs in one store query, the Condition
+    jobs' resolvers in JSON-RPC batches of at most `max_batch` calls."""
 
     def __init__(
         self,
@@ -56,12 +99,13 @@ class Evaluator:
         store: Store,
         billing: Billing,
         cron: Callable[[str], NextFireTime],
+        max_batch: int = MAX_RPC_BATCH,
     ) -> None:
         self._reader = reader
         self._store = store
         self._billing = billing
-        self._cron = cron
-        self._schedules: dict[str, NextFireTime] = {}
+        self._cron = CronFires(cron)
+        self._max_batch = max_batch
 
     def is_eligible(self, job: Job, check_ts: int) -> bool:
         """Active, within its window and limits, and funded for a worst-case execution."""
@@ -81,6 +125,7 @@ class Evaluator:
         """Proposals for the due jobs among `jobs`, keyed by job id."""
         out: dict[int, Proposal] = {}
         conditions: list[Job] = []
+        events: list[Job] = []
         for job in jobs:
             if not self.is_eligible(job, check_ts):
                 continue
@@ -89,9 +134,22 @@ class Evaluator:
                 if is_condition_due(check_block, job.last_cursor, t.min_interval):
                     conditions.append(job)
                 continue
-            cursor = await self._cursor(job, check_block, check_ts)
+            if job.kind == TriggerKind.Event:
+                events.append(job)
+                continue
+            cursor = self._scheduled_cursor(job, check_ts)
             if cursor is not None:
                 out[job.job_id] = Proposal(job.job_id, job.round, cursor, job.call_data)
+        if events:
+            # Event: the oldest matched log above the cursor that has its confirmations.
+            logs = await self._store.next_job_logs(
+                (job.job_id, job.last_cursor, check_block - job.trigger.confirmations)
+                for job in events
+            )
+            for job in events:
+                cursor = logs.get(job.job_id)
+                if cursor is not None:
+                    out[job.job_id] = Proposal(job.job_id, job.round, cursor, job.call_data)
         if conditions:
             results = await self._call_resolvers(conditions, check_block)
             for job, result in zip(conditions, results, strict=True):
@@ -123,27 +181,17 @@ class Evaluator:
                 out[job.job_id] = max(fired, job.opened_block + 1)
         return out
 
-    async def _cursor(self, job: Job, check_block: int, check_ts: int) -> int | None:
+    def _scheduled_cursor(self, job: Job, check_ts: int) -> int | None:
         t = job.trigger
         if job.kind == TriggerKind.Time:
             return compute_time_cursor(
                 job.start_time, t.interval, check_ts, job.last_cursor, job.end_time
             )
-        if job.kind == TriggerKind.Cron:
-            schedule = self._schedules.get(t.cron)
-            if schedule is None:
-                schedule = self._schedules[t.cron] = self._cron(t.cron)
-            return compute_cron_cursor(
-                schedule, job.start_time, check_ts, job.last_cursor, job.end_time
-            )
-        # Event: the oldest matched log above the cursor that has its confirmations.
-        return await self._store.next_job_log(
-            job.job_id, job.last_cursor, check_block - t.confirmations
-        )
+        return self._cron.cursor(t.cron, job.start_time, check_ts, job.last_cursor, job.end_time)
 
     async def _call_resolvers(self, jobs: Sequence[Job], block: int) -> list[bytes | None]:
         targets = [(job.trigger.resolver, job.trigger.resolver_calldata) for job in jobs]
-        raws = await self._reader.call_resolvers(targets, block)
+        raws = await self._reader.call_resolvers(targets, block, self._max_batch)
         return [self._decode_resolver(job, raw) for job, raw in zip(jobs, raws, strict=True)]
 
     @staticmethod

@@ -137,10 +137,11 @@ class LeaderService:
         quorums = await self._ctx.epoch_quorums()
         if quorums is None:
             return []
+        me = self._ctx.address
         mine: list[tuple[Job, QuorumView]] = []
         for job in await store.jobs(JobStatus.Active):
             quorum = quorums.for_job(job.job_id)
-            if quorum.has(self._ctx.address):
+            if quorum.has(me):
                 mine.append((job, quorum))
         mine = await self._affordable(mine)
         proposals = await self._evaluator.due_many([j for j, _ in mine], head, head_ts)

@@ -157,7 +157,9 @@ class KeeperNode:
         self.sender.bound_by_contract(Wei(terms.gas_price_cap), Wei(terms.max_priority_fee))
         await self.sender.start()
         billing = Billing(terms.gas_price_cap, terms.premium)
-        self.evaluator = Evaluator(self.reader, self.store, billing, cron_next_fire)
+        self.evaluator = Evaluator(
+            self.reader, self.store, billing, cron_next_fire, self.options.max_rpc_batch
+        )
         self.member = MemberService(
             self.ctx,
             self.evaluator,

@@ -413,6 +413,38 @@ async def test_many_slots_first_blocks_are_read_at_once(tmp_path: Path) -> None:
     await store.close()
 
 
+async def test_many_event_jobs_next_logs_are_read_in_one_query(tmp_path: Path) -> None:
+    store = await open_store(tmp_path / "keeper.db")
+    # given matched logs of three Event jobs over blocks 1-6 (job 3 has none)
+    logs = [
+        (1, (2 << 32) | 0, 2),
+        (1, (2 << 32) | 7, 2),
+        (1, (5 << 32) | 1, 5),
+        (2, (4 << 32) | 3, 4),
+        (2, (6 << 32) | 0, 6),
+    ]
+    await store.apply_blocks(
+        headers(1, 6), [], [(job, cursor, block, block_hash(block)) for job, cursor, block in logs]
+    )
+    cursors = [0, (2 << 32) | 0, (2 << 32) | 7, (4 << 32) | 3, (6 << 32) | 0]
+    # when every (job, cursor, confirmed-by block) is asked at once
+    wanted = [(job, after, top) for job in (1, 2, 3) for after in cursors for top in range(7)]
+    # then each job's answer is what the one-by-one query says
+    for job, after, top in wanted:
+        many = await store.next_job_logs([(job, after, top)])
+        assert many.get(job) == await store.next_job_log(job, after, top)
+    for after in cursors:
+        for top in range(7):
+            many = await store.next_job_logs((job, after, top) for job in (1, 2, 3))
+            one = {job: await store.next_job_log(job, after, top) for job in (1, 2, 3)}
+            assert many == {job: c for job, c in one.items() if c is not None}
+    # and 10,000 jobs still take one query
+    many = await store.next_job_logs((job, 0, 6) for job in range(10_000))
+    assert many == {1: (2 << 32) | 0, 2: (4 << 32) | 3}
+    assert await store.next_job_logs([]) == {}
+    await store.close()
+
+
 async def test_rounds_opened_together_are_read_back_together(tmp_path: Path) -> None:
     path = tmp_path / "keeper.db"
     store = await open_store(path)
