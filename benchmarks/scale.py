@@ -272,7 +272,6 @@ def section(rows: list[tuple[str, dict[str, Any]]], command: str) -> str:
         "collection ran, 60-80 ms over the process's objects, the 10,000 jobs among them "
         "(timed with gc.callbacks in a separate run); the median is the head's own work.",
         END,
-        "",
     ]
     return "\n".join(lines)
 
