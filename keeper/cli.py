@@ -51,9 +51,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--workdir", help="keep the deployment file and the keepers' stores here (default: temp)"
     )
 
+    decode = commands.add_parser(
+        "decode-error",
+        help="name a revert's custom error from its data (what cast shows as 0x...)",
+        description="Names a revert of the network's contracts from its raw data, e.g. the "
+        "`custom error 0x109a6d73...` cast prints.",
+    )
+    decode.add_argument("data", metavar="HEX", help="the revert data, 0x and the selector first")
+
     deploy = commands.add_parser("deploy", help="deploy KeeperRegistry and TaskManager")
     _common(deploy)
     deploy.add_argument("--out", required=True, help="where to write the deployment JSON")
+    deploy.add_argument(
+        "--force", action="store_true", help="overwrite --out if it exists (refused otherwise)"
+    )
     deploy.add_argument("--min-stake", dest="min_stake", default="1ether")
     deploy.add_argument("--unbonding-period", dest="unbonding_period", type=int, default=3600)
     deploy.add_argument("--epoch-length", dest="epoch_length", type=int, default=3600)
@@ -336,6 +347,25 @@ async def cmd_register(args: argparse.Namespace) -> int:
     return await register(_settings(args), args)
 
 
+async def cmd_decode_error(args: argparse.Namespace) -> int:
+    from keeper.chain.contracts import decode_revert_data
+    from keeper.errors import ValidationError
+
+    text = args.data.strip()
+    digits = text[2:] if text[:2] in ("0x", "0X") else text
+    try:
+        data = bytes.fromhex(digits)
+    except ValueError as exc:
+        raise ValidationError(f"invalid revert data {text!r}: expected hex") from exc
+    if len(data) < 4:
+        raise ValidationError(f"invalid revert data {text!r}: shorter than a 4-byte selector")
+    revert = decode_revert_data(data)
+    if revert.error_name == "Unknown":
+        raise ValidationError(f"0x{data[:4].hex()} is no error of the network's contracts")
+    print(revert)
+    return 0
+
+
 async def cmd_status(args: argparse.Namespace) -> int:
     from keeper.commands import status
 
@@ -380,6 +410,7 @@ async def cmd_account(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Command] = {
     "run": cmd_run,
     "deploy": cmd_deploy,
+    "decode-error": cmd_decode_error,
     "register": cmd_register,
     "status": cmd_status,
     "devnet": cmd_devnet,

@@ -148,6 +148,9 @@ def _insufficient(address: str, balance: int, value: int, gas_cost: int | None) 
 
 
 async def deploy(settings: Settings, args: argparse.Namespace) -> int:
+    # Checked before anything is sent: the file of an existing network is not lost to a typo.
+    if Path(args.out).exists() and not args.force:
+        raise ConfigError(f"{args.out} exists: pass --force to overwrite it")
     params = DeployParams(
         min_stake=parse_amount(args.min_stake),
         unbonding_period=args.unbonding_period,

@@ -212,12 +212,21 @@ def load_account(settings: Settings) -> LocalAccount:
         account: LocalAccount = Account.from_key(key)
         return account
     if settings.private_key:
+        # Exactly 64 hex digits: eth-account pads a shorter one, so a key missing a digit would
+        # silently be another key (and another account).
+        raw = settings.private_key.strip()
+        digits = raw[2:] if raw[:2] in ("0x", "0X") else raw
+        if len(digits) != 64 or any(c not in "0123456789abcdefABCDEF" for c in digits):
+            # Never echo the key itself.
+            raise ConfigError(
+                f"the private key is malformed: expected 64 hex digits, got {len(digits)} "
+                "characters"
+            )
         try:
-            from_key: LocalAccount = Account.from_key(settings.private_key)
+            from_key: LocalAccount = Account.from_key(raw)
             return from_key
         except (ValueError, TypeError) as exc:
-            # Never echo the key itself.
-            raise ConfigError("the private key is malformed (expected 32 bytes of hex)") from exc
+            raise ConfigError("the private key is not a valid secp256k1 key") from exc
     raise ConfigError("no key: pass --keystore with --password-file, or set KEEPER_PRIVATE_KEY")
 
 

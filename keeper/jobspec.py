@@ -70,11 +70,19 @@ class JobSpecDraft:
 
 
 def parse_address(text: str, what: str = "address") -> str:
-    """A checksummed address; any letter case is accepted, but it must be 20 bytes of hex."""
+    """A checksummed address. All lower or all upper case is taken as written; mixed case is an
+    EIP-55 checksum and must be right (a typo in a mixed-case address is caught, not sent)."""
     value = text.strip()
     if not _ADDRESS.match(value):
         raise InvalidAddress(f"invalid {what} {text!r}: expected 0x and 40 hex digits")
-    return to_checksum_address(value)
+    digits = value[2:]
+    checksummed = to_checksum_address(value)
+    if digits != digits.lower() and digits != digits.upper() and value != checksummed:
+        raise InvalidAddress(
+            f"invalid {what} {text!r}: its mixed-case checksum is wrong (EIP-55); "
+            f"did you mean {checksummed}?"
+        )
+    return checksummed
 
 
 def parse_hex(text: str, what: str = "hex") -> bytes:

@@ -187,3 +187,40 @@ def test_a_malformed_private_key_is_one_line_and_never_echoed(cli_chain: CliChai
     result = cli_chain.keeper("job", "pause", "1", key=key)
     line = assert_one_line_error(result, "private key is malformed")
     assert key not in line
+
+
+@pytest.mark.usefixtures("unchanged")
+@pytest.mark.parametrize("digits", [63, 65])
+def test_a_private_key_a_digit_short_or_long_is_refused_not_padded(
+    cli_chain: CliChain, digits: int
+) -> None:
+    # eth-account pads a 63-digit key: it would silently be another account
+    key = "0x" + ("a1" * 33)[:digits]
+    result = cli_chain.keeper("job", "pause", "1", key=key)
+    line = assert_one_line_error(result, f"expected 64 hex digits, got {digits} characters")
+    assert key[2:] not in line
+
+
+def test_a_mixed_case_address_with_a_wrong_checksum_is_refused(cli_chain: CliChain) -> None:
+    good = cli_chain.target
+    before = cli_chain.snapshot()
+    # flip the case of one letter: still 40 hex digits, no longer its EIP-55 checksum
+    i = next(i for i, c in enumerate(good[2:], start=2) if c.isalpha())
+    typo = good[:i] + good[i].swapcase() + good[i + 1 :]
+    result = create(cli_chain, "--target", typo, "--calldata", "0x", *EVERY)
+    assert_one_line_error(result, "checksum is wrong (EIP-55)", f"did you mean {good}")
+    assert cli_chain.snapshot() == before
+
+
+def test_deploy_never_overwrites_a_deployment_file_unless_forced(
+    cli_chain: CliChain, workdir: Path
+) -> None:
+    existing = workdir / "existing.json"
+    existing.write_text("{}")
+    before = cli_chain.snapshot()
+    result = cli_chain.keeper(
+        "deploy", "--out", str(existing), key=key_hex(cli_chain.owner), deployment=None
+    )
+    assert_one_line_error(result, f"{existing} exists: pass --force to overwrite it")
+    assert existing.read_text() == "{}"
+    assert cli_chain.snapshot() == before  # nothing was deployed

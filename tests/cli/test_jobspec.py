@@ -155,3 +155,12 @@ def test_a_usage_error_is_one_line_and_exit_2() -> None:
         assert result.returncode == 2
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("keeper: error:"), result.stderr
+
+
+def test_an_address_in_one_case_is_taken_as_written_and_mixed_case_must_be_its_checksum() -> None:
+    assert parse_address(T.lower()) == T
+    assert parse_address("0x" + T[2:].upper()) == T
+    assert parse_address(T) == T
+    i = next(i for i, c in enumerate(T[2:], start=2) if c.isalpha())
+    with pytest.raises(InvalidAddress, match="checksum is wrong"):
+        parse_address(T[:i] + T[i].swapcase() + T[i + 1 :])
