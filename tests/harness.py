@@ -6,10 +6,11 @@ executor submits it, then the chain records (or rejects) it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from eth_abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
@@ -30,6 +31,7 @@ from keeper.chain.contracts import (
 from keeper.chain.embedded import EmbeddedChain
 from keeper.core.quorum import Member, compute_quorum_of, pack_signatures, unpack_member
 from keeper.core.report import Domain, Report, sign_report
+from keeper.errors import ContractRevert
 
 TIME, CRON, EVENT, CONDITION = 0, 1, 2, 3
 ETHER = 10**18
@@ -58,6 +60,21 @@ def condition_trigger(
 
 
 SEED_DELAY_BLOCKS = 2  # KeeperRegistry.SEED_DELAY_BLOCKS
+
+
+async def reverts(awaitable: Awaitable[Any], name: str) -> ContractRevert:
+    """Awaits a transaction or call that must revert with the custom error `name`."""
+    with pytest.raises(ContractRevert) as info:
+        await awaitable
+    assert info.value.error_name == name, str(info.value)
+    return info.value
+
+
+def gas_cost(receipt: TxReceipt) -> int:
+    """What the sender paid for a transaction, in wei."""
+    return int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"])
+
+
 MIN_EPOCH_BLOCKS = 30  # KeeperRegistry.MIN_EPOCH_BLOCKS
 
 
@@ -299,20 +316,25 @@ class Net:
         return await self.execute(report, payload, members)
 
 
+def network_params(target_quorum_size: int = 4) -> DeployParams:
+    """The tests' network: 1 ether minimum stake, short unbonding, hour-long epochs."""
+    return DeployParams(
+        min_stake=ETHER,
+        unbonding_period=100,
+        epoch_length=3600,
+        target_quorum_size=target_quorum_size,
+        gas_price_cap=100 * 10**9,
+        premium=10**14,
+    )
+
+
 async def make_net(
     keepers: int = 8, params: DeployParams | None = None, chain: EmbeddedChain | None = None
 ) -> Net:
     """Deploys a fresh network: accounts[0] deploys, [1] owns jobs, the rest are keepers."""
     chain = chain or EmbeddedChain(accounts=keepers + 2)
     w3 = chain.web3()
-    p = params or DeployParams(
-        min_stake=ETHER,
-        unbonding_period=100,
-        epoch_length=3600,
-        target_quorum_size=4,
-        gas_price_cap=100 * 10**9,
-        premium=10**14,
-    )
+    p = params or network_params()
     deployer, owner, *keeper_accounts = chain.accounts
     deployment = await deploy_contracts(w3, deployer.address, p)
     contracts = bind(w3, deployment)

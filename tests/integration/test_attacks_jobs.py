@@ -10,7 +10,6 @@ second. Keeper-side findings (stake weights, rotation, registry cap) are in test
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from typing import Any
 
 import pytest
@@ -23,7 +22,6 @@ from keeper.chain.artifacts import load_artifact
 from keeper.chain.calls import KeeperCalls
 from keeper.chain.contracts import call, deploy_contract, revert_of, transact
 from keeper.core.quorum import pack_signatures
-from keeper.errors import ContractRevert
 from tests.harness import (
     CONDITION,
     CRON,
@@ -32,6 +30,8 @@ from tests.harness import (
     Net,
     condition_trigger,
     cron_trigger,
+    gas_cost,
+    reverts,
     selector,
     time_trigger,
 )
@@ -65,20 +65,8 @@ WORK = selector("work()")
 # ----------------------------------------------------------------------- helpers
 
 
-async def reverts(awaitable: Awaitable[Any], name: str) -> ContractRevert:
-    """Awaits a transaction or call that must revert with the custom error `name`."""
-    with pytest.raises(ContractRevert) as info:
-        await awaitable
-    assert info.value.error_name == name, str(info.value)
-    return info.value
-
-
 def calldata(contract: AsyncContract, fn: str, *args: Any) -> bytes:
     return bytes.fromhex(contract.encode_abi(fn, args=list(args))[2:])
-
-
-def gas_cost(receipt: TxReceipt) -> int:
-    return int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"])
 
 
 async def send_raw(net: Net, sender: LocalAccount | str, to: str, data: bytes) -> TxReceipt:

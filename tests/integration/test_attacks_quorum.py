@@ -10,18 +10,14 @@ period of 0 was accepted. Job-side findings are in test_attacks_jobs.py.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from eth_abi.abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
-from web3.types import TxReceipt
 
 from keeper.chain.contracts import DeployParams, call, deploy_contracts
 from keeper.core.quorum import Member
-from keeper.errors import ContractRevert
-from tests.harness import ETHER, SEED_DELAY_BLOCKS, Net, make_net
+from tests.harness import ETHER, SEED_DELAY_BLOCKS, Net, gas_cost, make_net, reverts
 from tests.integration.execute_support import time_round
 
 ACTIVE, EXITING, SLASHED, WITHDRAWN = 1, 2, 3, 4
@@ -32,18 +28,6 @@ MAX_KEEPERS = 256  # KeeperRegistry.MAX_KEEPERS
 
 
 # ----------------------------------------------------------------------- helpers
-
-
-async def reverts(awaitable: Any, name: str) -> ContractRevert:
-    """Awaits a transaction or call that must revert with the custom error `name`."""
-    with pytest.raises(ContractRevert) as info:
-        await awaitable
-    assert info.value.error_name == name, str(info.value)
-    return info.value
-
-
-def gas_cost(receipt: TxReceipt) -> int:
-    return int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"])
 
 
 async def epoch_state(net: Net) -> dict[str, int]:

@@ -18,24 +18,12 @@ from web3.types import TxReceipt
 
 from keeper.core.quorum import compute_quorums
 from keeper.core.report import Report, sign_report
-from keeper.errors import ContractRevert
-from tests.harness import ETHER, TIME, Net, selector, time_trigger
+from tests.harness import ETHER, TIME, Net, gas_cost, reverts, selector, time_trigger
 
 ACTIVE, EXITING, SLASHED = 1, 2, 3
 SLASH_REWARD_BPS = 1000
 MAX_WEIGHT_MULTIPLE = 3  # KeeperRegistry.MAX_WEIGHT_MULTIPLE
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
-
-
-async def reverts(awaitable: Any, name: str) -> ContractRevert:
-    with pytest.raises(ContractRevert) as info:
-        await awaitable
-    assert info.value.error_name == name, str(info.value)
-    return info.value
-
-
-def gas_cost(receipt: TxReceipt) -> int:
-    return int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"])
 
 
 async def honest_report(net: Net) -> tuple[int, Report]:

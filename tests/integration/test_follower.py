@@ -18,12 +18,21 @@ from eth_utils.crypto import keccak
 from hexbytes import HexBytes
 from web3._utils.events import get_event_data
 
-from keeper.chain.contracts import DeployParams
 from keeper.chain.follower import ChainFollower, EventDecoder, SyncResult, to_jsonable
 from keeper.core.quorum import compute_quorum_hash
 from keeper.core.triggers import compute_event_cursor
 from keeper.store.db import Store
-from tests.harness import ETHER, EVENT, TIME, Net, event_trigger, make_net, selector, time_trigger
+from tests.harness import (
+    ETHER,
+    EVENT,
+    TIME,
+    Net,
+    event_trigger,
+    make_net,
+    network_params,
+    selector,
+    time_trigger,
+)
 from tests.integration.store_support import read_folds, read_table
 
 DEMO_EVENT = keccak(text="DemoEvent(address,uint256,uint256)")
@@ -197,14 +206,7 @@ async def make_history(net: Net) -> tuple[int, int, int]:
 
 async def test_follower_learns_what_the_contracts_hold(tmp_path: Path) -> None:
     # given a registry with 5 keepers in 2 quorums, jobs of two kinds, and their lifecycles
-    params = DeployParams(
-        min_stake=ETHER,
-        unbonding_period=100,
-        epoch_length=3600,
-        target_quorum_size=2,
-        gas_price_cap=100 * 10**9,
-        premium=10**14,
-    )
+    params = network_params(target_quorum_size=2)
     net = await make_net(keepers=8, params=params)
     time_job, event_job, cursor = await make_history(net)
     # when a follower syncs from the deployment block
@@ -222,14 +224,7 @@ async def test_follower_learns_what_the_contracts_hold(tmp_path: Path) -> None:
 
 async def test_events_decode_as_web3_decodes_them() -> None:
     # given every kind of event the follower stores, emitted by the contracts
-    params = DeployParams(
-        min_stake=ETHER,
-        unbonding_period=100,
-        epoch_length=3600,
-        target_quorum_size=2,
-        gas_price_cap=100 * 10**9,
-        premium=10**14,
-    )
+    params = network_params(target_quorum_size=2)
     net = await make_net(keepers=8, params=params)
     await make_history(net)
     decoder = EventDecoder([net.registry, net.tm], net.w3.codec)

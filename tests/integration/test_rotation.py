@@ -8,8 +8,6 @@ stake, exit, withdraw) reaches the next epoch and no earlier.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from eth_abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
@@ -24,25 +22,20 @@ from keeper.core.quorum import (
     compute_quorums,
     unpack_member,
 )
-from keeper.errors import ContractRevert
-from tests.harness import ETHER, MIN_EPOCH_BLOCKS, SEED_DELAY_BLOCKS, Net, make_net
+from tests.harness import (
+    ETHER,
+    MIN_EPOCH_BLOCKS,
+    SEED_DELAY_BLOCKS,
+    Net,
+    gas_cost,
+    make_net,
+    reverts,
+)
 
 TARGET = 4
 ACTIVE, EXITING, SLASHED, WITHDRAWN = 1, 2, 3, 4
 GRACE_BLOCKS = 20
 MAX_WEIGHT_MULTIPLE = 3  # KeeperRegistry.MAX_WEIGHT_MULTIPLE
-
-
-async def reverts(awaitable: Any, name: str) -> ContractRevert:
-    """Awaits a transaction that must revert with the custom error `name`."""
-    with pytest.raises(ContractRevert) as info:
-        await awaitable
-    assert info.value.error_name == name, str(info.value)
-    return info.value
-
-
-def gas_cost(receipt: TxReceipt) -> int:
-    return int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"])
 
 
 async def formed(net: Net, receipt: TxReceipt) -> tuple[int, bytes, list[list[Member]]]:
