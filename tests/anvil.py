@@ -1,14 +1,26 @@
-"""anvil (from the npm package in package.json) as a real JSON-RPC chain, and a TCP proxy that a
-test can cut to make one client's RPC unreachable. Every process is stopped by its pid.
+"""anvil (from the npm package in package.json) as a real JSON-RPC chain, a TCP proxy that a
+test can cut to make one client's RPC unreachable, and a hosted provider's look-alike (API key
+in the path, 429s, a lagging backend). Every process is stopped by its pid.
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
+
+import aiohttp
+from aiohttp import web
 
 from keeper.chain.anvil import AnvilChain, AnvilProcess, dev_accounts, free_port
 
-__all__ = ["AnvilChain", "AnvilProcess", "TcpProxy", "dev_accounts", "free_port"]
+__all__ = [
+    "AnvilChain",
+    "AnvilProcess",
+    "ProviderLookalike",
+    "TcpProxy",
+    "dev_accounts",
+    "free_port",
+]
 
 
 class TcpProxy:
@@ -72,3 +84,60 @@ class TcpProxy:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+
+
+class ProviderLookalike:
+    """A hosted provider's look-alike in front of anvil, on `/v3/KEY` (the API key in the
+    path): it answers HTTP 429 with Retry-After while `limited`, and while `lag` > 0 answers
+    `eth_getBlockByNumber("latest")` with the block `lag` below the real head, as a second
+    backend behind a load balancer does. It counts the POSTs it receives in `requests`."""
+
+    def __init__(self, upstream: str, key: str) -> None:
+        self.upstream = upstream
+        self.key = key
+        self.limited = False
+        self.lag = 0
+        self.requests = 0
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v3/{self.key}"
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post(f"/v3/{self.key}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        self._session = aiohttp.ClientSession()
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        if self.limited:
+            return web.Response(status=429, text="rate limited", headers={"Retry-After": "1"})
+        body = await request.json()
+        if self.lag > 0:
+            calls = body if isinstance(body, list) else [body]
+            for call in calls:
+                params = call.get("params") or []
+                if call.get("method") == "eth_getBlockByNumber" and params[:1] == ["latest"]:
+                    number = {"jsonrpc": "2.0", "id": 0, "method": "eth_blockNumber"}
+                    head = int((await self._upstream({**number, "params": []}))["result"], 16)
+                    params[0] = hex(max(0, head - self.lag))
+        return web.json_response(await self._upstream(body))
+
+    async def _upstream(self, body: Any) -> Any:
+        assert self._session is not None
+        async with self._session.post(self.upstream, json=body) as up:
+            return await up.json(content_type=None)
+
+    async def stop(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+        if self._runner is not None:
+            await self._runner.cleanup()

@@ -267,6 +267,12 @@ class ChainFollower:
         store back to it and returns its number; None when there was no reorg."""
         number, stored_hash = local
         if number > latest[0]:
+            # A lower `latest` whose block we hold with the same hash is a backend lagging
+            # behind the one we synced from (load-balanced providers), not a reorg: keep our
+            # head. A real reorg shows as a different hash once the chain reaches our height.
+            if await self._store.block_hash(latest[0]) == latest[1]:
+                log.info("sync.lagging_rpc latest=%d head=%d", latest[0], local[0])
+                return None
             number = latest[0]  # the chain got shorter
         elif number == latest[0]:
             if latest[1] == stored_hash:

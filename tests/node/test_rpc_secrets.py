@@ -15,7 +15,6 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
 from eth_account import Account
 from eth_utils.crypto import keccak
 
@@ -28,59 +27,17 @@ from keeper.core.messages import (
 )
 from keeper.core.report import Report, sign_report
 from keeper.node.context import NodeOptions
-from tests.anvil import AnvilChain, AnvilProcess
+from tests.anvil import AnvilChain, AnvilProcess, ProviderLookalike
 from tests.harness import TIME, selector, time_trigger
 from tests.nodes import Network, start_network
 
 KEY = "9f8e7d6c5b4a39281706f5e4"
 
 
-class RateLimitedRpc:
-    """Forwards JSON-RPC POSTs on /v3/KEY to anvil; answers 429 while `limited`."""
-
-    def __init__(self, upstream: str) -> None:
-        self.upstream = upstream
-        self.limited = False
-        self.requests = 0  # POSTs seen
-        self.port = 0
-        self._runner: web.AppRunner | None = None
-        self._session: aiohttp.ClientSession | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v3/{KEY}"
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post(f"/v3/{KEY}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
-        self._session = aiohttp.ClientSession()
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        self.requests += 1
-        if self.limited:
-            return web.Response(status=429, text="rate limited", headers={"Retry-After": "1"})
-        assert self._session is not None
-        body = await request.read()
-        headers = {"Content-Type": "application/json"}
-        async with self._session.post(self.upstream, data=body, headers=headers) as up:
-            return web.Response(body=await up.read(), content_type="application/json")
-
-    async def stop(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-
 @pytest.fixture
-async def limited(tmp_path: Path) -> AsyncIterator[tuple[Network, RateLimitedRpc]]:
+async def limited(tmp_path: Path) -> AsyncIterator[tuple[Network, ProviderLookalike]]:
     anvil = AnvilProcess(accounts=12)
-    rpc = RateLimitedRpc(anvil.url)
+    rpc = ProviderLookalike(anvil.url, KEY)
     await rpc.start()
     network: Network | None = None
     try:
@@ -99,7 +56,7 @@ async def limited(tmp_path: Path) -> AsyncIterator[tuple[Network, RateLimitedRpc
 
 
 async def test_a_rate_limited_providers_key_never_shows(
-    limited: tuple[Network, RateLimitedRpc], caplog: pytest.LogCaptureFixture
+    limited: tuple[Network, ProviderLookalike], caplog: pytest.LogCaptureFixture
 ) -> None:
     network, rpc = limited
     net, node = network.net, network.nodes[0]
@@ -131,7 +88,7 @@ async def test_a_rate_limited_providers_key_never_shows(
 
 
 async def test_a_strangers_request_costs_the_member_no_rpc_call(
-    limited: tuple[Network, RateLimitedRpc],
+    limited: tuple[Network, ProviderLookalike],
 ) -> None:
     network, rpc = limited
     net, node = network.net, network.nodes[0]
@@ -171,3 +128,33 @@ async def test_a_strangers_request_costs_the_member_no_rpc_call(
     # then it is refused as a non-member, and node 0 made no RPC call for it
     assert (status, answer["error"]) == (403, "NotMember")
     assert rpc.requests == before
+
+
+async def test_a_lagging_backend_is_not_a_reorg(
+    limited: tuple[Network, ProviderLookalike], caplog: pytest.LogCaptureFixture
+) -> None:
+    network, rpc = limited
+    net, node = network.net, network.nodes[0]
+    job_id = await net.create_job(net.spec(TIME, time_trigger(60), selector("onTime()")))
+
+    async def executed() -> bool:
+        return len(await network.executions(job_id)) >= 1
+
+    await network.step_until(executed, max_blocks=20)
+    caplog.set_level(logging.INFO)
+    head = (await node.store.head() or (0, b""))[0]
+    events = len(await node.store.executions())
+    # when the provider's `latest` comes from a backend one or two blocks behind
+    for lag in (1, 2, 1):
+        rpc.lag = lag
+        await node.tick()
+        # then node 0 keeps its head and what it learned: no reorg, nothing rolled back
+        assert (await node.store.head() or (0, b""))[0] == head
+        assert len(await node.store.executions()) == events
+    assert not [r for r in caplog.records if "sync.reorg" in r.getMessage()]
+    assert any("sync.lagging_rpc" in r.getMessage() for r in caplog.records)
+    # and once the backends agree again it follows the chain as before
+    rpc.lag = 0
+    await network.step(2)
+    assert (await node.store.head() or (0, b""))[0] > head
+    assert (await node.health())[0] is True
