@@ -405,7 +405,7 @@ class LeaderService:
         job, quorum, proposal, report = r.due.job, r.due.quorum, r.due.proposal, r.report
         await r.settled.wait()
         # Agreement latency (benchmarks/latency.py reads it): from leading to threshold stake,
-        # taken when this round's own work goes on, as sessions before batches measured it.
+        # taken when this round's own work goes on, where it was taken before batches.
         agreed_at = self._clock()
         tally = r.tally
         if not tally.reached:

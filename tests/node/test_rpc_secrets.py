@@ -55,17 +55,24 @@ async def limited(tmp_path: Path) -> AsyncIterator[tuple[Network, ProviderLookal
         anvil.stop()
 
 
-async def test_a_rate_limited_providers_key_never_shows(
-    limited: tuple[Network, ProviderLookalike], caplog: pytest.LogCaptureFixture
-) -> None:
-    network, rpc = limited
-    net, node = network.net, network.nodes[0]
+async def run_a_time_job_once(network: Network) -> int:
+    """A Time job every 60 s, run until its first execution: the network is live."""
+    net = network.net
     job_id = await net.create_job(net.spec(TIME, time_trigger(60), selector("onTime()")))
 
     async def executed() -> bool:
         return len(await network.executions(job_id)) >= 1
 
     await network.step_until(executed, max_blocks=20)
+    return job_id
+
+
+async def test_a_rate_limited_providers_key_never_shows(
+    limited: tuple[Network, ProviderLookalike], caplog: pytest.LogCaptureFixture
+) -> None:
+    network, rpc = limited
+    node = network.nodes[0]
+    await run_a_time_job_once(network)
     caplog.set_level(logging.INFO)
     # when the provider rate-limits node 0 for a few blocks
     rpc.limited = True
@@ -134,13 +141,8 @@ async def test_a_lagging_backend_is_not_a_reorg(
     limited: tuple[Network, ProviderLookalike], caplog: pytest.LogCaptureFixture
 ) -> None:
     network, rpc = limited
-    net, node = network.net, network.nodes[0]
-    job_id = await net.create_job(net.spec(TIME, time_trigger(60), selector("onTime()")))
-
-    async def executed() -> bool:
-        return len(await network.executions(job_id)) >= 1
-
-    await network.step_until(executed, max_blocks=20)
+    node = network.nodes[0]
+    await run_a_time_job_once(network)
     caplog.set_level(logging.INFO)
     head = (await node.store.head() or (0, b""))[0]
     events = len(await node.store.executions())
