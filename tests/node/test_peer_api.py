@@ -30,6 +30,7 @@ from tests.node.peer_api_support import (
     World,
     expect_refused,
     honest_report,
+    leaders_in_order,
     make_due,
     open_world,
     post_raw,
@@ -49,12 +50,15 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
 
 @dataclass
 class Given:
-    """A due round, its honest request from `leader` (a member) to `receiver` (another)."""
+    """A due round, its honest request from `leader` (the member whose turn it is) to
+    `receiver` (another); `other` is a third member."""
 
     world: World
     head: int
+    leader_index: int
     leader: LocalAccount
     receiver: int
+    other: int
     req: ReportRequest
 
     def signed(self, req: ReportRequest, signer: LocalAccount | None = None) -> Posted:
@@ -80,10 +84,12 @@ class Posted:
 
 async def given_a_due_round(world: World) -> Given:
     head = await make_due(world)
-    leader_index, receiver = world.members[0], world.members[1]
+    # the round's primary leads at its due block (members refuse a leader before its turn)
+    leader_index, receiver, other = (await leaders_in_order(world))[:3]
     report = await honest_report(world, leader_index)
     leader = world.key(leader_index)
-    return Given(world, head, leader, receiver, request_for(world, leader, report))
+    req = request_for(world, leader, report)
+    return Given(world, head, leader_index, leader, receiver, other, req)
 
 
 Builder = Callable[[Given], Awaitable[Posted]]
@@ -102,7 +108,7 @@ async def unsigned(g: Given) -> Posted:
 
 
 async def signed_by_another_member(g: Given) -> Posted:
-    return g.signed(g.req, signer=g.world.key(g.world.members[2]))
+    return g.signed(g.req, signer=g.world.key(g.other))
 
 
 async def oversized(g: Given) -> Posted:
@@ -164,7 +170,7 @@ async def stale(g: Given) -> Posted:
 
 
 async def executor_not_sender(g: Given) -> Posted:
-    return g.report_changed(executor=g.world.key(g.world.members[2]).address)
+    return g.report_changed(executor=g.world.key(g.other).address)
 
 
 async def future_check_block(g: Given) -> Posted:
@@ -189,7 +195,7 @@ async def past_round(g: Given) -> Posted:
 
 
 async def leader_signed_by_another(g: Given) -> Posted:
-    other = g.world.key(g.world.members[2])
+    other = g.world.key(g.other)
     return g.signed(request_for(g.world, g.leader, g.req.report, leader=other))
 
 
@@ -216,7 +222,7 @@ async def off_grid(g: Given) -> Posted:
 async def at_the_block_of_the_last_execution(g: Given) -> Posted:
     executions = await g.world.network.executions(g.world.job_id)
     block = int(executions[-1]["blockNumber"])
-    report = await honest_report(g.world, g.world.members[0], check_block=block)
+    report = await honest_report(g.world, g.leader_index, check_block=block)
     last_cursor = int(executions[-1]["args"]["cursor"])
     assert report.cursor <= last_cursor, "the slot at that block was already executed"
     return g.signed(request_for(g.world, g.leader, report, sent_block=g.head))
@@ -302,7 +308,7 @@ async def test_after_all_those_refusals_the_honest_request_is_still_signed(world
     posted = given.signed(given.req)
 
     # when it is posted unchanged
-    status, _ = await post_raw(world, posted.receiver, posted.body, posted.headers)
+    status, answer = await post_raw(world, posted.receiver, posted.body, posted.headers)
 
     # then the node signs it: the refusals were about the one thing each case changed
-    assert status == 200
+    assert status == 200, answer

@@ -189,7 +189,8 @@ async def test_an_unsigned_batch_is_401_and_changes_nothing(world: World) -> Non
 async def test_a_batch_signed_by_someone_else_than_its_sender_is_401(world: World) -> None:
     leader, receiver, req = await given_an_honest_request(world)
     body = encode_batch(batch_of(leader, req.sent_block, req))
-    other = world.key(world.members[2])
+    # a member's key, but not the sender's (the leader's)
+    other = next(world.key(i) for i in world.members if world.key(i).address != leader.address)
 
     status, code = await expect_refused(world, receiver, body, signed_headers(body, other), BATCH)
 
