@@ -42,9 +42,9 @@ from keeper.core.report import Domain
 from keeper.core.triggers import compute_cron_cursor
 from keeper.monitor.metrics import NodeMetrics
 from keeper.node.context import NodeContext, NodeOptions
+from keeper.node.cron_calendar import cron_next_fire
 from keeper.node.evaluate import Billing, Evaluator
 from keeper.node.leader import LeaderService
-from keeper.schedule import cron_next_fire
 from keeper.store.db import ChainEvent, Store
 from tests.harness import condition_trigger, cron_trigger, event_trigger, time_trigger
 
@@ -298,7 +298,7 @@ def main() -> None:
                 measure_commit(args.before, args.jobs, args.heads),
             )
         )
-    measured = ("keeper/core", "keeper/node", "keeper/store", "keeper/chain", "keeper/schedule.py")
+    measured = ("keeper/core", "keeper/node", "keeper/store", "keeper/chain")
     dirty = " (+ uncommitted)" if git("status", "--porcelain", "--", *measured) else ""
     rows.append((git("rev-parse", "--short", "HEAD") + dirty, result))
     for commit, r in rows:

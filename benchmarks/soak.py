@@ -68,7 +68,7 @@ from benchmarks.report import DOCS, machine, write_section
 from keeper.chain.artifacts import load_artifact
 from keeper.chain.contracts import transact
 from keeper.core.triggers import compute_event_cursor
-from keeper.schedule import cron_next_fire
+from keeper.node.cron_calendar import cron_next_fire
 from tests.e2e.cluster import Cluster, start_cluster
 from tests.e2e.support import (
     CRON,
@@ -677,7 +677,7 @@ def render(command: str, result: Result, args: argparse.Namespace) -> str:
         f"Command: `{command}`",
         "",
         f"{args.keepers} `keeper run` processes of the e2e Cluster (poll interval 0.25 s, "
-        "`--turn-blocks 2`), equal stakes, one quorum, threshold 6667 bps, so one keeper down "
+        "`deploy --turn-blocks 2`), equal stakes, one quorum, threshold 6667 bps, so one keeper down "
         f"leaves a quorum alive. {args.jobs} jobs: Time every "
         f"{'/'.join(str(i) for i in args.intervals)} s with random starts on the grid, Cron "
         f"({', '.join(f'`{e}`' for e, _ in CRONS)}), Event on DemoEvent tags "

@@ -37,13 +37,13 @@ from keeper.monitor.health import HealthFacts, HealthLimits, assess_health
 from keeper.monitor.load import LoadMonitor
 from keeper.monitor.metrics import NodeMetrics
 from keeper.node.context import NodeContext, NodeOptions
+from keeper.node.cron_calendar import cron_next_fire
 from keeper.node.evaluate import Billing, Evaluator
 from keeper.node.leader import LeaderService
 from keeper.node.member import MAX_CHECK_AGE, MemberService
 from keeper.node.tasks import cancel_and_wait
 from keeper.peers.client import PeerClient
 from keeper.peers.server import AdminServer, PeerServer
-from keeper.schedule import cron_next_fire
 from keeper.store.db import Store
 
 log = logging.getLogger(__name__)

@@ -6,10 +6,7 @@ import pytest
 from eth_abi.abi import encode as abi_encode
 from eth_utils.crypto import keccak
 
-from keeper.core.jobs import decode_trigger
-from keeper.core.triggers import TriggerKind
-from keeper.errors import InvalidAddress, InvalidCron, ValidationError
-from keeper.jobspec import (
+from keeper.cli.jobspec import (
     build_job_spec,
     parse_address,
     parse_duration,
@@ -17,6 +14,9 @@ from keeper.jobspec import (
     parse_threshold,
     parse_topic,
 )
+from keeper.core.jobs import decode_trigger
+from keeper.core.triggers import TriggerKind
+from keeper.errors import InvalidAddress, InvalidCron, ValidationError
 from tests.harness import condition_trigger, cron_trigger, event_trigger, time_trigger
 
 T = "0x8464135c8F25Da09e49BC8782676a84730C318bC"

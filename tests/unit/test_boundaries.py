@@ -16,6 +16,9 @@ ALLOWED = {
     "peers": {"aiohttp", "asyncio"},
     "monitor": {"psutil", "apscheduler"},
     "node": {"asyncio", "apscheduler", "web3"},
+    # The shell the user drives: chain access through keeper.chain, its own small HTTP calls
+    # (status, webhooks); never the store or the scheduler.
+    "cli": {"web3", "asyncio", "aiohttp"},
 }
 
 

@@ -14,8 +14,9 @@ from apscheduler.triggers.cron import CronTrigger
 from hypothesis import given
 from hypothesis import strategies as st
 
+from keeper.core.cron import validate_cron
 from keeper.errors import InvalidCron
-from keeper.schedule import cron_next_fire, validate_cron
+from keeper.node.cron_calendar import cron_next_fire
 
 
 def ts(iso: str) -> int:

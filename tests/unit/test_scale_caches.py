@@ -15,8 +15,8 @@ from keeper.chain.reader import ChainReader
 from keeper.core.quorum import Member, compute_quorum_of
 from keeper.core.triggers import compute_cron_cursor
 from keeper.node.context import EpochQuorums, NodeContext, NodeOptions
+from keeper.node.cron_calendar import cron_next_fire
 from keeper.node.evaluate import CronFires
-from keeper.schedule import cron_next_fire
 from keeper.store.db import Epoch, Store
 
 T0 = 1_700_000_000

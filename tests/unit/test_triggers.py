@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from keeper.core.cron import validate_cron
 from keeper.core.triggers import (
     MAX_LOG_BLOCK,
     UINT64_MAX,
@@ -25,7 +26,7 @@ from keeper.core.triggers import (
     split_event_cursor,
 )
 from keeper.errors import InvalidCron
-from keeper.schedule import cron_next_fire, validate_cron
+from keeper.node.cron_calendar import cron_next_fire
 
 T0 = 1_700_000_000  # a realistic block timestamp
 timestamps = st.integers(min_value=0, max_value=4_000_000_000)

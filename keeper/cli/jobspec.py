@@ -1,9 +1,8 @@
 """The flags of `keeper job create` -> a TaskManager.JobSpec, validated before anything is sent.
 
 No I/O: every bad flag becomes a ValidationError (or InvalidAddress / InvalidCron) with a
-one-line message. It lives outside `keeper/core/` only because the cron check uses APScheduler
-(keeper.schedule), which the core may not import. The contract validates again (gas limit
-range, minimum interval, deposit): those reverts come back by name.
+one-line message; the cron rule itself is keeper.core.cron's. The contract validates again (gas
+limit range, minimum interval, deposit): those reverts come back by name.
 """
 
 from __future__ import annotations
@@ -17,10 +16,10 @@ from eth_abi.abi import encode as abi_encode
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
+from keeper.core.cron import validate_cron
 from keeper.core.triggers import TriggerKind
 from keeper.core.units import parse_amount
 from keeper.errors import InvalidAddress, ValidationError
-from keeper.schedule import validate_cron
 
 DEFAULT_GAS_LIMIT = 200_000
 DEFAULT_THRESHOLD = "0.67"

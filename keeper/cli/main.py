@@ -69,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--unbonding-period", dest="unbonding_period", type=int, default=3600)
     deploy.add_argument("--epoch-length", dest="epoch_length", type=int, default=3600)
     deploy.add_argument("--quorum-size", dest="quorum_size", type=int, default=4)
+    deploy.add_argument(
+        "--turn-blocks",
+        dest="turn_blocks",
+        type=int,
+        default=5,
+        help="blocks each ranked leader has before the next may take over (every keeper reads it)",
+    )
     deploy.add_argument("--gas-price-cap", dest="gas_price_cap", default="100gwei")
     deploy.add_argument(
         "--max-priority-fee",
@@ -99,7 +106,6 @@ def build_parser() -> argparse.ArgumentParser:
         dest="ws_url",
         help="new heads over WebSocket: auto (the RPC's host:port, default), off, or a ws:// URL",
     )
-    run.add_argument("--turn-blocks", dest="turn_blocks", type=int)
     _fee_flags(run)
 
     status = commands.add_parser("status", help="the node's view, from its admin listener")
@@ -336,13 +342,13 @@ async def cmd_run(args: argparse.Namespace) -> int:
 
 
 async def cmd_deploy(args: argparse.Namespace) -> int:
-    from keeper.commands import deploy
+    from keeper.cli.deploy import deploy
 
     return await deploy(_settings(args), args)
 
 
 async def cmd_register(args: argparse.Namespace) -> int:
-    from keeper.commands import register
+    from keeper.cli.operator import register
 
     return await register(_settings(args), args)
 
@@ -367,7 +373,7 @@ async def cmd_decode_error(args: argparse.Namespace) -> int:
 
 
 async def cmd_status(args: argparse.Namespace) -> int:
-    from keeper.commands import status
+    from keeper.cli.operator import status
 
     return await status(args.url)
 
@@ -389,17 +395,17 @@ async def cmd_devnet(args: argparse.Namespace) -> int:
 async def cmd_job(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.job_command == "create":
-        from keeper.jobspec import draft_from_flags
+        from keeper.cli.jobspec import draft_from_flags
 
         # Checked again inside; here it fails fast, before web3 takes a second or two to import.
         draft_from_flags(args)
-    from keeper.job_commands import JOB_COMMANDS
+    from keeper.cli.job import JOB_COMMANDS
 
     return await JOB_COMMANDS[args.job_command](settings, args)
 
 
 async def cmd_account(args: argparse.Namespace) -> int:
-    from keeper.commands import account_new, account_show
+    from keeper.cli.account import account_new, account_show
 
     settings = _settings(args)
     if args.account_command == "new":

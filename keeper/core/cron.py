@@ -1,17 +1,17 @@
-"""Cron schedules for Cron jobs: classic cron semantics, searched with APScheduler.
+"""The Cron trigger's schedule rule: classic cron's grammar and meaning, as pure values.
 
-A shell module: the pure rules in keeper.core.triggers take the schedule as a function
-(`next_fire_time(after) -> first fire strictly after`), and this module builds that function
-from a 5-field crontab expression, evaluated in UTC as the protocol requires. Every keeper of a
-quorum must compute the same fire times, so this is the one place the expression is parsed.
+Every keeper of a quorum must compute the same fire times, so this is the one place an
+expression is parsed: `parse_cron` turns a 5-field crontab expression (UTC, as the protocol
+requires) into a `CronSchedule`, the set of values each field names plus cron's day rule. The
+calendar search over that schedule (`next_fire_time(after) -> first fire strictly after`, which
+keeper.core.triggers takes as a function) lives behind a seam in keeper.node.cron_calendar,
+where APScheduler may be imported.
 
 An expression means what it means to classic (Vixie) cron, as cronie reads it, not what
-APScheduler's own crontab reading would make of it. Each field is parsed here into the set of
-values it names, and APScheduler's CronTrigger only searches the calendar for those sets:
+APScheduler's own crontab reading would make of it:
 
 - Day of week: 0 and 7 are Sunday, 1 Monday ... 6 Saturday; names sun ... sat. A range may end
-  on Sunday (`fri-sun`, `5-0`), as in cronie. APScheduler numbers weekdays from Monday = 0, so
-  the set is handed to it as weekday names.
+  on Sunday (`fri-sun`, `5-0`), as in cronie.
 - Day of month and day of week: when both are restricted (neither field starts with `*`), a day
   matches if either matches; otherwise it must match both. So `0 0 1 * 0` fires on the 1st and
   on every Sunday, while `0 0 1 * */2` fires on a 1st that falls on Sun, Tue, Thu or Sat (cron
@@ -25,11 +25,7 @@ values it names, and APScheduler's CronTrigger only searches the calendar for th
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-
-from apscheduler.triggers.cron import CronTrigger
 
 from keeper.errors import InvalidCron
 
@@ -40,10 +36,9 @@ CRON_FIELDS = 5
 MONTH_NAMES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 # Cron's weekday numbers: index 0 (and 7) is Sunday.
 WEEKDAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
-# APScheduler's weekday numbers: index 0 is Monday.
-APSCHEDULER_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 SUNDAY, CRON_LAST_SUNDAY = 0, 7
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The most days each month ever has (February 29 in leap years).
+MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
 @dataclass(frozen=True)
@@ -104,28 +99,21 @@ def _parse_field(text: str, field: _Field) -> frozenset[int]:
     return frozenset(v for item in text.split(",") for v in _parse_item(item, field))
 
 
-def _render(values: frozenset[int], field: _Field) -> str:
-    """`values` as runs APScheduler reads literally ("0-4,6"), or "*" for the whole field."""
-    if values == frozenset(range(field.low, field.high + 1)):
-        return "*"
-    runs: list[list[int]] = []
-    for v in sorted(values):
-        if runs and runs[-1][1] == v - 1:
-            runs[-1][1] = v
-        else:
-            runs.append([v, v])
-    return ",".join(str(first) if first == last else f"{first}-{last}" for first, last in runs)
+@dataclass(frozen=True)
+class CronSchedule:
+    """What an expression names: the values of each field (weekdays 0-6, Sunday 0), and whether
+    a day matches by day of month OR day of week (both restricted) rather than by both."""
+
+    minutes: frozenset[int]
+    hours: frozenset[int]
+    days: frozenset[int]
+    months: frozenset[int]
+    weekdays: frozenset[int]
+    day_or_weekday: bool
 
 
-def _render_weekdays(days: frozenset[int]) -> str:
-    """Cron weekdays (0 = Sunday, 7 folded into 0) as APScheduler weekday names."""
-    if len(days) == len(WEEKDAY_NAMES):
-        return "*"
-    return ",".join(APSCHEDULER_WEEKDAYS[(d - 1) % 7] for d in sorted(days))
-
-
-def _parse(expr: str) -> tuple[CronTrigger, ...]:
-    """The triggers whose earliest next fire is the expression's: one, or two for the OR rule."""
+def parse_cron(expr: str) -> CronSchedule:
+    """The schedule `expr` names by cron's grammar; InvalidCron (one line) if cron refuses it."""
     fields = expr.split()
     if len(fields) != CRON_FIELDS:
         raise InvalidCron(
@@ -140,52 +128,30 @@ def _parse(expr: str) -> tuple[CronTrigger, ...]:
         weekdays = _parse_field(weekday_text, DAY_OF_WEEK)
     except InvalidCron as exc:
         raise InvalidCron(f"invalid cron expression {expr!r}: {exc}") from exc
-    weekdays = frozenset(SUNDAY if d == CRON_LAST_SUNDAY else d for d in weekdays)
-
-    def trigger(day: str, day_of_week: str) -> CronTrigger:
-        return CronTrigger(
-            minute=_render(minutes, MINUTE),
-            hour=_render(hours, HOUR),
-            day=day,
-            month=_render(months, MONTH),
-            day_of_week=day_of_week,
-            timezone=UTC,
-        )
-
-    day = _render(days, DAY_OF_MONTH)
-    day_of_week = _render_weekdays(weekdays)
-    if day_text.startswith("*") or weekday_text.startswith("*"):
-        return (trigger(day, day_of_week),)
-    by_weekday = trigger("*", day_of_week)
-    by_day = trigger(day, "*")
-    if by_day.get_next_fire_time(None, EPOCH) is None:
-        # "0 0 31 2 1": no February 31st ever, Mondays only. Dropped once here, because every
-        # search of a trigger that never fires runs on to the year 9999.
-        return (by_weekday,)
-    return by_day, by_weekday
+    return CronSchedule(
+        minutes=minutes,
+        hours=hours,
+        days=days,
+        months=months,
+        weekdays=frozenset(SUNDAY if d == CRON_LAST_SUNDAY else d for d in weekdays),
+        # cron decides by the first character: "*/2" counts as unrestricted.
+        day_or_weekday=not (day_text.startswith("*") or weekday_text.startswith("*")),
+    )
 
 
-def cron_next_fire(expr: str) -> Callable[[int], int | None]:
-    """`next_fire_time(after_ts)` for `expr`: the first fire time strictly after `after_ts`.
+def is_day_of_month_possible(schedule: CronSchedule) -> bool:
+    """Whether some month of the schedule has one of its days of month ("31 2" never does).
 
-    Cron fire times fall on whole minutes, so asking APScheduler for the first fire at or after
-    `after_ts + 1` is the first one strictly after `after_ts`; under cron's day-of-month OR
-    day-of-week rule it is the earlier of the two triggers' fires. Raises InvalidCron for an
-    expression cron would refuse.
+    Over the 400-year Gregorian cycle every (month, day) that exists falls on every weekday, so
+    this alone decides whether a day-of-month match ever happens.
     """
-    triggers = _parse(expr)
+    return any(day <= MONTH_DAYS[month - 1] for month in schedule.months for day in schedule.days)
 
-    def next_fire_time(after_ts: int) -> int | None:
-        # previous_fire_time=None: the search starts at `now` (inclusive, rounded up to a second).
-        try:
-            now = datetime.fromtimestamp(after_ts + 1, tz=UTC)
-        except (OverflowError, OSError, ValueError):
-            return None  # beyond the calendar datetime can represent: no fire there
-        fires = [t.get_next_fire_time(None, now) for t in triggers]
-        found = [int(f.timestamp()) for f in fires if f is not None]
-        return min(found) if found else None
 
-    return next_fire_time
+def is_ever_firing(schedule: CronSchedule) -> bool:
+    """Whether the schedule fires at all. Under the OR rule the weekdays alone always fire;
+    otherwise a day must match both fields, which (see above) needs only a possible date."""
+    return schedule.day_or_weekday or is_day_of_month_possible(schedule)
 
 
 def validate_cron(expr: str) -> None:
@@ -193,7 +159,7 @@ def validate_cron(expr: str) -> None:
 
     The contract accepts exactly five fields of printable ASCII separated by single spaces, at
     most 128 bytes; cron's grammar must accept it (see the module docstring); and it must fire
-    at least once after 1970 (an expression such as "0 0 30 2 *" parses but never fires).
+    at least once (an expression such as "0 0 30 2 *" parses but never fires).
     """
     if not expr:
         raise InvalidCron("cron expression is empty")
@@ -206,5 +172,5 @@ def validate_cron(expr: str) -> None:
         raise InvalidCron(
             f"cron expression {expr!r} must be {CRON_FIELDS} fields separated by single spaces"
         )
-    if cron_next_fire(expr)(0) is None:
+    if not is_ever_firing(parse_cron(expr)):
         raise InvalidCron(f"cron expression {expr!r} never fires")

@@ -18,13 +18,13 @@ from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from keeper.chain.contracts import JOB_VIEW_FIELDS, Deployment, bind, call, get_logs_paged
-from keeper.commands import chain_step, load_deployment, reading_web3, send, signing_web3
+from keeper.cli.chain_io import chain_step, load_deployment, reading_web3, send, signing_web3
+from keeper.cli.jobspec import CHECK_UPKEEP_SELECTOR, draft_from_flags, parse_address
 from keeper.config import Settings
 from keeper.core.jobs import JobStatus, Trigger, decode_trigger
 from keeper.core.triggers import LOG_INDEX_MASK, TriggerKind, split_event_cursor
 from keeper.core.units import format_ether, parse_amount
 from keeper.errors import ContractRevert, InvalidAmount, ValidationError
-from keeper.jobspec import CHECK_UPKEEP_SELECTOR, draft_from_flags, parse_address
 
 ZERO_TOPIC = b"\x00" * 32
 

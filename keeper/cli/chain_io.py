@@ -1,17 +1,13 @@
-"""The operator and job-owner commands behind the CLI (everything but `run` and `devnet`)."""
+"""What every chain-touching command shares: a signing or reading web3, the deployment, sending a
+transaction with its revert named, and one-line chain errors."""
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import is_hex_address, to_checksum_address
 from web3 import AsyncWeb3
@@ -22,16 +18,13 @@ from web3.types import TxParams, TxReceipt, Wei
 
 from keeper.chain.contracts import (
     Deployment,
-    DeployParams,
-    bind,
-    deploy_contracts,
     revert_of,
     transact,
 )
 from keeper.chain.rpc import connect, rpc_guard
-from keeper.config import Settings, load_account, warn_if_exposed
-from keeper.core.units import format_ether, parse_amount
-from keeper.errors import ChainError, ConfigError, ContractRevert, KeeperError, RpcUnavailable
+from keeper.config import Settings, load_account
+from keeper.core.units import format_ether
+from keeper.errors import ChainError, ConfigError, ContractRevert, KeeperError
 
 
 async def signing_web3(settings: Settings) -> tuple[AsyncWeb3[Any], LocalAccount]:
@@ -145,98 +138,3 @@ def _insufficient(address: str, balance: int, value: int, gas_cost: int | None) 
     return KeeperError(
         f"insufficient funds: {address} holds {format_ether(balance)}, needs {needs}"
     )
-
-
-async def deploy(settings: Settings, args: argparse.Namespace) -> int:
-    # Checked before anything is sent: the file of an existing network is not lost to a typo.
-    if Path(args.out).exists() and not args.force:
-        raise ConfigError(f"{args.out} exists: pass --force to overwrite it")
-    params = DeployParams(
-        min_stake=parse_amount(args.min_stake),
-        unbonding_period=args.unbonding_period,
-        epoch_length=args.epoch_length,
-        target_quorum_size=args.quorum_size,
-        gas_price_cap=parse_amount(args.gas_price_cap),
-        max_priority_fee=parse_amount(args.max_priority_fee),
-        premium=parse_amount(args.premium),
-    )
-    w3, account = await signing_web3(settings)
-    async with chain_step("deploy"):
-        deployment = await deploy_contracts(w3, account.address, params)
-    try:
-        Path(args.out).write_text(deployment.to_json())
-    except OSError as exc:
-        raise ConfigError(f"cannot write {args.out}: {exc.strerror}") from exc
-    print(f"KeeperRegistry {deployment.registry}")
-    print(f"TaskManager    {deployment.task_manager}")
-    print(f"chain {deployment.chain_id}, block {deployment.block}; wrote {args.out}")
-    return 0
-
-
-async def register(settings: Settings, args: argparse.Namespace) -> int:
-    w3, account = await signing_web3(settings)
-    deployment = await load_deployment(settings, w3)
-    stake = parse_amount(args.stake)
-    if not args.endpoint.startswith(("http://", "https://")):
-        raise ConfigError(f"endpoint must be an http(s) URL, got {args.endpoint!r}")
-    registry = bind(w3, deployment).registry
-    async with chain_step("register"):
-        receipt = await send(w3, account, registry.functions.register(args.endpoint), stake)
-    print(
-        f"registered {account.address} with {format_ether(stake)} at {args.endpoint} "
-        f"(block {receipt['blockNumber']})"
-    )
-    return 0
-
-
-async def status(url: str) -> int:
-    try:
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
-            session.get(url.rstrip("/") + "/v1/status") as response,
-        ):
-            body = await response.json()
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        raise RpcUnavailable(f"cannot reach the node at {url}: {type(exc).__name__}") from exc
-    print(json.dumps(body, indent=2, sort_keys=True))
-    return 0
-
-
-async def account_new(settings: Settings) -> int:
-    """Creates an encrypted keystore (never overwriting a file) and prints its address."""
-    keystore, password = _keystore_paths(settings)
-    path = Path(keystore)
-    if path.exists():
-        raise ConfigError(f"keystore {keystore} already exists; refusing to overwrite it")
-    warn_if_exposed(password, "password file")
-    try:
-        secret = Path(password).read_text().rstrip("\r\n")
-    except OSError as exc:
-        raise ConfigError(f"cannot read {exc.filename}: {exc.strerror}") from exc
-    if not secret:
-        raise ConfigError(f"password file {password} is empty")
-    account: LocalAccount = Account.create()
-    encrypted = json.dumps(Account.encrypt(account.key, secret))
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError as exc:
-        raise ConfigError(f"keystore {keystore} already exists; refusing to overwrite it") from exc
-    except OSError as exc:
-        raise ConfigError(f"cannot write keystore {keystore}: {exc.strerror}") from exc
-    with os.fdopen(fd, "w") as out:
-        out.write(encrypted + "\n")
-    print(account.address)
-    return 0
-
-
-async def account_show(settings: Settings) -> int:
-    """Decrypts the keystore (or reads the key) and prints the address."""
-    _keystore_paths(settings)
-    print(load_account(settings).address)
-    return 0
-
-
-def _keystore_paths(settings: Settings) -> tuple[str, str]:
-    if not settings.keystore or not settings.password_file:
-        raise ConfigError("give --keystore FILE and --password-file FILE")
-    return settings.keystore, settings.password_file
