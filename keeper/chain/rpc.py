@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import aiohttp
 from eth_typing import URI
@@ -15,6 +15,9 @@ from web3.exceptions import ProviderConnectionError, TimeExhausted, Web3RPCError
 
 from keeper.core.redact import redact_urls
 from keeper.errors import RpcUnavailable
+
+if TYPE_CHECKING:
+    from keeper.chain.pool import EndpointLimits
 
 TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
     aiohttp.ClientError,
@@ -84,12 +87,27 @@ class LoopSessionManager(HTTPSessionManager):
 NODE_UNUSED_MIDDLEWARE = ("ens_name_to_address", "validation")
 
 
-def connect(rpc_url: str, timeout: float = 10.0, *, lean: bool = False) -> AsyncWeb3[Any]:
-    """An AsyncWeb3 over HTTP(S) with a bounded request timeout; `lean` (the node's) drops
-    the middleware in NODE_UNUSED_MIDDLEWARE."""
-    provider = AsyncHTTPProvider(rpc_url, request_kwargs={"timeout": timeout})
-    provider._request_session_manager = LoopSessionManager()
-    w3 = AsyncWeb3(provider)
+def split_rpc_urls(rpc_url: str | Sequence[str]) -> list[str]:
+    """The URLs of `--rpc-url` given once or more, or of KEEPER_RPC_URL as a comma-separated
+    list, in order of preference."""
+    items = [rpc_url] if isinstance(rpc_url, str) else list(rpc_url)
+    return [u.strip() for item in items for u in item.split(",") if u.strip()]
+
+
+def connect(
+    rpc_url: str | Sequence[str],
+    timeout: float = 10.0,
+    *,
+    lean: bool = False,
+    limits: EndpointLimits | None = None,
+) -> AsyncWeb3[Any]:
+    """An AsyncWeb3 over one or more HTTP(S) URLs (keeper.chain.pool: failover, a rate limit
+    and a bound on requests in flight per URL, 429s retried after their Retry-After) with a
+    bounded request timeout; `lean` (the node's) drops the middleware in
+    NODE_UNUSED_MIDDLEWARE."""
+    from keeper.chain.pool import RpcPool  # the pool builds on this module's session manager
+
+    w3 = AsyncWeb3(RpcPool(split_rpc_urls(rpc_url), limits, timeout=timeout))
     if lean:
         for name in NODE_UNUSED_MIDDLEWARE:
             w3.middleware_onion.remove(name)
