@@ -100,21 +100,25 @@ class Evaluator:
         billing: Billing,
         cron: Callable[[str], NextFireTime],
         max_batch: int = MAX_RPC_BATCH,
+        on_resolvers: Callable[[Sequence[Job], list[bytes | None], int], None] | None = None,
     ) -> None:
+        self._on_resolvers = on_resolvers  # what the resolvers said, for the job views
         self._reader = reader
         self._store = store
         self._billing = billing
         self._cron = CronFires(cron)
         self._max_batch = max_batch
 
+    def min_balance(self, job: Job) -> int:
+        """What a job must hold for this node to run it: one worst-case execution."""
+        b = self._billing
+        return compute_min_balance(job.gas_limit, b.gas_price_cap, b.premium, job.max_gas_price)
+
     def is_eligible(self, job: Job, check_ts: int) -> bool:
         """Active, within its window and limits, and funded for a worst-case execution."""
         if job.status != JobStatus.Active or not is_job_active_at(job.rules, check_ts):
             return False
-        required = compute_min_balance(
-            job.gas_limit, self._billing.gas_price_cap, self._billing.premium, job.max_gas_price
-        )
-        return job.balance >= required
+        return job.balance >= self.min_balance(job)
 
     async def due(self, job: Job, check_block: int, check_ts: int) -> Proposal | None:
         return (await self.due_many([job], check_block, check_ts)).get(job.job_id)
@@ -192,6 +196,8 @@ class Evaluator:
     async def _call_resolvers(self, jobs: Sequence[Job], block: int) -> list[bytes | None]:
         targets = [(job.trigger.resolver, job.trigger.resolver_calldata) for job in jobs]
         raws = await self._reader.call_resolvers(targets, block, self._max_batch)
+        if self._on_resolvers is not None:
+            self._on_resolvers(jobs, raws, block)
         return [self._decode_resolver(job, raw) for job, raw in zip(jobs, raws, strict=True)]
 
     @staticmethod

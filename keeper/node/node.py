@@ -39,6 +39,7 @@ from keeper.monitor.metrics import NodeMetrics
 from keeper.node.context import NodeContext, NodeOptions
 from keeper.node.cron_calendar import cron_next_fire
 from keeper.node.evaluate import Billing, Evaluator
+from keeper.node.job_states import JobBook, JobViews
 from keeper.node.leader import LeaderService
 from keeper.node.member import MAX_CHECK_AGE, MemberService
 from keeper.node.tasks import cancel_and_wait
@@ -116,6 +117,8 @@ class KeeperNode:
         self.client = PeerClient(bytes(account.key), account.address, timeout=options.peer_timeout)
         self.reader = ChainReader(w3)
         self.evaluator: Evaluator | None = None
+        self.job_book = JobBook()  # what the node saw of each job, for the job views
+        self.job_views: JobViews | None = None
         self.leader: LeaderService | None = None
         self.member: MemberService | None = None
         self.server = PeerServer(
@@ -158,7 +161,20 @@ class KeeperNode:
         await self.sender.start()
         billing = Billing(terms.gas_price_cap, terms.premium)
         self.evaluator = Evaluator(
-            self.reader, self.store, billing, cron_next_fire, self.options.max_rpc_batch
+            self.reader,
+            self.store,
+            billing,
+            cron_next_fire,
+            self.options.max_rpc_batch,
+            on_resolvers=self.job_book.saw_resolvers,
+        )
+        self.job_views = JobViews(
+            self.ctx,
+            self.w3,
+            self.sender,
+            self.evaluator.min_balance,
+            cron_next_fire,
+            self.job_book,
         )
         self.member = MemberService(
             self.ctx,
@@ -285,7 +301,8 @@ class KeeperNode:
                 # Rounds are led once per head, and rotate() turns count in blocks: polling
                 # faster than blocks arrive must not repeat the pass over every job.
                 assert self.leader is not None
-                await self.leader.on_head(head, head_hash, head_ts)
+                results = await self.leader.on_head(head, head_hash, head_ts)
+                self.job_book.saw_rounds(head, results)
                 self._passed = (head, head_hash)
                 self._housekeeping_head = head
                 if housekeeping:
@@ -512,6 +529,31 @@ class KeeperNode:
             "last_error": self._last_error,
             "heads": "pushed" if self.heads is not None and self.heads.subscribed else "polled",
         }
+
+    async def jobs(self) -> list[dict[str, Any]]:
+        """Every job with its state and the reason for it (docs/protocol.md, Node interfaces)."""
+        if self.job_views is None:
+            raise PeerRejected(425, "node is starting", "TooEarly")
+        return await self.job_views.all_jobs()
+
+    async def job(self, job_id: int) -> dict[str, Any] | None:
+        """One job, with its execution history and the reasons seen; None if unknown."""
+        if self.job_views is None:
+            raise PeerRejected(425, "node is starting", "TooEarly")
+        return await self.job_views.one_job(job_id)
+
+    async def network(self) -> dict[str, Any]:
+        """Epoch, quorums and keepers with stake and load, for the dashboard."""
+        if self.job_views is None:
+            raise PeerRejected(425, "node is starting", "TooEarly")
+        sample = self.load.latest
+        own = {
+            "cpu_percent": sample.cpu_percent,
+            "memory_percent": sample.memory_percent,
+            "overloaded": sample.overloaded,
+        }
+        peers = self.leader.peer_load if self.leader is not None else {}
+        return await self.job_views.network(own, dict(peers))
 
     def is_healthy(self) -> bool:
         """The last pass succeeded, recently enough (a stalled loop is unhealthy too)."""

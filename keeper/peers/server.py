@@ -1,7 +1,8 @@
 """The node's two HTTP listeners. The peer port serves only the peer API, `POST /v1/reports`
 and `POST /v1/reports/batch` (every report a leader leads at one head, answered item by item);
-status, health and metrics are on the admin port (loopback by default), so nothing the node
-shows about itself reaches the network the peers are on.
+status, health, metrics, the job views (`GET /v1/jobs`, `/v1/jobs/{id}`, `/v1/network`) and
+the read-only dashboard (`/dashboard/`) are on the admin port (loopback by default), so nothing
+the node shows about itself reaches the network the peers are on.
 
 The server does everything that needs no node state before the handler sees a request: media
 type, size, body signature, decoding, signer == sender and the sender's request rate (a token
@@ -17,6 +18,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
+from importlib import resources
 from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
@@ -46,6 +48,14 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_BODY = 65536
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _ERROR_CODES = {404: "NotFound", 405: "MethodNotAllowed", 413: "BodyTooLarge"}
+# The dashboard's files (package data, no build step) and the media type each is served with.
+DASHBOARD_FILES = {
+    "index.html": "text/html",
+    "job.html": "text/html",
+    "dashboard.css": "text/css",
+    "dashboard.js": "text/javascript",
+}
+MAX_JOB_ID = (1 << 256) - 1
 
 
 class _Sent(Protocol):
@@ -81,6 +91,22 @@ class PeerHandler(Protocol):
 
     def metrics(self) -> bytes:
         """The Prometheus text exposition."""
+        ...
+
+
+class AdminHandler(PeerHandler, Protocol):
+    """What the admin listener reads besides status, health and metrics."""
+
+    async def jobs(self) -> list[dict[str, Any]]:
+        """Every job with its state and reason (docs/protocol.md, Node interfaces)."""
+        ...
+
+    async def job(self, job_id: int) -> dict[str, Any] | None:
+        """One job with its history and reasons, or None if the node knows no such job."""
+        ...
+
+    async def network(self) -> dict[str, Any]:
+        """Epoch, quorums and keepers with stake and load."""
         ...
 
 
@@ -234,13 +260,65 @@ def create_app(
     return app
 
 
-def create_admin_app(handler: PeerHandler) -> web.Application:
-    """The operator's application: `GET /v1/status`, `/healthz` and `/metrics`."""
+class _AdminRoutes:
+    """The job views and the dashboard's files; read-only, GET only."""
+
+    def __init__(self, handler: AdminHandler) -> None:
+        self._handler = handler
+
+    async def _answer(self, read: Callable[[], Awaitable[Any]]) -> web.Response:
+        try:
+            return web.json_response(await read())
+        except PeerRejected as exc:
+            return error_response(exc.status, exc.code, exc.reason)
+
+    async def jobs(self, request: web.Request) -> web.Response:
+        return await self._answer(self._handler.jobs)
+
+    async def job(self, request: web.Request) -> web.Response:
+        text = request.match_info["job_id"]
+        if not text.isdigit() or int(text) > MAX_JOB_ID:
+            return error_response(400, "InvalidJobId", f"job id must be a number, not {text!r}")
+        job_id = int(text)
+        try:
+            view = await self._handler.job(job_id)
+        except PeerRejected as exc:
+            return error_response(exc.status, exc.code, exc.reason)
+        if view is None:
+            return error_response(404, "UnknownJob", f"no job {job_id} on this network")
+        return web.json_response(view)
+
+    async def network(self, request: web.Request) -> web.Response:
+        return await self._answer(self._handler.network)
+
+    async def dashboard_file(self, request: web.Request) -> web.Response:
+        name = request.match_info.get("name") or "index.html"
+        media = DASHBOARD_FILES.get(name)
+        if media is None:
+            return error_response(404, "NotFound", f"no dashboard file {name!r}")
+        body = resources.files("keeper.peers").joinpath("dashboard", name).read_bytes()
+        return web.Response(body=body, content_type=media, charset="utf-8")
+
+    async def to_dashboard(self, request: web.Request) -> web.Response:
+        raise web.HTTPFound("/dashboard/")
+
+
+def create_admin_app(handler: AdminHandler) -> web.Application:
+    """The operator's application: `GET /v1/status`, `/healthz`, `/metrics`, the job views
+    `/v1/jobs`, `/v1/jobs/{id}`, `/v1/network`, and the dashboard under `/dashboard/`."""
     app = web.Application(client_max_size=DEFAULT_MAX_BODY, middlewares=[_json_errors])
     routes = _Routes(handler, DEFAULT_MAX_BODY, None, time.monotonic)
     app.router.add_get("/v1/status", routes.status)
     app.router.add_get("/healthz", routes.health)
     app.router.add_get("/metrics", routes.metrics)
+    views = _AdminRoutes(handler)
+    app.router.add_get("/v1/jobs", views.jobs)
+    app.router.add_get("/v1/jobs/{job_id}", views.job)
+    app.router.add_get("/v1/network", views.network)
+    app.router.add_get("/", views.to_dashboard)
+    app.router.add_get("/dashboard", views.to_dashboard)
+    app.router.add_get("/dashboard/", views.dashboard_file)
+    app.router.add_get("/dashboard/{name}", views.dashboard_file)
     return app
 
 
@@ -299,5 +377,5 @@ class AdminServer(_Listener):
 
     _name = "admin_api"
 
-    def __init__(self, handler: PeerHandler) -> None:
+    def __init__(self, handler: AdminHandler) -> None:
         super().__init__(create_admin_app(handler))
