@@ -13,16 +13,23 @@ from typing import Any
 
 from eth_utils.abi import collapse_if_tuple
 from hexbytes import HexBytes
-from web3 import AsyncWeb3
+from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.contract import AsyncContract
+from web3.exceptions import BlockNotFound
+from web3.types import RPCEndpoint
 
+from keeper.chain.logs import BlockNotYetServed, LogFetcher, LogQuery, sorted_logs
 from keeper.chain.rpc import rpc_guard
 from keeper.core.addresses import checksum_address
-from keeper.core.jobs import Job, JobStatus, decode_trigger, is_log_match
+from keeper.core.jobs import ZERO_TOPIC, Job, JobStatus, Trigger, decode_trigger, is_log_match
 from keeper.core.triggers import TriggerKind, compute_event_cursor
 from keeper.store.db import ChainEvent, Store
 
 log = logging.getLogger(__name__)
+
+HEADER_BATCH = 100  # eth_getBlockByNumber calls per JSON-RPC batch (hosted providers cap at 100)
+# Job events that change whether an Event job's logs are kept (see _job_activity).
+_ACTIVITY = {"JobCreated": True, "JobResumed": True, "JobPaused": False, "JobCancelled": False}
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,38 @@ def _header(block: Any) -> Header:
         bytes(block["parentHash"]),
         int(block["timestamp"]),
     )
+
+
+def _bloom(block: Any) -> bytes:
+    bloom = block.get("logsBloom")
+    return bytes(HexBytes(bloom)) if bloom is not None else b""
+
+
+def _raw_block(result: Any) -> tuple[Header, bytes] | None:
+    """(header, bloom) of a raw eth_getBlockByNumber result; None for `null` (not there)."""
+    if not isinstance(result, Mapping):
+        return None
+    return (
+        (
+            int(result["number"], 16),
+            bytes(HexBytes(result["hash"])),
+            bytes(HexBytes(result["parentHash"])),
+            int(result["timestamp"], 16),
+        ),
+        bytes(HexBytes(result.get("logsBloom") or "0x")),
+    )
+
+
+def _prefix(
+    blocks: Sequence[tuple[Header, bytes] | None], numbers: Sequence[int]
+) -> list[tuple[Header, bytes]]:
+    """The blocks up to the first missing one (or one that is not the number asked)."""
+    out: list[tuple[Header, bytes]] = []
+    for block, number in zip(blocks, numbers, strict=True):
+        if block is None or block[0][0] != number:
+            break
+        out.append(block)
+    return out
 
 
 def _extends(header: Header, local: tuple[int, bytes]) -> bool:
@@ -167,8 +206,11 @@ class ChainFollower:
         start_block: int,
         reorg_depth: int = 12,
         max_range: int = 200,
+        header_batch: int = HEADER_BATCH,
     ) -> None:
         self._w3 = w3
+        self._logs = LogFetcher(w3, max_range)
+        self._header_batch = header_batch
         self._store = store
         self._decoder = EventDecoder([registry, task_manager], w3.codec)
         self._start_block = start_block
@@ -214,10 +256,13 @@ class ChainFollower:
         # that extends our head, which is the whole header range and the reorg check at once.
         local = await self._store.head()
         pushed, self._pushed = self._pushed, None
+        blooms: dict[int, bytes] = {}
         if pushed is not None and local is not None and _extends(pushed, local):
-            latest = pushed  # the header came with the push: nothing to ask
+            latest = pushed  # the header came with the push: nothing to ask (no bloom either)
         else:
-            latest = _header(await self._w3.eth.get_block("latest"))
+            block = await self._w3.eth.get_block("latest")
+            latest = _header(block)
+            blooms[latest[0]] = _bloom(block)
         chain_head = latest[0]
         if local is not None and latest[:2] == local:
             return SyncResult(local[0], chain_head, 0)
@@ -230,7 +275,13 @@ class ChainFollower:
         if first > chain_head:
             return SyncResult(local[0] if local else first - 1, chain_head, 0, reorg_to)
         last = min(chain_head, first + self._max_range - 1)
-        headers = [latest] if extends else await self._headers(first, last)
+        headers = [latest] if extends else await self._headers(first, last, blooms)
+        if not headers:
+            # The backend that answered has not got block `first` yet (a lagging one behind a
+            # load balancer): not a reorg, not an error; the next pass asks again.
+            log.info("sync.block_not_served block=%d", first)
+            return SyncResult(first - 1, first - 1, 0, reorg_to)
+        last = headers[-1][0]
         if local is not None and headers[0][2] != local[1]:
             # The chain moved under us between the reorg check and now: step back, retry later.
             await self._store.rollback_to(local[0] - 1)
@@ -240,27 +291,74 @@ class ChainFollower:
                 return SyncResult(first - 1, chain_head, 0, reorg_to)
         hashes = {h[0]: h[1] for h in headers}
         stamps = {h[0]: h[3] for h in headers}
-        raw_logs = await self._w3.eth.get_logs(
-            {"fromBlock": first, "toBlock": last, "address": self._decoder.addresses}  # type: ignore[typeddict-item]
-        )
-        events: list[ChainEvent] = []
-        for raw in raw_logs:
-            if bytes(raw["blockHash"]) != hashes.get(int(raw["blockNumber"])):
-                return SyncResult(first - 1, chain_head, 0, reorg_to)  # reorg mid-fetch
-            event = self._decoder.decode(raw, stamps[int(raw["blockNumber"])])
-            if event is not None:
-                events.append(event)
-        job_logs = await self._event_job_logs(first, last, events, hashes)
-        if job_logs is None:
-            return SyncResult(first - 1, chain_head, 0, reorg_to)
+        try:
+            raw_logs = await self._logs.fetch(
+                LogQuery(tuple(self._decoder.addresses)), first, last, hashes, blooms
+            )
+            events = self._decode_events(raw_logs, hashes, stamps)
+            job_logs = (
+                None
+                if events is None
+                else await self._event_job_logs(first, last, events, hashes, blooms)
+            )
+        except BlockNotYetServed:
+            log.info("sync.block_not_served from=%d to=%d", first, last)
+            return SyncResult(first - 1, first - 1, 0, reorg_to)
+        if events is None or job_logs is None:
+            return SyncResult(first - 1, chain_head, 0, reorg_to)  # reorg mid-fetch
         await self._store.apply_blocks(headers, events, job_logs)
         if events:
             log.debug("sync.events from=%d to=%d count=%d", first, last, len(events))
         return SyncResult(last, chain_head, last - first + 1, reorg_to)
 
-    async def _headers(self, first: int, last: int) -> list[Header]:
-        blocks = await asyncio.gather(*(self._w3.eth.get_block(n) for n in range(first, last + 1)))
-        return [_header(b) for b in blocks]
+    def _decode_events(
+        self, raw_logs: list[Any], hashes: dict[int, bytes], stamps: dict[int, int]
+    ) -> list[ChainEvent] | None:
+        """The contracts' events of the range; None if a log is from another branch."""
+        events: list[ChainEvent] = []
+        for raw in sorted_logs(raw_logs):
+            if bytes(raw["blockHash"]) != hashes.get(int(raw["blockNumber"])):
+                return None
+            event = self._decoder.decode(raw, stamps[int(raw["blockNumber"])])
+            if event is not None:
+                events.append(event)
+        return events
+
+    async def _headers(self, first: int, last: int, blooms: dict[int, bytes]) -> list[Header]:
+        """Headers first..last, up to the first one the answering backend does not have (a
+        lagging backend answers `null` for a block past its head); their blooms into `blooms`.
+        Over HTTP in JSON-RPC batches of `header_batch`, one batch at a time: a catch-up
+        costs a request per hundred blocks, not a hundred concurrent requests."""
+        numbers = list(range(first, last + 1))
+        provider = self._w3.provider
+        found: list[tuple[Header, bytes]] = []
+        if isinstance(provider, AsyncHTTPProvider):
+            for i in range(0, len(numbers), self._header_batch):
+                chunk = numbers[i : i + self._header_batch]
+                calls = [(RPCEndpoint("eth_getBlockByNumber"), [hex(n), False]) for n in chunk]
+                answers = await provider.make_batch_request(calls)
+                if not isinstance(answers, list) or len(answers) != len(chunk):
+                    raise BlockNotYetServed(f"a header batch was refused: {str(answers)[:200]}")
+                parsed = [_raw_block(a.get("result")) for a in answers]
+                complete = _prefix(parsed, chunk)
+                found.extend(complete)
+                if len(complete) < len(chunk):
+                    break
+        else:
+            blocks = await asyncio.gather(
+                *(self._block_or_none(n) for n in numbers), return_exceptions=False
+            )
+            parsed = [None if b is None else (_header(b), _bloom(b)) for b in blocks]
+            found = _prefix(parsed, numbers)
+        for header, bloom in found:
+            blooms[header[0]] = bloom
+        return [header for header, _ in found]
+
+    async def _block_or_none(self, number: int) -> Any:
+        try:
+            return await self._w3.eth.get_block(number)
+        except BlockNotFound:
+            return None
 
     async def _check_reorg(self, local: tuple[int, bytes], latest: Header) -> int | None:
         """Walks back from the local head to the newest block the chain still has, rolls the
@@ -270,21 +368,34 @@ class ChainFollower:
             # A lower `latest` whose block we hold with the same hash is a backend lagging
             # behind the one we synced from (load-balanced providers), not a reorg: keep our
             # head. A real reorg shows as a different hash once the chain reaches our height.
-            if await self._store.block_hash(latest[0]) == latest[1]:
+            held = await self._store.block_hash(latest[0])
+            if held is None:  # below what the store holds: does the chain still have our head?
+                ours_now = await self._block_or_none(number)
+                lagging = ours_now is None or bytes(ours_now["hash"]) == stored_hash
+            else:
+                lagging = held == latest[1]
+            if lagging:
                 log.info("sync.lagging_rpc latest=%d head=%d", latest[0], local[0])
+                prefer_next = getattr(self._w3.provider, "prefer_next", None)
+                if prefer_next is not None:  # several URLs (keeper.chain.pool): try the next
+                    prefer_next("lagging")
                 return None
             number = latest[0]  # the chain got shorter
         elif number == latest[0]:
             if latest[1] == stored_hash:
                 return None
-        elif bytes((await self._w3.eth.get_block(number))["hash"]) == stored_hash:
-            return None
+        else:
+            ours_now = await self._block_or_none(number)
+            if ours_now is None or bytes(ours_now["hash"]) == stored_hash:
+                return None  # not served yet by this backend: the header check decides later
         while number >= self._start_block:
             ours = await self._store.block_hash(number)
             if ours is None:
                 break
-            theirs = bytes((await self._w3.eth.get_block(number))["hash"])
-            if ours == theirs:
+            theirs_block = await self._block_or_none(number)
+            if theirs_block is None:
+                return None  # a backend without our head's height cannot show a reorg
+            if ours == bytes(theirs_block["hash"]):
                 break
             number -= 1
         await self._store.rollback_to(number)
@@ -297,34 +408,76 @@ class ChainFollower:
         last: int,
         events: list[ChainEvent],
         hashes: dict[int, bytes],
+        blooms: dict[int, bytes],
     ) -> list[tuple[int, int, int, bytes]] | None:
-        """(job_id, cursor, block, hash) of logs matching Event jobs, created ones included."""
-        jobs: list[tuple[int, int, Any]] = []
-        for job in await self._store.jobs():
-            if job.kind == TriggerKind.Event and job.status != JobStatus.Cancelled:
-                jobs.append((job.job_id, job.created_block, job.trigger))
-        for ev in events:
-            if ev.name == "JobCreated" and int(ev.args["spec"]["kind"]) == TriggerKind.Event:
-                trigger_bytes = bytes.fromhex(str(ev.args["spec"]["trigger"])[2:])
-                trigger = decode_trigger(TriggerKind.Event, trigger_bytes)
-                jobs.append((int(ev.args["jobId"]), ev.block_number, trigger))
-        if not jobs:
+        """(job_id, cursor, block, hash) of logs matching Event jobs while they are active.
+
+        A log in block b counts for a job that was active at the end of block b - 1 (created
+        before b, and not paused or cancelled since, or resumed). The rule depends on blocks
+        only, never on where a sync pass's range began, so every node stores the same logs.
+        Only the emitters (and first topics, where every job names one) of jobs active at some
+        block of the range are asked for: a paused job on a busy contract costs nothing.
+        """
+        activity = self._job_activity(await self._store.jobs(), events)
+        jobs = [(job_id, trigger) for job_id, (trigger, _, changes) in activity.items()]
+        wanted = [
+            trigger
+            for trigger, active, changes in activity.values()
+            if active or any(on for _, on in changes)
+        ]
+        if not wanted:
             return []
-        emitters = sorted({t.emitter for _, _, t in jobs})
-        raw_logs = await self._w3.eth.get_logs(
-            {"fromBlock": first, "toBlock": last, "address": emitters}
-        )
+        emitters = tuple(sorted({t.emitter for t in wanted}))
+        topic0s: tuple[bytes, ...] | None = tuple(sorted({t.topics[0] for t in wanted}))
+        if topic0s is not None and ZERO_TOPIC in topic0s:
+            topic0s = None  # a job takes any first topic: filter by emitter only
+        raw_logs = await self._logs.fetch(LogQuery(emitters, topic0s), first, last, hashes, blooms)
         out: list[tuple[int, int, int, bytes]] = []
-        for raw in raw_logs:
+        for raw in sorted_logs(raw_logs):
             block = int(raw["blockNumber"])
             if bytes(raw["blockHash"]) != hashes.get(block):
                 return None
             topics = [bytes(t) for t in raw["topics"]]
-            for job_id, created_block, trigger in jobs:
-                if block > created_block and is_log_match(trigger, str(raw["address"]), topics):
+            for job_id, trigger in jobs:
+                if not _is_active_before(activity[job_id], block):
+                    continue
+                if is_log_match(trigger, str(raw["address"]), topics):
                     cursor = compute_event_cursor(block, int(raw["logIndex"]))
                     out.append((job_id, cursor, block, bytes(raw["blockHash"])))
         return out
+
+    @staticmethod
+    def _job_activity(
+        stored: Sequence[Job], events: Sequence[ChainEvent]
+    ) -> dict[int, tuple[Trigger, bool, list[tuple[int, bool]]]]:
+        """Per Event job: (trigger, active before the range, [(block, active after it)])."""
+        activity: dict[int, tuple[Trigger, bool, list[tuple[int, bool]]]] = {}
+        for job in stored:
+            if job.kind == TriggerKind.Event and job.status != JobStatus.Cancelled:
+                activity[job.job_id] = (job.trigger, job.status == JobStatus.Active, [])
+        for ev in events:
+            on = _ACTIVITY.get(ev.name)
+            if on is None:
+                continue
+            job_id = int(ev.args["jobId"])
+            if ev.name == "JobCreated":
+                if int(ev.args["spec"]["kind"]) != TriggerKind.Event:
+                    continue
+                trigger_bytes = bytes.fromhex(str(ev.args["spec"]["trigger"])[2:])
+                activity[job_id] = (decode_trigger(TriggerKind.Event, trigger_bytes), False, [])
+            if job_id in activity:
+                activity[job_id][2].append((ev.block_number, on))
+        return activity
+
+
+def _is_active_before(activity: tuple[Trigger, bool, list[tuple[int, bool]]], block: int) -> bool:
+    """Whether the job was active at the end of block `block - 1`."""
+    _, active, changes = activity
+    for at, on in changes:  # in chain order
+        if at >= block:
+            break
+        active = on
+    return active
 
 
 def is_event_job(job: Job) -> bool:

@@ -1,0 +1,146 @@
+"""The follower behind a hosted provider's emulator (tests/provider.py) in front of anvil: a
+lagging backend's empty eth_getLogs answer loses no event, refused ranges are split, headers come
+in batches the provider accepts, and the API key shows nowhere."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from keeper.chain.follower import ChainFollower
+from keeper.chain.rpc import connect, disconnect
+from keeper.store.db import Store
+from tests.anvil import AnvilChain, AnvilProcess
+from tests.harness import Net, make_net
+from tests.integration.store_support import read_table
+from tests.integration.test_follower import create_event_job, create_time_job, emit_demo
+from tests.provider import ProviderEmulator
+
+KEY = "c0ffee0123456789abcdef42"
+
+
+@dataclass
+class Behind:
+    net: Net
+    rpc: ProviderEmulator
+    store: Store
+    follower: ChainFollower
+    w3: Any
+
+    async def sync_until_caught_up(self, passes: int = 200) -> None:
+        for _ in range(passes):
+            result = await self.follower.sync()
+            if result.head >= await self.net.block_number():
+                return
+        raise AssertionError(f"not caught up in {passes} passes")
+
+
+async def behind(tmp_path: Path, net: Net, rpc: ProviderEmulator, max_range: int) -> Behind:
+    await rpc.start()
+    store = await Store.open(
+        tmp_path / "keeper.db",
+        chain_id=net.deployment.chain_id,
+        registry=net.deployment.registry,
+        task_manager=net.deployment.task_manager,
+        operator=net.keepers[0].address,
+    )
+    w3 = connect(rpc.url, lean=True)
+    follower = ChainFollower(
+        w3, net.registry, net.tm, store, start_block=net.deployment.block, max_range=max_range
+    )
+    return Behind(net, rpc, store, follower, w3)
+
+
+@pytest.fixture
+async def anvil_net() -> AsyncIterator[Net]:
+    anvil = AnvilProcess(accounts=6)
+    net: Net | None = None
+    try:
+        net = await make_net(keepers=4, chain=AnvilChain(anvil, accounts=6))
+        yield net
+    finally:
+        if net is not None:
+            await disconnect(net.w3)
+        anvil.stop()
+
+
+@pytest.fixture
+async def provider(anvil_net: Net, tmp_path: Path) -> AsyncIterator[Behind]:
+    rpc = ProviderEmulator(str(anvil_net.chain.anvil.url), KEY, per_second=1000, burst=1000)  # type: ignore[attr-defined]
+    b = await behind(tmp_path, anvil_net, rpc, max_range=200)
+    yield b
+    await disconnect(b.w3)
+    await b.store.close()
+    await rpc.stop()
+
+
+async def test_a_lagging_backends_empty_logs_lose_no_event(
+    provider: Behind, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    net, follower, store = provider.net, provider.follower, provider.store
+    await provider.sync_until_caught_up()
+    job_id = await create_event_job(net)
+    # when events come one block at a time and the follower takes each block as it comes,
+    # while every other answer is from a backend one or two blocks behind
+    wanted: list[int] = []
+    for tag in range(6):
+        wanted.append(await emit_demo(net, tag))
+        await create_time_job(net)
+        for _ in range(4):
+            await follower.sync()
+    await provider.sync_until_caught_up()
+    # then the lagging backend did answer empty, and still every job and every log is stored
+    assert provider.rpc.empty_lagging_logs > 0
+    count = int(await net.tm.functions.nextJobId().call()) - 1
+    assert len(await store.jobs()) == count == 7
+    cursors = await job_logs(store, job_id)
+    assert cursors == wanted
+    # and no reorg was taken for lag, and the key is in no log line
+    assert not [r for r in caplog.records if "sync.reorg" in r.getMessage()]
+    assert all(KEY not in r.getMessage() for r in caplog.records)
+
+
+async def test_refused_log_ranges_are_split_until_the_provider_answers(
+    anvil_net: Net, tmp_path: Path
+) -> None:
+    # given a provider that answers at most 8 blocks or 2 logs per eth_getLogs
+    net = anvil_net
+    job_id = await create_event_job(net)
+    wanted = [await emit_demo(net, tag) for tag in range(5)]
+    net.mine(40)
+    rpc = ProviderEmulator(
+        str(net.chain.anvil.url),  # type: ignore[attr-defined]
+        KEY,
+        per_second=1000,
+        burst=1000,
+        max_log_range=8,
+        max_log_results=2,
+    )
+    b = await behind(tmp_path, net, rpc, max_range=100)
+    try:
+        # when a follower catches up in ranges of 100 blocks
+        await b.sync_until_caught_up()
+        # then ranges were refused for both reasons, split, and nothing was lost
+        assert rpc.refused["range"] > 0 and rpc.refused["results"] > 0
+        assert b.follower._logs.span <= 8
+        assert await job_logs(b.store, job_id) == wanted
+        assert len(await b.store.jobs()) == 1
+        # and the headers came in batches the provider accepts, not one request per block
+        assert rpc.refused["batch"] == 0
+        assert rpc.calls["eth_getBlockByNumber"] > rpc.requests / 2
+    finally:
+        await disconnect(b.w3)
+        await b.store.close()
+        await rpc.stop()
+
+
+async def job_logs(store: Store, job_id: int) -> list[int]:
+    """Cursors of the stored logs of an Event job, oldest first."""
+    path = Path(store.path)
+    return sorted(int(row[1]) for row in read_table(path, "job_logs") if row[0] == job_id)
