@@ -69,6 +69,17 @@ if [[ ! -f "$node_stamp" ]]; then
     touch "$node_stamp"
 fi
 
+# --- Chromium (the dashboard's browser test, tests/dashboard) -----------------
+if [[ ! -x /usr/bin/chromium ]]; then
+    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        say "installing chromium for the dashboard's browser test"
+        apt-get update -qq >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >&2
+    else
+        say "chromium missing: the dashboard test is skipped (as root: apt-get install -y chromium chromium-driver)"
+    fi
+fi
+
 # --- Slither (static analysis of contracts/, in a venv of its own) -----------
 if [[ ! -x .venv-slither/bin/python ]]; then
     py=$(find_python) || {
