@@ -17,6 +17,7 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 
 from keeper.chain.contracts import Deployment
+from keeper.chain.pool import EndpointLimits
 from keeper.chain.rpc import connect, disconnect, rpc_guard
 from keeper.config import Settings, load_account
 from keeper.errors import ConfigError
@@ -56,7 +57,10 @@ async def build_node(settings: Settings, account: LocalAccount | None = None) ->
     """Checks the deployment against the chain, opens the store, builds the node (not started)."""
     account = account or load_account(settings)
     deployment = Deployment.load(Path(settings.deployment))
-    w3 = connect(settings.rpc_url, lean=True)
+    limits = EndpointLimits(
+        settings.rpc_requests_per_second, settings.rpc_burst, settings.rpc_concurrency
+    )
+    w3 = connect(settings.rpc_urls, lean=True, limits=limits)
     async with rpc_guard(f"connect to {settings.rpc_url}"):
         chain_id = int(await w3.eth.chain_id)
         code = await w3.eth.get_code(deployment.task_manager)  # type: ignore[arg-type]

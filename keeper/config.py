@@ -22,6 +22,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from keeper.core.fees import GWEI, FeePolicy
+from keeper.core.redact import redact_url
 from keeper.core.types import Wei
 from keeper.errors import ConfigError
 
@@ -34,7 +35,13 @@ log = logging.getLogger(__name__)
 class Settings:
     """Everything a command may read. Field names map to KEEPER_<NAME> variables."""
 
+    # One JSON-RPC URL, or several separated by commas (`--rpc-url` repeated): the first is
+    # preferred, the next ones take over when it fails or lags.
     rpc_url: str = "http://127.0.0.1:8545"
+    # Per URL, within a hosted plan's limits: requests a second, bursts, requests in flight.
+    rpc_requests_per_second: float = 50.0
+    rpc_burst: int = 100
+    rpc_concurrency: int = 8
     ws_url: str = "auto"  # newHeads over WebSocket: "auto" (the RPC's host:port), "off", a URL
     private_key: str | None = None
     keystore: str | None = None
@@ -64,8 +71,13 @@ class Settings:
         if self.ws_url == "off":
             return None
         if self.ws_url == "auto":
-            return derive_ws_url(self.rpc_url)
+            return derive_ws_url(self.rpc_urls[0])
         return self.ws_url
+
+    @property
+    def rpc_urls(self) -> list[str]:
+        """The RPC URLs in order of preference."""
+        return [u.strip() for u in self.rpc_url.split(",") if u.strip()]
 
     def fee_policy(self) -> FeePolicy:
         """The fee settings as the sender's policy; ConfigError if they contradict each other."""
@@ -120,6 +132,8 @@ def derive_ws_url(rpc_url: str) -> str | None:
 def _coerce(name: str, kind: Any, raw: Any) -> Any:
     if raw is None:
         return None
+    if isinstance(raw, list | tuple):  # a flag given more than once (--rpc-url)
+        raw = ",".join(str(item) for item in raw)
     text = str(raw).strip()
     try:
         if kind in ("int", int):
@@ -169,11 +183,25 @@ def _validate(s: Settings) -> None:
         raise ConfigError("poll interval and turn blocks must be positive, reorg depth >= 0")
     if s.ws_url not in ("auto", "off") and not s.ws_url.startswith(("ws://", "wss://")):
         raise ConfigError(f"ws url must be auto, off or a ws:// or wss:// URL, got {s.ws_url!r}")
+    _validate_rpc(s)
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"unknown log level {s.log_level!r}")
     if s.max_in_flight < 1:
         raise ConfigError(f"max in flight must be at least 1, got {s.max_in_flight}")
     s.fee_policy()  # the fee settings' own consistency rules
+
+
+def _validate_rpc(s: Settings) -> None:
+    if not s.rpc_urls:
+        raise ConfigError("no RPC URL: pass --rpc-url or set KEEPER_RPC_URL")
+    for url in s.rpc_urls:
+        if not url.lower().startswith(("http://", "https://")):
+            # Never echo the URL itself: its path may hold the provider's API key.
+            raise ConfigError(f"rpc url must be http:// or https://, got {redact_url(url)}")
+    if s.rpc_requests_per_second <= 0 or s.rpc_burst < 1 or s.rpc_concurrency < 1:
+        raise ConfigError(
+            "rpc requests per second must be positive, rpc burst and concurrency at least 1"
+        )
 
 
 def _validate_address(what: str, address: str) -> None:

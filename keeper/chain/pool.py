@@ -151,8 +151,10 @@ class RpcPool(AsyncHTTPProvider):
     # ------------------------------------------------------------------ the policy
 
     async def post(self, data: bytes) -> bytes:
-        """POSTs `data` within the endpoints' limits, retrying 429s, failures and 5xx on the
-        same or the next endpoint; raises the last error after `retries` retries."""
+        """POSTs `data` within the endpoints' limits: a 429 is retried (after its Retry-After)
+        up to `retries` times; a failure or 5xx is tried once on every other endpoint and
+        once more (a node's loop retries at its next pass: a dead RPC must not hold it up)."""
+        failures_left = len(self.endpoints)
         for attempt in range(self._retries + 1):
             endpoint = self._pick()
             await self._wait_turn(endpoint)
@@ -166,12 +168,15 @@ class RpcPool(AsyncHTTPProvider):
                     if exc.status != THROTTLED and exc.status < 500:
                         raise
                     self._rest(endpoint, exc, attempt)
-                    if attempt == self._retries:
+                    if exc.status != THROTTLED:
+                        failures_left -= 1
+                    if attempt == self._retries or failures_left < 0:
                         raise
                     continue
                 except TRANSPORT_ERRORS as exc:
                     self._rest(endpoint, exc, attempt)
-                    if attempt == self._retries:
+                    failures_left -= 1
+                    if attempt == self._retries or failures_left < 0:
                         raise
                     continue
                 endpoint.failures = 0

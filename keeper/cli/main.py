@@ -21,7 +21,13 @@ Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 def _common(p: argparse.ArgumentParser, title: str | None = None) -> None:
     g: Any = p.add_argument_group(title) if title else p
-    g.add_argument("--rpc-url", dest="rpc_url", help="JSON-RPC URL (env KEEPER_RPC_URL)")
+    g.add_argument(
+        "--rpc-url",
+        dest="rpc_url",
+        action="append",
+        help="JSON-RPC URL; more than once for failover, first preferred (env KEEPER_RPC_URL, "
+        "comma-separated)",
+    )
     g.add_argument("--private-key", dest="private_key", help="hex key (prefer --keystore)")
     g.add_argument("--keystore", help="encrypted JSON keystore file")
     g.add_argument("--password-file", dest="password_file", help="file with the keystore password")
