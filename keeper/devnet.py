@@ -123,7 +123,7 @@ class Devnet:
             await self._tx(self.registry.functions.register(node.endpoint), account, value=stake)
             self.out(
                 f"keeper {i} {account.address} staked {i + 1} ether, peer API {node.endpoint}, "
-                f"status {node.admin_endpoint}"
+                f"status {node.admin_endpoint}, dashboard {node.admin_endpoint}/dashboard/"
             )
         self.producer = asyncio.create_task(self._produce_blocks())
         await self._wait_for_epoch()

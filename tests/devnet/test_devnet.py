@@ -39,8 +39,9 @@ def test_devnet_executes_every_kind_and_writes_a_summary(tmp_path: Path) -> None
         j["executions"] for j in summary["jobs"]
     )
     assert all(k["reports_signed"] > 0 for k in summary["keepers"])
-    # and executions were shown live
+    # and executions were shown live, with where each keeper's dashboard is
     assert "round   0" in result.stdout
+    assert "/dashboard/" in result.stdout
 
 
 def test_ctrl_c_stops_the_devnet_cleanly(tmp_path: Path) -> None:
