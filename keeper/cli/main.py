@@ -108,16 +108,73 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--turn-blocks", dest="turn_blocks", type=int)
     _fee_flags(run)
 
-    status = commands.add_parser("status", help="the node's view, from its admin listener")
+    _add_operator_parsers(commands)
+
+    _add_job_parsers(commands)
+    _add_account_parsers(commands)
+    return parser
+
+
+def _add_operator_parsers(commands: Any) -> None:
+    status = commands.add_parser(
+        "status",
+        help="this keeper as the chain and its node see it: stake, earnings, wallet, epoch, "
+        "quorums, health",
+        description="Registration, stake, earnings, the wallet and how many executions it "
+        "fronts, the epoch and this keeper's quorums (from the chain), and the node's health "
+        "(from its admin listener, when it answers).",
+    )
     status.add_argument(
         "--url",
         default="http://127.0.0.1:8701",
         help="the node's admin listener (its --admin-listen; default the peer port 8700 + 1)",
     )
+    status.add_argument(
+        "--address", metavar="ADDR", help="whose status (default: the key's, else the node's)"
+    )
+    status.add_argument("--json", action="store_true", help="one JSON object, wei and unix times")
+    _common(status, CONNECTION)
 
-    _add_job_parsers(commands)
-    _add_account_parsers(commands)
-    return parser
+    withdraw = commands.add_parser(
+        "withdraw",
+        help="pay this keeper's execution earnings out of the TaskManager",
+        description="Pays this keeper's execution earnings out of the TaskManager.",
+    )
+    _common(withdraw, CONNECTION)
+
+    stake = commands.add_parser("stake", help="add to this keeper's stake")
+    stake_actions = stake.add_subparsers(dest="stake_command", required=True, metavar="ACTION")
+    add = stake_actions.add_parser(
+        "add",
+        help="add AMOUNT to the stake (at least a tenth of the minimum); counts from the next "
+        "epoch",
+        description="Adds AMOUNT to this keeper's stake; it counts from the next epoch.",
+    )
+    add.add_argument("amount", metavar="AMOUNT", help=AMOUNT[1])
+    _common(add, CONNECTION)
+
+    endpoint = commands.add_parser("endpoint", help="change the URL peers reach this keeper at")
+    endpoint_actions = endpoint.add_subparsers(
+        dest="endpoint_command", required=True, metavar="ACTION"
+    )
+    set_ = endpoint_actions.add_parser(
+        "set",
+        help="register a new peer API URL",
+        description="Registers URL as this keeper's peer API endpoint.",
+    )
+    set_.add_argument("url", metavar="URL", help="http(s)://host:port of the peer API")
+    _common(set_, CONNECTION)
+
+    exit_ = commands.add_parser(
+        "exit",
+        help="leave the keeper set (unbonding starts); --withdraw takes the stake back after",
+        description="Asks to leave the keeper set: the keeper serves to the end of the next "
+        "epoch and its stake unbonds. Once unbonded, `keeper exit --withdraw` pays it back.",
+    )
+    exit_.add_argument(
+        "--withdraw", action="store_true", help="take the stake back (after unbonding)"
+    )
+    _common(exit_, CONNECTION)
 
 
 def _fee_flags(run: argparse.ArgumentParser) -> None:
@@ -373,9 +430,22 @@ async def cmd_decode_error(args: argparse.Namespace) -> int:
 
 
 async def cmd_status(args: argparse.Namespace) -> int:
-    from keeper.cli.operator import status
+    from keeper.cli.status import status
 
-    return await status(args.url)
+    return await status(_settings(args), args)
+
+
+async def cmd_operator(args: argparse.Namespace) -> int:
+    from keeper.cli import operator
+
+    settings = _settings(args)
+    command = {
+        "withdraw": operator.withdraw_earnings,
+        "stake": operator.stake_add,
+        "endpoint": operator.endpoint_set,
+        "exit": operator.exit_network,
+    }[args.command]
+    return await command(settings, args)
 
 
 async def cmd_devnet(args: argparse.Namespace) -> int:
@@ -419,6 +489,10 @@ COMMANDS: dict[str, Command] = {
     "decode-error": cmd_decode_error,
     "register": cmd_register,
     "status": cmd_status,
+    "withdraw": cmd_operator,
+    "stake": cmd_operator,
+    "endpoint": cmd_operator,
+    "exit": cmd_operator,
     "devnet": cmd_devnet,
     "job": cmd_job,
     "account": cmd_account,

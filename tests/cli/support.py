@@ -122,3 +122,29 @@ class CliChain:
             int(self.w3.eth.get_transaction_count(self.owner.address)),
             int(self.w3.eth.get_balance(self.owner.address)),
         )
+
+
+def harness_net(cli_chain: CliChain) -> Any:
+    """tests.harness.Net over the CLI's anvil and deployment: dev accounts 2-8 are keepers
+    (harness helpers standing in for nodes), dev account 0 deployed and owns the jobs."""
+    from keeper.chain.anvil import AnvilChain
+    from keeper.chain.contracts import DeployParams, bind, contract_at
+    from keeper.core.report import Domain
+    from tests.harness import Net
+
+    chain = AnvilChain(cli_chain.anvil, accounts=10)
+    w3 = chain.web3()
+    contracts = bind(w3, cli_chain.deployment)
+    return Net(
+        chain=chain,  # type: ignore[arg-type]
+        w3=w3,
+        deployment=cli_chain.deployment,
+        params=DeployParams(),
+        registry=contracts.registry,
+        tm=contracts.task_manager,
+        target=contract_at(w3, "DemoTarget", cli_chain.target),
+        deployer=chain.accounts[0],
+        owner=chain.accounts[0],
+        keepers=chain.accounts[2:9],
+        domain=Domain(cli_chain.deployment.chain_id, cli_chain.deployment.task_manager),
+    )
