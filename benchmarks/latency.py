@@ -359,7 +359,7 @@ def render(commands: list[str], rows: list[str], notes: list[str], args: argpars
         "## Latency (anvil, 1-second blocks, keeper processes)",
         "",
         f"Machine: {machine()}. Every keeper is a `keeper run` process of the e2e Cluster "
-        "(poll interval 0.25 s, `--turn-blocks 2`), equal stakes, one quorum, threshold "
+        "(poll interval 0.25 s, `deploy --turn-blocks 2`), equal stakes, one quorum, threshold "
         "6667 bps; Time jobs with start times spread over their interval (each run's "
         "interval is in its note below); steady state after two intervals of warm-up, then "
         "keepers killed (SIGKILL) in turn and restarted on their store (each run's note says "

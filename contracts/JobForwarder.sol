@@ -15,8 +15,9 @@ interface IForwarderDeployer {
 ///      depends only on the TaskManager and the salt; the target is read back from the
 ///      deployer in the constructor and kept as an immutable (no storage read per call). Only
 ///      the TaskManager may drive it. Calldata: 32 bytes of gas for the target, then the
-///      target's calldata. It reverts (without data) when the target call fails, so the
-///      TaskManager sees the target's outcome as its own call's.
+///      target's calldata. It reverts when the target call fails, passing on at most the first
+///      256 bytes of the target's revert data (its reason, for JobFailed), so the TaskManager
+///      sees the target's outcome as its own call's.
 contract JobForwarder {
     /// @notice The TaskManager that deployed this forwarder and alone may call it.
     address public immutable taskManager;
@@ -38,8 +39,14 @@ contract JobForwarder {
             let size := sub(calldatasize(), 0x20)
             let ptr := mload(0x40)
             calldatacopy(ptr, 0x20, size)
-            // No return data is copied: a target cannot make the executor pay for a huge return.
-            if iszero(call(calldataload(0), to, 0, ptr, size, 0, 0)) { revert(0, 0) }
+            // Return data is never copied whole: a target cannot make the executor pay for a
+            // huge return or revert.
+            if iszero(call(calldataload(0), to, 0, ptr, size, 0, 0)) {
+                let n := returndatasize()
+                if gt(n, 256) { n := 256 }
+                returndatacopy(ptr, 0, n)
+                revert(ptr, n)
+            }
         }
     }
 }

@@ -85,6 +85,9 @@ contract KeeperRegistry is ReentrancyGuardTransient {
     uint64 public immutable unbondingPeriod;
     uint64 public immutable epochLength;
     uint16 public immutable targetQuorumSize;
+    /// @notice Blocks each ranked member leads a due round before the next one may: every
+    ///         keeper must agree on it, so it lives here and not in each node's settings.
+    uint64 public immutable turnBlocks;
     address private immutable _deployer;
 
     address public taskManager;
@@ -144,11 +147,19 @@ contract KeeperRegistry is ReentrancyGuardTransient {
     /// @param unbondingPeriod_ seconds between `requestExit` and `withdraw`
     /// @param epochLength_ seconds after which `rotate` may start a new epoch in any case
     /// @param targetQuorumSize_ keepers per quorum the rotation aims at (quorums = K / target)
-    constructor(uint256 minStake_, uint64 unbondingPeriod_, uint64 epochLength_, uint16 targetQuorumSize_) {
+    /// @param turnBlocks_ blocks of each leader's turn before the next ranked member takes over
+    constructor(
+        uint256 minStake_,
+        uint64 unbondingPeriod_,
+        uint64 epochLength_,
+        uint16 targetQuorumSize_,
+        uint64 turnBlocks_
+    ) {
         if (
             minStake_ == 0 || minStake_ > type(uint96).max / MAX_WEIGHT_MULTIPLE || unbondingPeriod_ == 0
-                || epochLength_ == 0 || targetQuorumSize_ == 0
+                || epochLength_ == 0 || targetQuorumSize_ == 0 || turnBlocks_ == 0
         ) revert InvalidConfig();
+        turnBlocks = turnBlocks_;
         minStake = minStake_;
         unbondingPeriod = unbondingPeriod_;
         epochLength = epochLength_;

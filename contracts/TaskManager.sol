@@ -72,6 +72,7 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
         uint16 thresholdBps;
         uint24 gasLimit;
         bool limited; // maxExecutions, endTime or maxGasPrice set: only then is `limits` read
+        bool failing; // the last execution failed: `limits.failures` counts how many in a row
     }
 
     /// @dev Slot read by every execution.
@@ -88,6 +89,8 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
         uint40 endTime;
         uint64 maxGasPrice;
         uint64 haltBlock; // block of the last pause or cancel: reports checked before it still count
+        uint8 failures; // failed executions in a row
+        uint8 maxFailuresSet; // 0: DEFAULT_MAX_FAILURES; NEVER_PAUSE: never; else the number
     }
 
     struct Job {
@@ -129,6 +132,8 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
         uint64 maxGasPrice;
         uint64 haltBlock;
         address pendingOwner;
+        uint8 failures;
+        uint8 maxFailures;
     }
 
     bytes32 public constant REPORT_TYPEHASH = keccak256(
@@ -158,10 +163,18 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
     uint256 public constant POST_PAYMENT_GAS = 8_000;
     /// @notice Extra gas when the executor's credit slot goes from zero to non-zero.
     uint256 public constant FRESH_CREDIT_GAS = 17_100;
-    /// @notice Worst-case gas of `execute` beyond the target's, used for the funding check.
-    uint256 public constant MAX_EXECUTION_OVERHEAD_GAS = 250_000;
+    /// @notice Worst-case gas of `execute` beyond the target's, used for the funding check: a
+    ///         16-member quorum's 11 signatures cost about 120,000 (docs/benchmarks.md). A larger
+    ///         quorum's executor may be paid less than its gas on a job's last execution, never
+    ///         more than the balance.
+    uint256 public constant MAX_EXECUTION_OVERHEAD_GAS = 150_000;
     /// @notice Gas the forwarder may spend besides the target's (cold target, copy, call).
     uint256 public constant FORWARDER_GAS = 5_000;
+    /// @notice Failed executions in a row after which a new job pauses itself (`setMaxFailures`).
+    uint8 public constant DEFAULT_MAX_FAILURES = 3;
+    uint8 private constant NEVER_PAUSE = type(uint8).max;
+    /// @notice Bytes of a failed target call's revert data kept in `JobFailed`.
+    uint256 public constant MAX_REASON_BYTES = 256;
     bytes4 private constant PERFORM_UPKEEP_SELECTOR = 0x4585e33b; // performUpkeep(bytes)
 
     KeeperRegistry public immutable registry;
@@ -208,6 +221,16 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
         uint256 gasUsed,
         uint256 payment
     );
+    /// @notice A target call failed; `reason` is its revert data (at most MAX_REASON_BYTES,
+    ///         empty when it ran out of gas or reverted without data).
+    event JobFailed(uint256 indexed jobId, uint64 round, bytes reason);
+    /// @notice The job failed `failures` times in a row and paused itself (JobPaused is emitted
+    ///         too); the owner resumes it with `resume`.
+    event JobAutoPaused(uint256 indexed jobId, uint8 failures);
+    /// @notice An execution left the balance below what one more execution needs at this
+    ///         block's price: the job stops until funded.
+    event JobUnderfunded(uint256 indexed jobId, uint256 balance, uint256 required);
+    event MaxFailuresSet(uint256 indexed jobId, uint8 maxFailures);
     event EarningsWithdrawn(address indexed keeper, uint256 amount);
     event EquivocationProven(address indexed keeper, address indexed reporter, uint256 indexed jobId, uint64 round);
 
@@ -237,6 +260,7 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
     error NotPendingOwner(address caller, address pendingOwner);
     error ZeroValue();
     error NothingToWithdraw();
+    error MaxFailuresOutOfRange(uint8 maxFailures);
     // execute
     error NonCanonicalCalldata(uint256 length, uint256 canonicalLength);
     error PayloadTooLong(uint256 length, uint256 max);
@@ -333,7 +357,8 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
             kind: spec.kind,
             thresholdBps: spec.thresholdBps,
             gasLimit: uint24(spec.gasLimit),
-            limited: limited
+            limited: limited,
+            failing: false
         });
         job.config = JobConfig({forwarder: forwarder, startTime: uint40(start), interval: interval, mode: mode});
         if (limited) {
@@ -341,7 +366,9 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
                 maxExecutions: spec.maxExecutions,
                 endTime: uint40(spec.endTime),
                 maxGasPrice: spec.maxGasPrice,
-                haltBlock: 0
+                haltBlock: 0,
+                failures: 0,
+                maxFailuresSet: 0
             });
         }
         if (spec.kind != TriggerKind.Condition) job.callDataHash = keccak256(spec.callData);
@@ -375,12 +402,25 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
         emit JobPaused(jobId);
     }
 
-    /// @notice Lets a paused job execute again. Owner only.
+    /// @notice Lets a paused job execute again, its count of failures in a row back at zero.
+    ///         Owner only.
     function resume(uint256 jobId) external {
         JobState storage s = _ownedJob(jobId);
         if (s.status != JobStatus.Paused) revert JobNotPaused(jobId);
         s.status = JobStatus.Active;
+        s.failing = false;
+        _jobs[jobId].limits.failures = 0;
         emit JobResumed(jobId);
+    }
+
+    /// @notice Failed executions in a row after which the job pauses itself (0: never; at
+    ///         most 254). Owner only. A new job pauses after DEFAULT_MAX_FAILURES.
+    function setMaxFailures(uint256 jobId, uint8 maxFailures) external {
+        JobState storage s = _ownedJob(jobId);
+        if (s.status == JobStatus.Cancelled) revert JobIsCancelled(jobId);
+        if (maxFailures == NEVER_PAUSE) revert MaxFailuresOutOfRange(maxFailures);
+        _jobs[jobId].limits.maxFailuresSet = maxFailures == 0 ? NEVER_PAUSE : maxFailures;
+        emit MaxFailuresSet(jobId, maxFailures);
     }
 
     /// @notice Ends a job for good. Owner only. Reports checked before this block stay executable
@@ -500,6 +540,8 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
             success := call(forwarderGas, forwarder, 0, add(data, 0x20), mload(data), 0, 0)
         }
         uint256 gasUsed = before - gasleft();
+        // Billed to the job: the record of a failure, and the pause that stops failures costing.
+        if (!success || s.failing) _recordOutcome(jobId, job, s.round - 1, success);
 
         uint256 price = _billedGasPrice(maxGasPrice);
         uint256 earned = earnings[msg.sender];
@@ -511,9 +553,44 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
         // Read again: a top-up the target made while it ran is kept.
         uint256 balance = job.state.balance;
         if (payment > balance) payment = balance;
-        job.state.balance = uint88(balance - payment);
+        balance -= payment;
+        job.state.balance = uint88(balance);
         earnings[msg.sender] = earned + payment;
         emit JobExecuted(jobId, s.round - 1, report.cursor, msg.sender, success, gasUsed, payment);
+        uint256 required = _minBalance(s.gasLimit, maxGasPrice);
+        if (balance < required) emit JobUnderfunded(jobId, balance, required);
+    }
+
+    /// @dev After a failed call: JobFailed with the revert data (bounded), one more failure in a
+    ///      row, and the pause once there are `maxFailures`. After a success that ends a run of
+    ///      failures: the count back at zero.
+    function _recordOutcome(uint256 jobId, Job storage job, uint64 round, bool success) private {
+        if (success) {
+            job.state.failing = false;
+            job.limits.failures = 0;
+            return;
+        }
+        bytes memory reason;
+        assembly ("memory-safe") {
+            let n := returndatasize()
+            if gt(n, MAX_REASON_BYTES) { n := MAX_REASON_BYTES }
+            reason := mload(0x40)
+            mstore(reason, n)
+            returndatacopy(add(reason, 0x20), 0, n)
+            mstore(0x40, add(add(reason, 0x20), and(add(n, 31), not(31))))
+        }
+        emit JobFailed(jobId, round, reason);
+        JobLimits memory l = job.limits;
+        uint8 failures = l.failures == type(uint8).max ? l.failures : l.failures + 1;
+        job.limits.failures = failures;
+        job.state.failing = true;
+        uint8 maxFailures = _maxFailures(l.maxFailuresSet);
+        if (maxFailures != 0 && failures >= maxFailures && job.state.status == JobStatus.Active) {
+            job.state.status = JobStatus.Paused;
+            job.limits.haltBlock = uint64(block.number);
+            emit JobPaused(jobId);
+            emit JobAutoPaused(jobId, failures);
+        }
     }
 
     /// @notice Proves that one keeper signed two conflicting reports for the same
@@ -565,20 +642,15 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
         return _minBalance(gasLimit, maxGasPrice);
     }
 
-    /// @notice How many executions the job's balance pays for at today's price, counting each
-    ///         at its worst case (the whole gas limit plus the largest overhead), and that cost.
+    /// @notice How many executions the job's balance pays for at this block's price, counting
+    ///         each at its worst case (the whole gas limit plus the largest overhead), and that
+    ///         cost, which is also the job's minimum balance.
     function runway(uint256 jobId) external view returns (uint256 executions, uint256 costPerExecution) {
         Job storage job = _jobs[jobId];
         JobState memory s = job.state;
         if (s.status == JobStatus.None) revert UnknownJob(jobId);
-        uint256 maxGasPrice = job.limits.maxGasPrice;
-        uint256 price = block.basefee + maxPriorityFee;
-        if (price > gasPriceCap) price = gasPriceCap;
-        if (maxGasPrice != 0 && price > maxGasPrice) price = maxGasPrice;
-        costPerExecution = (uint256(s.gasLimit) + MAX_EXECUTION_OVERHEAD_GAS) * price + premium;
-        uint256 floor = _minBalance(s.gasLimit, maxGasPrice);
-        if (s.balance < floor) return (0, costPerExecution);
-        executions = (s.balance - floor) / costPerExecution + 1;
+        costPerExecution = _minBalance(s.gasLimit, job.limits.maxGasPrice);
+        executions = s.balance / costPerExecution;
     }
 
     /// @notice The caller a job's target sees: the job's own forwarder, fixed for its life.
@@ -619,7 +691,9 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
             forwarder: c.forwarder,
             maxGasPrice: l.maxGasPrice,
             haltBlock: l.haltBlock,
-            pendingOwner: _pendingOwner[jobId]
+            pendingOwner: _pendingOwner[jobId],
+            failures: l.failures,
+            maxFailures: _maxFailures(l.maxFailuresSet)
         });
     }
 
@@ -632,9 +706,14 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
         if (job.owner != msg.sender) revert NotJobOwner(msg.sender, job.owner);
     }
 
-    /// @dev One worst-case execution at the highest price the job can be billed.
+    /// @dev One worst-case execution (the whole gas limit and the largest overhead) at the
+    ///      highest price an execution in this block can be billed: the base fee plus the
+    ///      largest tip, within the network's cap and the job's own maximum. Not the cap alone,
+    ///      which on a cheap chain is hundreds of times the real price and strands deposits.
     function _minBalance(uint256 gasLimit, uint256 maxGasPrice) private view returns (uint256) {
-        uint256 price = maxGasPrice != 0 && maxGasPrice < gasPriceCap ? maxGasPrice : gasPriceCap;
+        uint256 price = block.basefee + maxPriorityFee;
+        if (price > gasPriceCap) price = gasPriceCap;
+        if (maxGasPrice != 0 && price > maxGasPrice) price = maxGasPrice;
         return (gasLimit + MAX_EXECUTION_OVERHEAD_GAS) * price + premium;
     }
 
@@ -647,6 +726,13 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
         if (price > bound) price = bound;
         if (price > gasPriceCap) price = gasPriceCap;
         if (maxGasPrice != 0 && price > maxGasPrice) price = maxGasPrice;
+    }
+
+    /// @dev Failed executions in a row that pause a job, from its stored setting (0: never).
+    function _maxFailures(uint8 stored) private pure returns (uint8) {
+        if (stored == 0) return DEFAULT_MAX_FAILURES;
+        if (stored == NEVER_PAUSE) return 0;
+        return stored;
     }
 
     /// @dev The registry, this contract and every forwarder carry privileges no job may borrow.

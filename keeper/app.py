@@ -45,7 +45,6 @@ def node_options(settings: Settings) -> NodeOptions:
         admin_port=settings.admin_port,
         poll_interval=settings.poll_interval,
         reorg_depth=settings.reorg_depth,
-        turn_blocks=settings.turn_blocks,
         max_cpu_percent=settings.max_cpu_percent,
         max_memory_percent=settings.max_memory_percent,
         ws_url=settings.heads_url,

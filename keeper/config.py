@@ -56,7 +56,6 @@ class Settings:
     reorg_depth: int = 12
     max_cpu_percent: float = 90.0
     max_memory_percent: float = 90.0
-    turn_blocks: int = 5
     gas_price_cap_gwei: float = 100.0
     # The tip: this percentile of recent blocks' tips, within [floor, ceiling] (and never above
     # the TaskManager's maxPriorityFee, nor the max fee above its gasPriceCap).
@@ -179,8 +178,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"admin listen port out of range: {s.admin_port} (set --admin-listen)")
     if s.admin_port != 0 and s.admin_port == s.listen_port and s.admin_host == s.listen_host:
         raise ConfigError(f"admin listen address {s.admin_address} is the peer listen address")
-    if s.poll_interval <= 0 or s.turn_blocks <= 0 or s.reorg_depth < 0:
-        raise ConfigError("poll interval and turn blocks must be positive, reorg depth >= 0")
+    if s.poll_interval <= 0 or s.reorg_depth < 0:
+        raise ConfigError("poll interval must be positive, reorg depth >= 0")
     if s.ws_url not in ("auto", "off") and not s.ws_url.startswith(("ws://", "wss://")):
         raise ConfigError(f"ws url must be auto, off or a ws:// or wss:// URL, got {s.ws_url!r}")
     _validate_rpc(s)

@@ -38,6 +38,7 @@ class Network:
     net: Net
     tmp: Path
     options: NodeOptions
+    turn_blocks: int = 3  # KeeperRegistry.turnBlocks of this network
     nodes: dict[int, KeeperNode] = field(default_factory=dict)
     # Per-node RPC URL override (e.g. through a TcpProxy); None = the chain's own client.
     rpc_urls: dict[int, str] = field(default_factory=dict)
@@ -114,6 +115,7 @@ async def start_network(
     target_quorum_size: int = 4,
     chain: Any = None,
     rpc_urls: dict[int, str] | None = None,
+    turn_blocks: int = 3,
 ) -> Network:
     """Deploys, starts one node per stake, registers each with its node's endpoint and lets
     the nodes rotate the first epoch themselves."""
@@ -124,10 +126,15 @@ async def start_network(
         target_quorum_size=target_quorum_size,
         gas_price_cap=100 * 10**9,
         premium=10**14,
+        turn_blocks=turn_blocks,
     )
     net = await make_net(keepers=max(len(stakes), 8), params=params, chain=chain)
     network = Network(
-        net=net, tmp=tmp, options=options or NodeOptions(turn_blocks=3), rpc_urls=rpc_urls or {}
+        net=net,
+        tmp=tmp,
+        options=options or NodeOptions(),
+        turn_blocks=turn_blocks,
+        rpc_urls=rpc_urls or {},
     )
     for i, stake in enumerate(stakes):
         node = await network.start_node(i)

@@ -2,7 +2,8 @@
 pragma solidity ^0.8.24;
 
 /// @title MaliciousTarget
-/// @notice A target that attacks its caller: reenters `execute`, burns all gas, returns huge data.
+/// @notice A target that attacks its caller: reenters `execute`, burns all gas, returns or reverts
+///         with huge data, fails on demand.
 ///         Used by tests to show the TaskManager records such rounds once and still pays.
 contract MaliciousTarget {
     address public immutable taskManager;
@@ -34,6 +35,29 @@ contract MaliciousTarget {
             unchecked {
                 x++;
             }
+        }
+    }
+
+    error Refused(uint256 code);
+
+    /// @notice While set, `flaky` reverts.
+    bool public failing;
+    uint256 public flakyCalls;
+
+    function setFailing(bool failing_) external {
+        failing = failing_;
+    }
+
+    /// @notice Reverts with `Refused(7)` while `failing` is set, else counts the call.
+    function flaky() external {
+        if (failing) revert Refused(7);
+        flakyCalls += 1;
+    }
+
+    /// @notice Reverts with `size` bytes of revert data; a caller that copies it pays for them.
+    function revertBomb(uint256 size) external pure {
+        assembly {
+            revert(0, size)
         }
     }
 

@@ -130,6 +130,11 @@ class KeeperCalls:
             earned = int(await self.task_manager.functions.earnings(address).call())
         return balance, earned
 
+    async def turn_blocks(self) -> int:
+        """KeeperRegistry.turnBlocks: every member of a quorum ranks leaders by it alike."""
+        async with rpc_guard("turnBlocks"):
+            return int(await self.registry.functions.turnBlocks().call())
+
     async def billing(self) -> BillingTerms:
         async with rpc_guard("billing"):
             functions = self.task_manager.functions

@@ -40,6 +40,8 @@ JOB_VIEW_FIELDS = (
     "maxGasPrice",
     "haltBlock",
     "pendingOwner",
+    "failures",
+    "maxFailures",
 )
 
 ERROR_STRING_SELECTOR = bytes.fromhex("08c379a0")
@@ -54,6 +56,7 @@ class DeployParams:
     unbonding_period: int = 3600
     epoch_length: int = 3600
     target_quorum_size: int = 4
+    turn_blocks: int = 5
     gas_price_cap: int = 100 * 10**9
     max_priority_fee: int = 2 * 10**9
     premium: int = 10**14
@@ -268,6 +271,7 @@ async def deploy_contracts(w3: AsyncWeb3[Any], sender: str, params: DeployParams
         params.unbonding_period,
         params.epoch_length,
         params.target_quorum_size,
+        params.turn_blocks,
     )
     tm_address = await _deploy(
         w3,

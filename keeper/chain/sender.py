@@ -117,6 +117,7 @@ class TxSender:
         self._lock = asyncio.Lock()
         self._next_nonce: int | None = None
         self._market_cache: Market | None = None
+        self._base_fee_cache: tuple[int, Wei | None] | None = None
         self._history_warned = False
 
     @property
@@ -539,6 +540,19 @@ class TxSender:
             return [], []
         rewards = [int(r[0]) if r else 0 for r in history.get("reward") or []]
         return rewards, [float(x) for x in history.get("gasUsedRatio") or []]
+
+    async def base_fee_at(self, block_number: int) -> Wei | None:
+        """The base fee of block `block_number` (None on a chain without one), one read per
+        block: the contract's minimum balance follows it."""
+        cached = self._base_fee_cache
+        if cached is not None and cached[0] == block_number:
+            return cached[1]
+        async with rpc_guard("eth_getBlockByNumber"):
+            block = await self._w3.eth.get_block(block_number)
+        raw = block.get("baseFeePerGas")
+        base_fee = None if raw is None else Wei(int(raw))
+        self._base_fee_cache = (block_number, base_fee)
+        return base_fee
 
     async def _latest_block(self) -> Any:
         async with rpc_guard("eth_getBlockByNumber"):

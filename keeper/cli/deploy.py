@@ -16,11 +16,14 @@ async def deploy(settings: Settings, args: argparse.Namespace) -> int:
     # Checked before anything is sent: the file of an existing network is not lost to a typo.
     if Path(args.out).exists() and not args.force:
         raise ConfigError(f"{args.out} exists: pass --force to overwrite it")
+    if args.turn_blocks < 1:
+        raise ConfigError(f"--turn-blocks must be at least 1, got {args.turn_blocks}")
     params = DeployParams(
         min_stake=parse_amount(args.min_stake),
         unbonding_period=args.unbonding_period,
         epoch_length=args.epoch_length,
         target_quorum_size=args.quorum_size,
+        turn_blocks=args.turn_blocks,
         gas_price_cap=parse_amount(args.gas_price_cap),
         max_priority_fee=parse_amount(args.max_priority_fee),
         premium=parse_amount(args.premium),

@@ -75,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--unbonding-period", dest="unbonding_period", type=int, default=3600)
     deploy.add_argument("--epoch-length", dest="epoch_length", type=int, default=3600)
     deploy.add_argument("--quorum-size", dest="quorum_size", type=int, default=4)
+    deploy.add_argument(
+        "--turn-blocks",
+        dest="turn_blocks",
+        type=int,
+        default=5,
+        help="blocks each ranked leader has before the next may take over (every keeper reads it)",
+    )
     deploy.add_argument("--gas-price-cap", dest="gas_price_cap", default="100gwei")
     deploy.add_argument(
         "--max-priority-fee",
@@ -105,7 +112,6 @@ def build_parser() -> argparse.ArgumentParser:
         dest="ws_url",
         help="new heads over WebSocket: auto (the RPC's host:port, default), off, or a ws:// URL",
     )
-    run.add_argument("--turn-blocks", dest="turn_blocks", type=int)
     _fee_flags(run)
 
     _add_operator_parsers(commands)

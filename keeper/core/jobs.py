@@ -155,15 +155,35 @@ class Job:
         return self.max_gas_price != 0 and gas_price > self.max_gas_price
 
 
+# TaskManager.MAX_EXECUTION_OVERHEAD_GAS: the worst-case gas of `execute` beyond the target's.
+MAX_EXECUTION_OVERHEAD_GAS = 150_000
+
+
 def compute_min_balance(
-    gas_limit: int, gas_price_cap: int, premium: int, max_gas_price: int = 0
+    gas_limit: int,
+    gas_price_cap: int,
+    premium: int,
+    max_gas_price: int = 0,
+    base_fee: int | None = None,
+    max_priority_fee: int = 0,
 ) -> int:
-    """TaskManager._minBalance: one worst-case execution (MAX_EXECUTION_OVERHEAD_GAS = 250,000)
-    at the highest price the job can be billed."""
-    price = gas_price_cap
+    """TaskManager._minBalance: one worst-case execution (the gas limit plus
+    MAX_EXECUTION_OVERHEAD_GAS) at the highest price an execution can be billed in a block
+    with `base_fee`: base fee plus the largest tip, within the cap and the job's maximum.
+
+    The contract reads the base fee of the block that executes; a node asks a block or two
+    earlier, so callers pass the next block's highest possible base fee
+    (`compute_next_base_fee_bound`). Without a base fee (unknown, or a chain without one) the
+    cap alone prices it, the most the contract could ask."""
+    price = gas_price_cap if base_fee is None else min(base_fee + max_priority_fee, gas_price_cap)
     if max_gas_price != 0 and max_gas_price < price:
         price = max_gas_price
-    return (gas_limit + 250_000) * price + premium
+    return (gas_limit + MAX_EXECUTION_OVERHEAD_GAS) * price + premium
+
+
+def compute_next_base_fee_bound(base_fee: int) -> int:
+    """The highest base fee the next block can have (EIP-1559: at most 1/8 more)."""
+    return base_fee + (base_fee + 7) // 8
 
 
 def job_from_created(args: dict[str, Any], block_number: int, block_timestamp: int) -> Job:

@@ -27,7 +27,6 @@ class NodeOptions:
     admin_port: int = 0
     poll_interval: float = 1.0
     reorg_depth: int = 12
-    turn_blocks: int = 5
     deadline_blocks: int = 40
     stale_blocks: int = 64
     peer_timeout: float = 2.0
@@ -98,6 +97,8 @@ class NodeContext:
     domain: Domain
     store: Store
     options: NodeOptions
+    # KeeperRegistry.turnBlocks, read at start: how long each ranked leader's turn lasts
+    turn_blocks: int = 5
     # The EpochQuorums last built, per epoch number: rebuilt when the store's epoch or quorums
     # differ (a new epoch, a reorg), so job -> quorum is hashed once per epoch per job.
     _quorum_cache: dict[int, EpochQuorums] = field(default_factory=dict, repr=False)

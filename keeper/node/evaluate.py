@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from eth_abi.abi import decode as abi_decode
 
 from keeper.chain.reader import MAX_RPC_BATCH, ChainReader
-from keeper.core.jobs import Job, JobStatus, compute_min_balance
+from keeper.core.jobs import Job, JobStatus, compute_min_balance, compute_next_base_fee_bound
 from keeper.core.triggers import (
     NextFireTime,
     TriggerKind,
@@ -49,6 +49,7 @@ class Billing:
 
     gas_price_cap: int
     premium: int
+    max_priority_fee: int = 0
 
 
 class CronFires:
@@ -108,11 +109,22 @@ class Evaluator:
         self._billing = billing
         self._cron = CronFires(cron)
         self._max_batch = max_batch
+        # the latest block's base fee (None: not seen yet, or a chain without one), for the
+        # contract's minimum balance, which follows the price of the block that executes
+        self.base_fee: int | None = None
+
+    def note_base_fee(self, base_fee: int | None) -> None:
+        self.base_fee = base_fee
 
     def min_balance(self, job: Job) -> int:
-        """What a job must hold for this node to run it: one worst-case execution."""
+        """What the contract will ask a job to hold to execute in the next block or two: one
+        worst-case execution at the highest price the next block can bill."""
         b = self._billing
-        return compute_min_balance(job.gas_limit, b.gas_price_cap, b.premium, job.max_gas_price)
+        base_fee = None if self.base_fee is None else compute_next_base_fee_bound(self.base_fee)
+        return compute_min_balance(
+            job.gas_limit, b.gas_price_cap, b.premium, job.max_gas_price, base_fee,
+            b.max_priority_fee,
+        )  # fmt: skip
 
     def is_eligible(self, job: Job, check_ts: int) -> bool:
         """Active, within its window and limits, and funded for a worst-case execution."""

@@ -143,6 +143,8 @@ class LeaderService:
             quorum = quorums.for_job(job.job_id)
             if quorum.has(me):
                 mine.append((job, quorum))
+        if mine:
+            self._evaluator.note_base_fee(await self._sender.base_fee_at(head))
         mine = await self._affordable(mine)
         proposals = await self._evaluator.due_many([j for j, _ in mine], head, head_ts)
         due = [(job, quorum) for job, quorum in mine if job.job_id in proposals]
@@ -236,7 +238,7 @@ class LeaderService:
             # Step back behind every member. Only the node itself moves: the others keep the
             # plain ranking, so no two members ever believe the same turn is theirs.
             my_rank += len(ranked)
-        turn = compute_turn_start(due_block, my_rank, self._ctx.options.turn_blocks)
+        turn = compute_turn_start(due_block, my_rank, self._ctx.turn_blocks)
         key = (job.job_id, job.round)
         if head < turn or self._attempted.get(key) == head:
             return None

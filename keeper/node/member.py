@@ -275,7 +275,7 @@ class MemberService:
             for a in rank_members(report.jobId, report.round, [m.address for m in quorum.members])
         ]
         rank = ranked.index(req.sender.lower())
-        turn_blocks = self._ctx.options.turn_blocks
+        turn_blocks = self._ctx.turn_blocks
         if not is_turn_started(due_block, rank, turn_blocks, head, TURN_SLACK_BLOCKS):
             raise _reject(
                 409,

@@ -156,10 +156,11 @@ class KeeperNode:
         """Resumes from the store, starts the peer API and (unless `loop` is False, for tests
         that drive `tick()` themselves) the loop."""
         await self.follower.resume()
+        self.ctx.turn_blocks = await self.calls.turn_blocks()
         terms = await self.calls.billing()
         self.sender.bound_by_contract(Wei(terms.gas_price_cap), Wei(terms.max_priority_fee))
         await self.sender.start()
-        billing = Billing(terms.gas_price_cap, terms.premium)
+        billing = Billing(terms.gas_price_cap, terms.premium, terms.max_priority_fee)
         self.evaluator = Evaluator(
             self.reader,
             self.store,
@@ -389,7 +390,7 @@ class KeeperNode:
         rank = next(i for i, a in enumerate(ranked) if a.lower() == self.address.lower())
         if self.load.latest.overloaded:
             rank += len(ranked)
-        if head < compute_turn_start(due, rank, self.options.turn_blocks):
+        if head < compute_turn_start(due, rank, self.ctx.turn_blocks):
             return
         # Two sends per epoch (arm, then finish after the seed block): each its own purpose.
         purpose = f"rotate:{epoch}:{due}"

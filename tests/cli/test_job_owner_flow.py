@@ -67,7 +67,12 @@ def test_each_kind_is_created_with_its_spec(cli_chain: CliChain, jobs: dict[str,
 def test_the_default_deposit_is_ten_required_deposits(
     cli_chain: CliChain, jobs: dict[str, int]
 ) -> None:
-    required = cli_chain.tm.functions.requiredDeposit(200_000, 0).call()
+    # requiredDeposit follows the base fee: the CLI read it at the block before its createJob
+    (created,) = cli_chain.tm.events.JobCreated().get_logs(
+        from_block=0, argument_filters={"jobId": jobs["event"]}
+    )
+    at = created["blockNumber"] - 1
+    required = cli_chain.tm.functions.requiredDeposit(200_000, 0).call(block_identifier=at)
     assert cli_chain.job(jobs["event"])["balance"] == 10 * required
     assert cli_chain.job(jobs["cron"])["balance"] == ETHER // 10
 

@@ -138,8 +138,6 @@ class Cluster:
                 str(kp.db),
                 "--poll-interval",
                 "0.25",
-                "--turn-blocks",
-                "2",
                 *extra,
             ],
             stdout=log,
@@ -222,6 +220,7 @@ def start_cluster(
     quorum_size: int = 4,
     epoch_length: int = 24 * 3600,
     start: bool = True,
+    turn_blocks: int = 2,
 ) -> Cluster:
     """anvil, `keeper deploy`, `keeper register` for each stake, `keeper run` for each."""
     anvil = AnvilProcess(accounts=len(stakes) + 8, block_time=block_time)
@@ -245,6 +244,8 @@ def start_cluster(
             str(epoch_length),
             "--unbonding-period",
             "60",
+            "--turn-blocks",
+            str(turn_blocks),
             key=accounts[0],
         )
         cluster.deployment = Deployment.load(deployment_file)

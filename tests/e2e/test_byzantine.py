@@ -79,7 +79,7 @@ class Net:
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     tmp: Path = tmp_path_factory.mktemp("byzantine")
-    cluster = start_cluster(tmp, stakes=(STAKE,) * KEEPERS, start=False)
+    cluster = start_cluster(tmp, stakes=(STAKE,) * KEEPERS, start=False, turn_blocks=TURN_BLOCKS)
     try:
         addresses = [str(cluster.keepers[i].account.address) for i in range(KEEPERS)]
         # The byzantine keeper is the one ranked first for round 1 of the first job, so it is
@@ -87,7 +87,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
         byzantine = addresses.index(rank_members(FIRST_JOB, 1, addresses)[0])
         honest = [i for i in range(KEEPERS) if i != byzantine]
         for i in honest:
-            cluster.start(i, "--turn-blocks", str(TURN_BLOCKS))
+            cluster.start(i)
         yield Net(cluster, byzantine, honest)
     finally:
         cluster.stop_all()

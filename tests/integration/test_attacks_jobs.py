@@ -22,6 +22,7 @@ from keeper.chain.artifacts import load_artifact
 from keeper.chain.calls import KeeperCalls
 from keeper.chain.contracts import call, deploy_contract, revert_of, transact
 from keeper.core.quorum import pack_signatures
+from keeper.core.jobs import MAX_EXECUTION_OVERHEAD_GAS
 from tests.harness import (
     CONDITION,
     CRON,
@@ -52,7 +53,6 @@ from tests.integration.execute_support import (
 ACTIVE, PAUSED, CANCELLED = 1, 2, 3
 GWEI = 10**9
 MAX_CHECK_AGE = 128  # TaskManager.MAX_CHECK_AGE: blocks a report lives, and the cancel delay
-MAX_EXECUTION_OVERHEAD_GAS = 250_000  # TaskManager.MAX_EXECUTION_OVERHEAD_GAS
 CRON_GRID = 60  # TaskManager.CRON_GRID
 ZERO_ADDRESS = "0x" + "00" * 20
 BENEFICIARY = "0x000000000000000000000000000000000000bEEF"
@@ -475,20 +475,6 @@ async def test_an_executor_cannot_bill_its_own_huge_tip(net4: Net, job_max: int)
     assert (await observe(net4, rnd.job_id)).balance == before.balance - event["args"]["payment"]
 
 
-async def test_a_job_with_a_maximum_gas_price_deposits_for_that_price(net4: Net) -> None:
-    # given the deposit rule: one worst-case execution at min(cap, the job's maximum)
-    cap, premium = net4.params.gas_price_cap, int(await net4.tm.functions.premium().call())
-    deposit = net4.tm.functions.requiredDeposit
-    # then a maximum below the cap lowers the deposit, one above it changes nothing
-    assert await deposit(200_000, GWEI).call() == (200_000 + 250_000) * GWEI + premium
-    assert await deposit(200_000, 0).call() == (200_000 + 250_000) * cap + premium
-    assert await deposit(200_000, 10 * cap).call() == (200_000 + 250_000) * cap + premium
-    # and a job created with it reports the same minimum balance
-    job_id, _ = await create_time_job(net4, max_gas_price=GWEI)
-    assert await net4.tm.functions.minBalance(job_id).call() == await deposit(200_000, GWEI).call()
-    assert (await net4.job(job_id))["maxGasPrice"] == GWEI
-
-
 # ----------------------------------------------------------------------- 5. self-funding target
 
 
@@ -716,7 +702,8 @@ async def test_an_ownership_offer_can_be_withdrawn(net: Net) -> None:
 
 
 async def _expected_runway(net: Net, job_id: int) -> tuple[int, int]:
-    """runway's formula: executions the balance pays at today's price, worst-case gas each."""
+    """runway's formula: executions the balance pays at this block's price, worst-case gas
+    each."""
     job = await net.job(job_id)
     basefee = int((await net.w3.eth.get_block("latest"))["baseFeePerGas"])
     premium = int(await net.tm.functions.premium().call())
@@ -724,10 +711,9 @@ async def _expected_runway(net: Net, job_id: int) -> tuple[int, int]:
     if job["maxGasPrice"]:
         price = min(price, job["maxGasPrice"])
     cost = (job["gasLimit"] + MAX_EXECUTION_OVERHEAD_GAS) * price + premium
-    floor = int(await net.tm.functions.minBalance(job_id).call())
-    if job["balance"] < floor:
-        return 0, cost
-    return (job["balance"] - floor) // cost + 1, cost
+    # one execution's worst case is also the minimum balance: what is below it runs nothing
+    assert cost == int(await net.tm.functions.minBalance(job_id).call())
+    return job["balance"] // cost, cost
 
 
 @pytest.mark.parametrize("job_max", [0, GWEI])

@@ -82,7 +82,7 @@ async def build_world(tmp: Path) -> World:
         stakes=[ETHER] * 8,
         # the cases below sign many different results for one round key with a member's key
         # (each to check one refusal): proving that equivocation would slash the test's leader
-        options=NodeOptions(turn_blocks=3, stale_blocks=STALE_BLOCKS, prove_equivocation=False),
+        options=NodeOptions(stale_blocks=STALE_BLOCKS, prove_equivocation=False),
         target_quorum_size=4,
     )
     try:
@@ -142,7 +142,7 @@ async def mine_to_turn(world: World, rank: int) -> int:
     """From the due block (the head `make_due` left), mines to the first block of `rank`'s turn
     and syncs every node; returns the new head."""
     net = world.network.net
-    net.mine(rank * world.network.options.turn_blocks)
+    net.mine(rank * world.network.turn_blocks)
     await sync_all(world.network)
     return await net.block_number()
 

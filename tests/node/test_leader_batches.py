@@ -34,7 +34,7 @@ JOBS = 8
 async def network(tmp_path: Path) -> AsyncIterator[Network]:
     # Every node of the test shares one process: a busy CI machine must not make some of them
     # step back as overloaded, or the rounds of one head could be led at different heads.
-    network = await start_network(tmp_path, options=NodeOptions(turn_blocks=3, max_cpu_percent=1e6))
+    network = await start_network(tmp_path, options=NodeOptions(max_cpu_percent=1e6))
     yield network
     await network.stop()
 

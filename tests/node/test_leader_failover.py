@@ -50,7 +50,7 @@ def slot_gaps(executions: list[Any]) -> set[int]:
 
 
 async def test_backup_executes_when_the_primary_is_down(network: Network) -> None:
-    turn_blocks = network.options.turn_blocks
+    turn_blocks = network.turn_blocks
     # given a Time job whose threshold (60%) the quorum meets without any one member
     job_id = await time_job(network, threshold_bps=6000)
     (first,) = await executions_after(network, job_id, 1, max_blocks=10)
@@ -80,7 +80,7 @@ async def test_backup_executes_when_the_primary_is_down(network: Network) -> Non
 
 
 async def test_overloaded_member_steps_back_and_rounds_go_on(network: Network) -> None:
-    net, turn_blocks = network.net, network.options.turn_blocks
+    net, turn_blocks = network.net, network.turn_blocks
     # given a Time job that has run once with every node idle
     job_id = await time_job(network)
     await executions_after(network, job_id, 1, max_blocks=10)

@@ -63,7 +63,7 @@ async def test_a_backup_leading_before_its_turn_is_refused_and_accepted_from_its
 
     # and still one turn and a block short of its turn (beyond the one block of slack)
     near = await mine_to_turn(world, 1)
-    assert near + 1 < due + 2 * world.network.options.turn_blocks
+    assert near + 1 < due + 2 * world.network.turn_blocks
     body = encode_request(request_for(world, key, await honest_report(world, backup)))
     status, code = await expect_refused(world, receiver, body, signed_headers(body, key))
     assert (status, code) == (409, "NotYourTurn")

@@ -191,7 +191,7 @@ async def test_random_restarts_keep_every_covered_slot_exactly_once(network: Net
 
 
 async def test_node_down_for_long_catches_up_and_leads_again(tmp_path: Path) -> None:
-    options = NodeOptions(turn_blocks=3, max_sync_range=16)
+    options = NodeOptions(max_sync_range=16)
     network = await start_network(tmp_path, STAKES, options=options)
     try:
         job_id = await create_time_job(network)

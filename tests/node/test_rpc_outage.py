@@ -27,7 +27,8 @@ async def outage(tmp_path: Path) -> AsyncIterator[tuple[Network, TcpProxy]]:
             tmp_path,
             chain=AnvilChain(anvil, accounts=12),
             rpc_urls={0: proxy.url},
-            options=NodeOptions(turn_blocks=2, peer_timeout=1.0),
+            options=NodeOptions(peer_timeout=1.0),
+            turn_blocks=2,
         )
         yield network, proxy
     finally:

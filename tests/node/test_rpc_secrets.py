@@ -45,7 +45,8 @@ async def limited(tmp_path: Path) -> AsyncIterator[tuple[Network, ProviderLookal
             tmp_path,
             chain=AnvilChain(anvil, accounts=12),
             rpc_urls={0: rpc.url},
-            options=NodeOptions(turn_blocks=2, peer_timeout=1.0),
+            options=NodeOptions(peer_timeout=1.0),
+            turn_blocks=2,
         )
         yield network, rpc
     finally:
