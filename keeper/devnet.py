@@ -129,6 +129,8 @@ class Devnet:
         await self._wait_for_epoch()
         if not self.stop_event.is_set():
             await self._create_jobs()
+            if self.anvil is not None:
+                self._show_accounts(deployment_file)
 
     async def _start_node(self, i: int, account: LocalAccount) -> KeeperNode:
         store = await Store.open(
@@ -214,6 +216,32 @@ class Devnet:
             job = DemoJob(int(event["args"]["jobId"]), name, kind)
             self.jobs.append(job)
             self.out(f"job {job.job_id}: {name}")
+
+    def _show_accounts(self, deployment_file: Path) -> None:
+        """On anvil, others can join in: which key does what (anvil's public dev keys)."""
+        assert self.anvil is not None
+
+        def key(account: LocalAccount) -> str:
+            return "0x" + bytes(account.key).hex()
+
+        ids = ", ".join(str(job.job_id) for job in self.jobs)
+        self.out(
+            f"demo target {self.target.address} (DemoTarget: onTime(), onCron(), onEvent(), "
+            "checker(), checkUpkeep/performUpkeep, emitDemo(a,b), request(n))"
+        )
+        self.out(f"job owner {self.owner.address} owns jobs {ids}; its key {key(self.owner)}")
+        self.out(f"deployer {self.deployer.address}; its key {key(self.deployer)}")
+        keepers = self.chain.accounts[2 : 2 + len(self.nodes)]
+        for i, account in enumerate(keepers):
+            self.out(f"keeper {i} {account.address}; its key {key(account)}")
+        for account in self.chain.accounts[2 + len(self.nodes) :]:
+            self.out(f"spare account {account.address} (funded); its key {key(account)}")
+        self.out(
+            "as the job owner, in another shell:\n"
+            f"  export KEEPER_RPC_URL={self.anvil.url} KEEPER_DEPLOYMENT={deployment_file} "
+            f"KEEPER_PRIVATE_KEY={key(self.owner)}\n"
+            "  .venv/bin/keeper job list"
+        )
 
     async def _tx(self, fn: Any, sender: LocalAccount, value: int = 0) -> Any:
         return await transact(self.w3, fn, {"from": sender.address, "value": Wei(value)})
