@@ -93,6 +93,7 @@ class Devnet:
             unbonding_period=3600,
             epoch_length=24 * 3600,
             target_quorum_size=max(4, n),
+            turn_blocks=2,
             gas_price_cap=100 * 10**9,
             premium=10**14,
         )
@@ -147,7 +148,6 @@ class Devnet:
             store=store,
             options=NodeOptions(
                 poll_interval=0.25,
-                turn_blocks=2,
                 deadline_blocks=20,
                 # anvil pushes new heads on its own port; the embedded chain has no socket
                 ws_url=self.anvil.url.replace("http://", "ws://") if self.anvil else None,
