@@ -355,9 +355,12 @@ def limit_lines(seven: dict[str, Any]) -> list[str]:
         "to the `execute` path: the quorum commitments now live in the TaskManager, which saves "
         "the call to the registry (a cold account and a call, about 3,700), against the "
         "canonical-calldata length check, the majority count, the halt-block and gas-price "
-        "bounds, the balance read again after the call, and the forwarder's calldata (a 32-byte "
-        "gas word ahead of the payload); calldata differs by a few dozen gas from run to run "
-        "with the zero bytes of signatures and hashes. The two figures are "
+        "bounds, the balance read again after the call, the forwarder's calldata (a 32-byte "
+        "gas word ahead of the payload), and since commit f9e2f5e about 1,070 for the "
+        "failure and funding records: the `failing` flag read after the call (a run of "
+        "failures ends with a success) and the minimum balance at this block's price, computed "
+        "after the payment for `JobUnderfunded`; calldata differs by a few dozen gas from run "
+        "to run with the zero bytes of signatures and hashes. The two figures are "
         f"not quite one definition: {PREVIOUS}'s overhead subtracted `JobExecuted.gasUsed`, "
         f"which held {PREVIOUS_MEASURE_EXCESS} gas of TaskManager's own opcodes besides the "
         "target (the target-gas definition above, run against that commit's contracts, gives "
@@ -407,7 +410,9 @@ def create_lines(creates: dict[str, Any]) -> list[str]:
         f"`jobOfForwarder[target]`, {COLD_SLOAD_GAS:,}. Of a Time job's {delta:+,} that is "
         f"{create2 + storage + moved:,}; the other {delta - create2 - storage - moved:,} are "
         "copying the init code to memory, the salt and address hashes, the transient target, "
-        "and the new `maxGasPrice` and forwarder words in the calldata and in `JobCreated`.",
+        "and the new `maxGasPrice` and forwarder words in the calldata and in `JobCreated`. "
+        "(Since commit f9e2f5e the forwarder passes on up to 256 bytes of a failed target's "
+        "revert data, for `JobFailed`: 29 more bytes of runtime code, 5,800 of the CREATE2.)",
     ]
     return lines
 
