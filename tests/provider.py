@@ -121,7 +121,10 @@ class ProviderEmulator:
             if refusal is not None:
                 return {**refusal, "id": call_id}
         if lag_head is not None:
-            lagging = await self._lagging_answer(method, params, lag_head)
+            try:
+                lagging = await self._lagging_answer(method, params, lag_head)
+            except _NotThere:
+                return _error(call_id, -32000, "header not found")
             if lagging is not None:
                 return {"jsonrpc": "2.0", "id": call_id, "result": lagging[0]}
             if method == "eth_getLogs" and params and "blockHash" in params[0]:
@@ -176,6 +179,12 @@ class ProviderEmulator:
                     return ([],)
                 query["toBlock"] = hex(lag_head)
                 return (await self._upstream(method, [query]),)
+        if method in _AT_BLOCK and len(params) >= 2:
+            tag = params[-1]
+            if isinstance(tag, str) and tag.startswith("0x") and int(tag, 16) > lag_head:
+                raise _NotThere
+            if tag in ("latest", "pending"):
+                params[-1] = hex(lag_head)
         if method == "eth_getTransactionReceipt" and params:
             receipt = await self._upstream(method, params)
             if receipt is not None and int(receipt["blockNumber"], 16) > lag_head:
@@ -186,7 +195,10 @@ class ProviderEmulator:
     # ------------------------------------------------------------------ upstream
 
     async def _head(self) -> int:
-        return int(await self._upstream("eth_blockNumber", []), 16)
+        head = await self._upstream("eth_blockNumber", [])
+        if head is None:
+            raise web.HTTPBadGateway(text="upstream unavailable")
+        return int(head, 16)
 
     async def _upstream(self, method: str, params: list[Any]) -> Any:
         answer = await self._raw({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
@@ -194,9 +206,19 @@ class ProviderEmulator:
 
     async def _raw(self, call: dict[str, Any]) -> dict[str, Any]:
         assert self._session is not None
-        async with self._session.post(self.upstream, json=call) as up:
-            answer: dict[str, Any] = await up.json(content_type=None)
-            return answer
+        try:
+            async with self._session.post(self.upstream, json=call) as up:
+                answer: dict[str, Any] = await up.json(content_type=None)
+                return answer
+        except aiohttp.ClientError:  # the chain behind is gone (the test is ending)
+            return _error(call.get("id"), -32603, "upstream unavailable")
+
+
+_AT_BLOCK = ("eth_call", "eth_getBalance", "eth_getCode", "eth_getStorageAt")
+
+
+class _NotThere(Exception):
+    """The lagging backend lacks the block a call names."""
 
 
 def _error(call_id: Any, code: int, message: str) -> dict[str, Any]:

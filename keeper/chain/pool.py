@@ -31,6 +31,9 @@ from keeper.core.redact import redact_url
 log = logging.getLogger(__name__)
 
 THROTTLED = 429
+NOT_THERE_RETRIES = 3  # asks for a block a backend lacked, after the first
+NOT_THERE_FIRST = 0.1  # seconds before the first of them, doubling
+_NOT_THERE = ("header not found", "unknown block", "block not found")
 RETRIES = 6  # attempts after the first, over all endpoints, before the request fails
 
 
@@ -64,6 +67,20 @@ class Endpoint:
     failed: int = 0  # transport errors and 5xx
     waited: float = 0.0  # seconds spent waiting for the bucket or a Retry-After
     stats: dict[str, int] = field(default_factory=dict)
+
+
+def is_not_there_yet(method: str, params: Any, response: Any) -> bool:
+    """Whether `response` says a backend lacks a block by number that the caller named."""
+    if not isinstance(response, dict):
+        return False
+    error = response.get("error")
+    if isinstance(error, dict):
+        message = str(error.get("message", "")).lower()
+        return any(m in message for m in _NOT_THERE)
+    if method == "eth_getBlockByNumber" and "result" in response and response["result"] is None:
+        tag = params[0] if params else None
+        return isinstance(tag, str) and tag.startswith("0x")
+    return False
 
 
 class RpcPool(AsyncHTTPProvider):
@@ -101,6 +118,7 @@ class RpcPool(AsyncHTTPProvider):
             for url in urls
         ]
         self._current = 0
+        self.not_there = 0  # answers that lacked a block, asked again
 
     def __str__(self) -> str:
         return "RPC pool " + ", ".join(e.name for e in self.endpoints)
@@ -128,9 +146,18 @@ class RpcPool(AsyncHTTPProvider):
     # ------------------------------------------------------------------ web3's seams
 
     async def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
-        # Not web3's: its debug lines quote the URL, key and all.
-        raw = await self.post(self.encode_rpc_request(method, params))
-        return self.decode_rpc_response(raw)
+        """One call (not web3's: its debug lines quote the URL, key and all). An answer that
+        a block some backend already served is not there (`null` for a block by number,
+        "header not found") is asked again a few times: behind a load balancer the next
+        answer is likely another backend's, and a lagging one catches up within a block."""
+        data = self.encode_rpc_request(method, params)
+        for attempt in range(NOT_THERE_RETRIES + 1):
+            response = self.decode_rpc_response(await self.post(data))
+            if attempt == NOT_THERE_RETRIES or not is_not_there_yet(method, params, response):
+                return response
+            self.not_there += 1
+            await self._sleep(compute_backoff(attempt, NOT_THERE_FIRST))
+        raise AssertionError("unreachable: the last attempt returns")
 
     async def disconnect(self) -> None:
         """Closes the sessions of every endpoint (web3's says so with the URL at INFO)."""

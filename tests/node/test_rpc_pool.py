@@ -106,6 +106,28 @@ async def test_a_dead_url_fails_over_to_the_next(
         await disconnect(w3)
 
 
+async def test_a_block_one_backend_lacks_is_asked_again(anvil: AnvilProcess) -> None:
+    # given a provider whose every other answer comes from a backend a block or two behind
+    rpc = ProviderEmulator(anvil.url, KEY, per_second=1000, burst=1000)
+    await rpc.start()
+    w3 = connect(rpc.url, lean=True)
+    pool = w3.provider
+    assert isinstance(pool, RpcPool)
+    try:
+        for _ in range(6):
+            anvil.rpc("evm_mine")
+            head = int(anvil.rpc("eth_blockNumber"), 16)
+            # when the node asks for the newest block and calls a contract at it
+            block = await w3.eth.get_block(head)
+            await w3.eth.get_balance(str(block["miner"]), head)  # type: ignore[arg-type]
+            # then it gets them, whichever backend answered first
+            assert int(block["number"]) == head
+        assert pool.not_there > 0
+    finally:
+        await disconnect(w3)
+        await rpc.stop()
+
+
 def test_rpc_urls_given_once_or_more_keep_their_order() -> None:
     assert split_rpc_urls("http://a:1, http://b:2/k") == ["http://a:1", "http://b:2/k"]
     assert split_rpc_urls(["http://a:1", "http://b:2,http://c:3"]) == [
