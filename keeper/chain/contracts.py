@@ -17,6 +17,7 @@ from web3.exceptions import ContractCustomError, ContractLogicError
 from web3.types import TxParams, TxReceipt
 
 from keeper.chain.artifacts import error_selectors, load_artifact
+from keeper.core.revert_reasons import COMMON_ERROR_SIGNATURES, compute_error_table
 from keeper.errors import ConfigError, ContractRevert, TransactionFailed
 
 # TaskManager.JobView, in order.
@@ -118,7 +119,9 @@ _ALL_ERRORS: dict[bytes, tuple[str, list[str]]] = {}
 
 
 def _known_errors() -> dict[bytes, tuple[str, list[str]]]:
+    """The network's own errors (every artifact's) over the errors targets commonly use."""
     if not _ALL_ERRORS:
+        _ALL_ERRORS.update(compute_error_table(COMMON_ERROR_SIGNATURES))
         for name in (
             "KeeperRegistry",
             "TaskManager",
@@ -131,7 +134,8 @@ def _known_errors() -> dict[bytes, tuple[str, list[str]]]:
 
 
 def decode_revert_data(data: bytes) -> ContractRevert:
-    """Names a revert from its raw data using every artifact's custom errors."""
+    """Names a revert from its raw data using every artifact's custom errors and the common
+    errors of keeper.core.revert_reasons."""
     selector, body = data[:4], data[4:]
     if selector == ERROR_STRING_SELECTOR:
         return ContractRevert("Error", tuple(abi_decode(["string"], body)))
