@@ -6,7 +6,8 @@ Every signed transaction is written to the store BEFORE it is broadcast. A crash
 leaves a row the next `start` re-broadcasts byte for byte (same hash, so the chain can include
 it at most once); a crash before it leaves nothing, and the nonce was never used. Fees come from
 the pure policy in `keeper.core.fees`; this module only feeds it the latest base fee and the
-recent blocks' tips (`eth_feeHistory`, read once per block). A chain whose blocks carry no base
+recent blocks' tips (`eth_feeHistory`, read once per block; `eth_gasPrice` on a node without
+it). A chain whose blocks carry no base
 fee gets legacy (type-0) transactions, and their replacements are legacy too.
 
 A pending transaction that can no longer succeed (the `doom_check` the node gives says why, e.g.
@@ -45,6 +46,7 @@ from keeper.core.fees import (
     compute_cancel,
     compute_fees,
     compute_priority_fee,
+    compute_priority_fee_from_gas_price,
     is_stuck,
 )
 from keeper.core.types import BlockNumber, Wei
@@ -118,7 +120,8 @@ class TxSender:
         self._next_nonce: int | None = None
         self._market_cache: Market | None = None
         self._base_fee_cache: tuple[int, Wei | None] | None = None
-        self._history_warned = False
+        self._history_unavailable = False  # the node refused eth_feeHistory: eth_gasPrice
+        self._gas_price_warned = False
 
     @property
     def address(self) -> ChecksumAddress:
@@ -512,8 +515,9 @@ class TxSender:
         return Wei(min(fees.max_fee, market.base_fee + fees.priority_fee))
 
     async def _market(self) -> Market:
-        """The latest block's base fee and the policy's tip, with one `eth_feeHistory` per
-        block however many transactions it sees sent."""
+        """The latest block's base fee and the policy's tip, with one `eth_feeHistory` (or, on
+        a node without it, one `eth_gasPrice`) per block however many transactions it sees
+        sent."""
         block = await self._latest_block()
         number = int(block["number"])
         cached = self._market_cache
@@ -521,25 +525,46 @@ class TxSender:
             return cached
         raw_base_fee = block.get("baseFeePerGas")
         base_fee = None if raw_base_fee is None else Wei(int(raw_base_fee))
-        tip = compute_priority_fee(self._policy, *await self._fee_history())
+        history = await self._fee_history()
+        if history is not None:
+            tip = compute_priority_fee(self._policy, *history)
+        else:
+            gas_price = await self._gas_price()
+            if gas_price is None:
+                tip = compute_priority_fee(self._policy, [], [])
+            else:
+                tip = compute_priority_fee_from_gas_price(self._policy, gas_price, base_fee)
         self._market_cache = Market(number, base_fee, tip)
         return self._market_cache
 
-    async def _fee_history(self) -> tuple[list[int], list[float]]:
-        """Each recent block's tip at the policy's percentile, and how full it was. A node
-        without `eth_feeHistory` leaves the policy no sample: it offers its floor."""
+    async def _fee_history(self) -> tuple[list[int], list[float]] | None:
+        """Each recent block's tip at the policy's percentile, and how full it was; None from
+        a node without `eth_feeHistory` (it is not asked again)."""
+        if self._history_unavailable:
+            return None
         try:
             async with rpc_guard("eth_feeHistory"):
                 history = await self._w3.eth.fee_history(
                     FEE_HISTORY_BLOCKS, "latest", [self._policy.priority_fee_percentile]
                 )
         except (Web3Exception, ValueError) as exc:
-            if not self._history_warned:
-                self._history_warned = True
-                log.warning("tx.fee_history_unavailable error=%s: tipping the floor", exc)
-            return [], []
+            self._history_unavailable = True
+            log.warning("tx.fee_history_unavailable error=%s: pricing from eth_gasPrice", exc)
+            return None
         rewards = [int(r[0]) if r else 0 for r in history.get("reward") or []]
         return rewards, [float(x) for x in history.get("gasUsedRatio") or []]
+
+    async def _gas_price(self) -> int | None:
+        """The node's `eth_gasPrice`, the fallback where it has no fee history; None (tip the
+        floor) from a node that has neither."""
+        try:
+            async with rpc_guard("eth_gasPrice"):
+                return int(await self._w3.eth.gas_price)
+        except (Web3Exception, ValueError) as exc:
+            if not self._gas_price_warned:
+                self._gas_price_warned = True
+                log.warning("tx.gas_price_unavailable error=%s: tipping the floor", exc)
+            return None
 
     async def base_fee_at(self, block_number: int) -> Wei | None:
         """The base fee of block `block_number` (None on a chain without one), one read per

@@ -2,10 +2,11 @@
 self-send that frees the nonce of a transaction that can no longer succeed.
 
 Pure functions of the policy and numbers the sender reads from the chain (the latest base fee
-and the recent blocks' tips from `eth_feeHistory`), the split web3's time-based gas strategy
-and pymaker's `gas.py` make. Replacement rules follow geth's pool: a transaction with the same
-nonce replaces a pending one only if BOTH its max fee and its priority fee are at least
-`price_bump` percent (default 10) higher; a legacy one only if its gas price is.
+and the recent blocks' tips from `eth_feeHistory`, or `eth_gasPrice` on a node without it),
+the split web3's time-based gas strategy and pymaker's `gas.py` make. Replacement rules
+follow geth's pool: a transaction with the same nonce replaces a pending one only if BOTH its
+max fee and its priority fee are at least `price_bump` percent (default 10) higher; a legacy
+one only if its gas price is.
 
 On a chain without a base fee (no `baseFeePerGas` in blocks) transactions are legacy (type 0):
 the whole gas price is the tip, and `Fees` carries it in both fields.
@@ -133,6 +134,16 @@ def compute_priority_fee(
     """
     samples = [r for r, used in zip(rewards, gas_used_ratios, strict=False) if used > 0]
     market = median_low(samples) if samples else 0
+    return Wei(min(max(market, policy.priority_fee_floor), policy.tip_cap))
+
+
+def compute_priority_fee_from_gas_price(
+    policy: FeePolicy, gas_price: int, base_fee: Wei | None
+) -> Wei:
+    """The tip to offer on a node without `eth_feeHistory`: what its `eth_gasPrice` asks above
+    the base fee (the whole price on a chain without one), within the same floor, ceiling and
+    contract maximum as a tip taken from the fee history."""
+    market = gas_price - (base_fee or 0)
     return Wei(min(max(market, policy.priority_fee_floor), policy.tip_cap))
 
 

@@ -16,6 +16,7 @@ from keeper.core.fees import (
     compute_cancel,
     compute_fees,
     compute_priority_fee,
+    compute_priority_fee_from_gas_price,
     is_stuck,
 )
 from keeper.core.types import BlockNumber, Wei
@@ -127,6 +128,22 @@ def test_a_node_cap_below_the_tip_floor_is_allowed_and_wins() -> None:
     assert fees.priority_fee <= fees.max_fee == GWEI // 2
 
 
+def test_without_fee_history_the_tip_is_the_gas_price_above_the_base_fee() -> None:
+    policy = FeePolicy(priority_fee_floor=Wei(GWEI // 1000))
+    # a 1559 chain: eth_gasPrice is the base fee plus the node's suggested tip
+    assert compute_priority_fee_from_gas_price(policy, 12 * GWEI, Wei(10 * GWEI)) == 2 * GWEI
+    # a legacy chain: the whole price is the tip
+    assert compute_priority_fee_from_gas_price(policy, 25 * GWEI, None) == 25 * GWEI
+    # a price at or below the base fee says the market tips nothing: the floor
+    assert compute_priority_fee_from_gas_price(policy, 9 * GWEI, Wei(10 * GWEI)) == GWEI // 1000
+
+
+def test_a_gas_price_tip_is_held_to_the_ceiling_and_the_contracts_maximum() -> None:
+    policy = FeePolicy(priority_fee_ceiling=Wei(30 * GWEI))
+    assert compute_priority_fee_from_gas_price(policy, 90 * GWEI, None) == 30 * GWEI
+    assert compute_priority_fee_from_gas_price(bounded(tip=2 * GWEI), 90 * GWEI, None) == 2 * GWEI
+
+
 # ---------------------------------------------------------------- fresh offers and bumps
 
 
@@ -225,6 +242,16 @@ def test_the_tip_lies_between_the_floor_and_every_ceiling(
     if policy.contract_max_priority_fee is not None:
         limit = min(limit, policy.contract_max_priority_fee)
     assert min(policy.priority_fee_floor, limit) <= tip <= limit
+
+
+@given(policies(), wei, base_fees)
+def test_a_gas_price_tip_lies_between_the_floor_and_every_ceiling(
+    policy: FeePolicy, gas_price: int, base_fee: int | None
+) -> None:
+    tip = compute_priority_fee_from_gas_price(
+        policy, gas_price, None if base_fee is None else Wei(base_fee)
+    )
+    assert min(policy.priority_fee_floor, policy.tip_cap) <= tip <= policy.tip_cap
 
 
 @given(policies(), base_fees, wei)
