@@ -7,12 +7,13 @@ leaves a row the next `start` re-broadcasts byte for byte (same hash, so the cha
 it at most once); a crash before it leaves nothing, and the nonce was never used. Fees come from
 the pure policy in `keeper.core.fees`; this module only feeds it the latest base fee and the
 recent blocks' tips (`eth_feeHistory`, read once per block; `eth_gasPrice` on a node without
-it). A chain whose blocks carry no base
-fee gets legacy (type-0) transactions, and their replacements are legacy too.
+it). A chain whose blocks carry no base fee gets legacy (type-0) transactions, and their
+replacements are legacy too.
 
 A pending transaction that can no longer succeed (the `doom_check` the node gives says why, e.g.
-its round was executed by another keeper) is never bumped or re-sent: a 0-value self-send at
-the least replacement price takes its nonce, which costs 21,000 gas instead of a revert.
+its round was executed by another keeper, its epoch rotated, its keeper already slashed) is
+never bumped or re-sent: a 0-value self-send at the least replacement price takes its nonce,
+which costs 21,000 gas instead of a revert.
 
 Rows of one nonce are the original and its replacements; the one paying the most is the live
 one. Once any of them is mined the rest are marked `replaced`.
@@ -60,9 +61,9 @@ SELF_SEND_GAS = 21_000
 CANCEL_PREFIX = "cancel:"
 """Purpose of the self-send that frees a doomed transaction's nonce: `cancel:<its purpose>`."""
 
-DoomCheck = Callable[[str | None, bytes, int], Awaitable[str | None]]
-"""(to, calldata, head) -> why a transaction still pending at `head` can no longer succeed,
-or None while it can."""
+DoomCheck = Callable[[str, str | None, bytes, int], Awaitable[str | None]]
+"""(purpose, to, calldata, head) -> why a transaction still pending at `head` can no longer
+succeed, or None while it can."""
 
 
 @dataclass(frozen=True)
@@ -345,7 +346,7 @@ class TxSender:
         if self._doom_check is None or live.purpose.startswith(CANCEL_PREFIX):
             return None
         params, _ = _call_of(live.raw)
-        return await self._doom_check(params.get("to"), params["data"], head)
+        return await self._doom_check(live.purpose, params.get("to"), params["data"], head)
 
     async def _bump(self, live: PendingTx, head: int, market: Market) -> None:
         """Replaces a stuck transaction: same nonce, call and gas, higher fees (persist first).

@@ -23,6 +23,14 @@ from keeper.chain.follower import ChainFollower, Header
 from keeper.chain.heads import HeadWatcher
 from keeper.chain.reader import ChainReader
 from keeper.chain.sender import TxSender
+from keeper.core.doom import (
+    compute_rotate_doom_reason,
+    compute_rotate_purpose,
+    compute_slash_doom_reason,
+    compute_slash_purpose,
+    get_rotate_epoch,
+    get_slash_signer,
+)
 from keeper.core.equivocation import Equivocation
 from keeper.core.fees import FeePolicy
 from keeper.core.jobs import JobStatus
@@ -393,7 +401,7 @@ class KeeperNode:
         if head < compute_turn_start(due, rank, self.ctx.turn_blocks):
             return
         # Two sends per epoch (arm, then finish after the seed block): each its own purpose.
-        purpose = f"rotate:{epoch}:{due}"
+        purpose = compute_rotate_purpose(epoch, due)
         if any(p.purpose == purpose for p in await self.store.pending_txs("pending")):
             return
         data = self.calls.rotate_data()
@@ -410,10 +418,20 @@ class KeeperNode:
             return
         log.info("rotate.sent epoch=%d tx=0x%s rank=%d", epoch, tx.hex(), rank)
 
-    async def _doom_of(self, to: str | None, data: bytes, head: int) -> str | None:
-        """The sender's doom check: why an `execute` still unmined at `head` can no longer
-        succeed (its round closed in the store, or its deadline passed); None for any other
-        transaction, or while it still can."""
+    async def _doom_of(self, purpose: str, to: str | None, data: bytes, head: int) -> str | None:
+        """The sender's doom check, from the store: why a transaction still unmined at `head`
+        can no longer succeed (`execute`: its round closed or its deadline passed; `rotate`:
+        a later epoch started; `slashEquivocation`: the signer is slashed or gone); None for
+        any other transaction, or while it still can."""
+        rotate_epoch = get_rotate_epoch(purpose)
+        if rotate_epoch is not None:
+            latest = await self.store.latest_epoch()
+            return compute_rotate_doom_reason(rotate_epoch, latest.epoch if latest else None)
+        signer = get_slash_signer(purpose)
+        if signer is not None:
+            keepers = await self.store.keepers()
+            keeper = next((k for a, k in keepers.items() if a.lower() == signer), None)
+            return compute_slash_doom_reason(None if keeper is None else keeper.get("status"))
         if to is None or to.lower() != self.deployment.task_manager.lower():
             return None
         report = self.calls.execute_report(data)
@@ -443,7 +461,7 @@ class KeeperNode:
             if revert is not None:
                 log.info("equivocation.not_sent signer=%s error=%s", proof.signer, revert)
                 return
-            tx = await self.sender.send(tm, data, SLASH_GAS, f"slash:{proof.signer.lower()}")
+            tx = await self.sender.send(tm, data, SLASH_GAS, compute_slash_purpose(proof.signer))
         except KeeperError as exc:
             self._proven.discard(proof.signer.lower())  # another peer message may retry it
             log.warning("equivocation.send_failed signer=%s error=%s", proof.signer, exc)

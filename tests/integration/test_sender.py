@@ -402,7 +402,7 @@ async def test_a_doomed_pending_transaction_is_replaced_by_a_self_send_not_resen
     # given a sender whose doom check says when the round of a pending call has closed
     closed: set[bytes] = set()
 
-    async def doom(to: str | None, data: bytes, head: int) -> str | None:
+    async def doom(purpose: str, to: str | None, data: bytes, head: int) -> str | None:
         return "round_closed" if data in closed else None
 
     sender = TxSender(env.w3, env.account, env.store, POLICY, env.chain_id, doom_check=doom)

@@ -128,7 +128,7 @@ async def test_a_doomed_legacy_transaction_is_cancelled_by_a_legacy_self_send(
 ) -> None:
     doomed = False
 
-    async def doom(to: str | None, data: bytes, head: int) -> str | None:
+    async def doom(purpose: str, to: str | None, data: bytes, head: int) -> str | None:
         return "deadline_passed" if doomed else None
 
     sender = berlin.sender(doom)
