@@ -15,7 +15,7 @@ from eth_utils.abi import collapse_if_tuple
 from hexbytes import HexBytes
 from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.contract import AsyncContract
-from web3.exceptions import BlockNotFound
+from web3.exceptions import BlockNotFound, Web3RPCError
 from web3.types import RPCEndpoint
 
 from keeper.chain.logs import BlockNotYetServed, LogFetcher, LogQuery, sorted_logs
@@ -222,12 +222,28 @@ class ChainFollower:
 
     async def resume(self) -> None:
         """After a restart: forget the last `reorg_depth` blocks and learn them again, so a
-        reorg that happened while the node was down cannot leave orphaned state behind."""
+        reorg that happened while the node was down cannot leave orphaned state behind. Blocks
+        the chain calls finalized cannot have been reorged: those are kept."""
         head = await self._store.head()
         if head is not None:
             back_to = max(self._start_block - 1, head[0] - self._reorg_depth)
+            finalized = await self.finalized_block()
+            if finalized is not None:
+                back_to = max(back_to, min(head[0], finalized))
             await self._store.rollback_to(back_to, restart_turns=False)
             log.info("sync.resume from=%d stored_head=%d", back_to, head[0])
+
+    async def finalized_block(self) -> int | None:
+        """The chain's `finalized` block number, where it has one below `latest`; None where
+        it has none (an error), or calls its head final (dev chains such as eth-tester, whose
+        snapshots revert it all the same)."""
+        try:
+            finalized = await self._w3.eth.get_block("finalized")
+            latest = await self._w3.eth.get_block("latest")
+        except (Web3RPCError, BlockNotFound, ValueError):
+            return None
+        number = int(finalized["number"])
+        return number if number < int(latest["number"]) else None
 
     def note_head(self, header: Header) -> None:
         """A header the RPC pushed (keeper.chain.heads): the next sync takes it as the chain's

@@ -18,7 +18,12 @@ from keeper.store.db import Store
 from tests.anvil import AnvilChain, AnvilProcess
 from tests.harness import Net, make_net
 from tests.integration.store_support import read_table
-from tests.integration.test_follower import create_event_job, create_time_job, emit_demo
+from tests.integration.test_follower import (
+    Follower,
+    create_event_job,
+    create_time_job,
+    emit_demo,
+)
 from tests.provider import ProviderEmulator
 
 KEY = "c0ffee0123456789abcdef42"
@@ -144,3 +149,35 @@ async def job_logs(store: Store, job_id: int) -> list[int]:
     """Cursors of the stored logs of an Event job, oldest first."""
     path = Path(store.path)
     return sorted(int(row[1]) for row in read_table(path, "job_logs") if row[0] == job_id)
+
+
+async def test_a_restart_keeps_the_blocks_the_chain_calls_finalized(provider: Behind) -> None:
+    net, store = provider.net, provider.store
+    # given a store synced to its head, then a chain that went on for 100 blocks (anvil calls
+    # `latest - 64` finalized), so that the stored head is final
+    await create_time_job(net)
+    await provider.sync_until_caught_up()
+    head = await store.head()
+    assert head is not None
+    net.mine(100)
+    # when the node restarts
+    await provider.follower.resume()
+    # then nothing is rolled back: a reorg cannot have replaced a finalized block
+    assert await store.head() == head
+
+
+async def test_a_chain_that_calls_its_head_final_is_not_trusted(net4: Net, tmp_path: Path) -> None:
+    # given eth-tester, whose `finalized` is its `latest` (and whose snapshots revert it)
+    f = await Follower.open(net4, tmp_path / "keeper.db", reorg_depth=4)
+    try:
+        await create_time_job(net4)
+        net4.mine(10)
+        await f.sync_all()
+        head = await f.store.head()
+        assert head is not None
+        # when the node restarts, then it rolls back its reorg depth as without a finalized tag
+        assert await f.follower.finalized_block() is None
+        await f.follower.resume()
+        assert (await f.store.head() or (0, b""))[0] == head[0] - 4
+    finally:
+        await f.store.close()
