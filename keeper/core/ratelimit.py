@@ -1,15 +1,21 @@
-"""Token buckets per key: how many requests one peer may make, and how long it must wait.
+"""Token buckets per key: how many requests one peer may make, and how long it must wait. The
+peer API keeps two tables: one per client address (every request, before any work), one per
+signer (signed requests, once the signature is checked).
 
 Pure: the caller passes the time (seconds on any monotonic clock), so tests drive it.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections import OrderedDict
 from dataclasses import dataclass
 
 # Keys remembered at most; a signer is any key anyone generates, so the table must be bounded.
 DEFAULT_MAX_KEYS = 4096
+IPV6_CLIENT_PREFIX = 64
+"""An IPv6 client is charged by its /64: one subscriber is usually given a whole /64, and
+keying by the full address would let it rotate 2**64 addresses past the cap."""
 
 
 @dataclass(frozen=True)
@@ -54,3 +60,21 @@ class TokenBuckets:
 
     def __len__(self) -> int:
         return len(self._buckets)
+
+
+def compute_client_key(remote: str | None) -> str:
+    """The key a request is charged to by the address it came from: the IPv4 address, or the
+    /64 network of an IPv6 one (an IPv4-mapped IPv6 address counts as its IPv4 address).
+    Something that is not an IP address (a Unix socket, no address) is charged as itself."""
+    if not remote:
+        return "unknown"
+    try:
+        address = ipaddress.ip_address(remote)
+    except ValueError:
+        return remote
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        network = ipaddress.IPv6Network((address, IPV6_CLIENT_PREFIX), strict=False)
+        return str(network)
+    return str(address)

@@ -48,6 +48,10 @@ class NodeOptions:
     # catching up, while a flooding peer is answered 429 before any handler work
     peer_rate_per_second: float = 20.0
     peer_rate_burst: int = 40
+    # per client address (IPv6 per /64), every POST before any work: above what several
+    # keepers behind one address send, far below what signature recovery could keep up with
+    peer_ip_rate_per_second: float = 200.0
+    peer_ip_rate_burst: int = 400
     max_rpc_batch: int = MAX_RPC_BATCH  # resolver calls per JSON-RPC batch (providers cap it)
 
 

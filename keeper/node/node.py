@@ -132,6 +132,7 @@ class KeeperNode:
         self.server = PeerServer(
             self,
             rate_limit=RateLimit(options.peer_rate_per_second, options.peer_rate_burst),
+            ip_rate_limit=RateLimit(options.peer_ip_rate_per_second, options.peer_ip_rate_burst),
             clock=clock,
         )
         self.admin_server = AdminServer(self)

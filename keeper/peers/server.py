@@ -4,9 +4,12 @@ status, health, metrics, the job views (`GET /v1/jobs`, `/v1/jobs/{id}`, `/v1/ne
 the read-only dashboard (`/dashboard/`) are on the admin port (loopback by default), so nothing
 the node shows about itself reaches the network the peers are on.
 
-The server does everything that needs no node state before the handler sees a request: media
-type, size, body signature, decoding, signer == sender and the sender's request rate (a token
-bucket per signer: `429 RateLimited` with `Retry-After`). Each failure is its own 4xx with a
+The server does everything that needs no node state before the handler sees a request: the
+client address's request rate (a token bucket per IP address, IPv6 per /64, charged before the
+body is read: `429 IpRateLimited` with `Retry-After`, so unsigned or malformed floods cost a
+bucket lookup each, never a signature recovery), media type, size, body signature, decoding,
+signer == sender and the sender's request rate (a token bucket per signer: `429 RateLimited`
+with `Retry-After`). Each failure is its own 4xx with a
 JSON body `{"error": code, "reason": one line}`, and the handler is never called, so a
 malformed or unsigned message changes nothing (protocol step 6). Whether the sender belongs to
 the quorum, and whether to sign, is the handler's decision; it refuses with `PeerRejected`.
@@ -40,7 +43,7 @@ from keeper.core.messages import (
     parse_signature_header,
     recover_body_signer,
 )
-from keeper.core.ratelimit import RateLimit, TokenBuckets
+from keeper.core.ratelimit import RateLimit, TokenBuckets, compute_client_key
 from keeper.errors import PeerRejected
 
 log = logging.getLogger(__name__)
@@ -146,11 +149,30 @@ class _Routes:
         max_body: int,
         rate_limit: RateLimit | None,
         clock: Callable[[], float],
+        ip_rate_limit: RateLimit | None = None,
     ) -> None:
         self._handler = handler
         self._max_body = max_body
         self._buckets = TokenBuckets(rate_limit) if rate_limit is not None else None
+        self._ip_buckets = TokenBuckets(ip_rate_limit) if ip_rate_limit is not None else None
         self._clock = clock
+
+    def _ip_limited(self, request: web.Request) -> web.Response | None:
+        """429 IpRateLimited when the client's address is past its rate, before anything else
+        is done for the request; None while it is within it."""
+        if self._ip_buckets is None:
+            return None
+        client = compute_client_key(request.remote)
+        wait = self._ip_buckets.acquire(client, self._clock())
+        if wait <= 0:
+            return None
+        log.info("peer_api.ip_rate_limited from=%s retry_after=%.2f", client, wait)
+        return error_response(
+            429,
+            "IpRateLimited",
+            f"more than {self._ip_buckets.limit.per_second:g} requests/s from one address",
+            {"Retry-After": str(max(1, math.ceil(wait)))},
+        )
 
     async def _signed_body(self, request: web.Request) -> tuple[bytes, str] | web.Response:
         """The body and the address that signed it, or the error response that ends the
@@ -199,7 +221,11 @@ class _Routes:
         handle: Callable[[_Message], Awaitable[_Answer]],
         encode: Callable[[_Answer], bytes],
     ) -> web.Response:
-        """A signed POST: the envelope checks, then decode, signer == sender, the handler."""
+        """A signed POST: the client's rate, the envelope checks, then decode, signer ==
+        sender, the signer's rate, the handler."""
+        limited = self._ip_limited(request)
+        if limited is not None:
+            return limited
         checked = await self._signed_body(request)
         if isinstance(checked, web.Response):
             return checked
@@ -250,11 +276,13 @@ def create_app(
     max_body: int = DEFAULT_MAX_BODY,
     rate_limit: RateLimit | None = None,
     clock: Callable[[], float] = time.monotonic,
+    ip_rate_limit: RateLimit | None = None,
 ) -> web.Application:
-    """The aiohttp application; `client_max_size` backs the size check while reading, and
-    `rate_limit` (None: unlimited) bounds each signer's POSTs."""
+    """The aiohttp application; `client_max_size` backs the size check while reading,
+    `ip_rate_limit` bounds each client address's POSTs and `rate_limit` each signer's (None:
+    unlimited)."""
     app = web.Application(client_max_size=max_body, middlewares=[_json_errors])
-    routes = _Routes(handler, max_body, rate_limit, clock)
+    routes = _Routes(handler, max_body, rate_limit, clock, ip_rate_limit)
     app.router.add_post("/v1/reports", routes.post_report)
     app.router.add_post("/v1/reports/batch", routes.post_batch)
     return app
@@ -368,8 +396,17 @@ class PeerServer(_Listener):
         max_body: int = DEFAULT_MAX_BODY,
         rate_limit: RateLimit | None = None,
         clock: Callable[[], float] = time.monotonic,
+        ip_rate_limit: RateLimit | None = None,
     ) -> None:
-        super().__init__(create_app(handler, max_body=max_body, rate_limit=rate_limit, clock=clock))
+        super().__init__(
+            create_app(
+                handler,
+                max_body=max_body,
+                rate_limit=rate_limit,
+                clock=clock,
+                ip_rate_limit=ip_rate_limit,
+            )
+        )
 
 
 class AdminServer(_Listener):
