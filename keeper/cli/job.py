@@ -1,4 +1,5 @@
-"""`keeper job ...`: the job owner's commands (create, list, show, fund, pause, resume, cancel).
+"""`keeper job ...`: the job owner's commands that send (create, fund, pause, resume, cancel,
+withdraw, transfer, accept) and the helpers the read-only ones share (keeper.cli.job_view).
 
 Flags are validated before any RPC; every chain step runs inside `chain_step`, so an unreachable
 RPC, a revert (by its custom error's name) or any other web3 failure is one line.
@@ -17,11 +18,11 @@ from web3.contract import AsyncContract
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
-from keeper.chain.contracts import JOB_VIEW_FIELDS, Deployment, bind, call, get_logs_paged
+from keeper.chain.contracts import JOB_VIEW_FIELDS, Deployment, bind, call
 from keeper.cli.chain_io import chain_step, load_deployment, reading_web3, send, signing_web3
 from keeper.cli.jobspec import CHECK_UPKEEP_SELECTOR, draft_from_flags, parse_address
 from keeper.config import Settings
-from keeper.core.jobs import JobStatus, Trigger, decode_trigger
+from keeper.core.jobs import Trigger
 from keeper.core.triggers import LOG_INDEX_MASK, TriggerKind, split_event_cursor
 from keeper.core.units import format_ether, parse_amount
 from keeper.errors import ContractRevert, InvalidAmount, ValidationError
@@ -142,100 +143,6 @@ async def job_create(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def job_list(settings: Settings, args: argparse.Namespace) -> int:
-    owner = parse_address(args.owner, "--owner") if args.owner else None
-    tm, deployment = await _reader(settings)
-    filters = {"owner": owner} if owner else {}
-    async with chain_step("job list"):
-        logs = await get_logs_paged(tm.events.JobCreated(), deployment.block, filters)
-        ids = [int(log["args"]["jobId"]) for log in logs]
-        jobs = [{"jobId": job_id, **await fetch_job(tm, job_id)} for job_id in ids]
-    if not jobs:
-        print("no jobs" + (f" owned by {owner}" if owner else ""))
-        return 0
-    rows = [("ID", "KIND", "STATUS", "ROUND", "LAST CURSOR", "BALANCE (ETH)", "TARGET")]
-    for job in jobs:
-        kind = TriggerKind(job["kind"])
-        rows.append(
-            (
-                str(job["jobId"]),
-                kind.name,
-                JobStatus(job["status"]).name,
-                str(job["round"]),
-                format_cursor(kind, int(job["lastCursor"])),
-                ether(int(job["balance"])),
-                str(job["target"]),
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        )
-    return 0
-
-
-async def job_show(settings: Settings, args: argparse.Namespace) -> int:
-    job_id = parse_job_id(args.id)
-    tm, deployment = await _reader(settings)
-    async with chain_step("job show"):
-        state = await fetch_job(tm, job_id)
-        min_balance = int(await call(tm.functions.minBalance(job_id)))
-        runway, cost = (int(x) for x in await call(tm.functions.runway(job_id)))
-        created = await get_logs_paged(tm.events.JobCreated(), deployment.block, {"jobId": job_id})
-        executed = await get_logs_paged(
-            tm.events.JobExecuted(), deployment.block, {"jobId": job_id}
-        )
-    kind = TriggerKind(state["kind"])
-    print(f"job {job_id}")
-    lines = [
-        ("owner", str(state["owner"])),
-        ("status", JobStatus(state["status"]).name),
-        ("kind", kind.name),
-        ("target", str(state["target"])),
-        ("caller", f"{state['forwarder']} (the job's forwarder: msg.sender at the target)"),
-    ]
-    if int(str(state["pendingOwner"]), 16) != 0:
-        lines.append(("offered to", str(state["pendingOwner"])))
-    if created:
-        spec = created[0]["args"]["spec"]
-        call_data = bytes(spec["callData"])
-        lines += [
-            ("calldata", f"{encode_hex(call_data)} ({len(call_data)} bytes)"),
-            ("trigger", describe_trigger(decode_trigger(int(kind), bytes(spec["trigger"])))),
-            ("deposit", format_ether(int(created[0]["args"]["deposit"]))),
-        ]
-    bps = int(state["thresholdBps"])
-    lines += [
-        ("gas limit", str(state["gasLimit"])),
-        ("threshold", f"{bps} bps ({bps / 100:g}% of the quorum's stake)"),
-        ("start", format_time(int(state["startTime"]), "at creation")),
-        ("end", format_time(int(state["endTime"]), "none")),
-        ("max executions", str(state["maxExecutions"] or "unlimited")),
-        ("round", str(state["round"])),
-        ("last cursor", format_cursor(kind, int(state["lastCursor"]))),
-        ("balance", format_ether(int(state["balance"]))),
-        ("min balance", f"{format_ether(min_balance)} (one worst-case execution)"),
-        (
-            "max gas price",
-            f"{int(state['maxGasPrice'])} wei" if int(state["maxGasPrice"]) else "none",
-        ),
-        ("runway", f"{runway} execution(s) at {format_ether(cost)} each (worst case, today)"),
-    ]
-    for name, value in lines:
-        print(f"  {name:<15}{value}")
-    print(f"executions ({len(executed)})")
-    for log in executed:
-        a = log["args"]
-        print(
-            f"  round {a['round']}  cursor {format_cursor(kind, int(a['cursor']))}  "
-            f"block {log['blockNumber']}  executor {a['executor']}  "
-            f"{'success' if a['success'] else 'FAILED'}  gas {a['gasUsed']}  "
-            f"payment {format_ether(int(a['payment']))}"
-        )
-    return 0
-
-
 async def job_fund(settings: Settings, args: argparse.Namespace) -> int:
     job_id = parse_job_id(args.id)
     amount = parse_amount(args.amount)
@@ -308,8 +215,6 @@ async def job_transfer(settings: Settings, args: argparse.Namespace) -> int:
 
 JOB_COMMANDS = {
     "create": job_create,
-    "list": job_list,
-    "show": job_show,
     "fund": job_fund,
     "pause": job_owner_action,
     "resume": job_owner_action,

@@ -324,8 +324,18 @@ def _add_job_parsers(commands: Any) -> None:
     _common(create, CONNECTION)
 
     simple: list[tuple[str, str, list[tuple[str, str]]]] = [
-        ("list", "every job: id, kind, status, round, last cursor, balance, target", []),
-        ("show", "one job: spec, decoded trigger, state and executions", [JOB_ID]),
+        (
+            "list",
+            "every job: id, kind, status, state (never Active for a job that cannot run), round, "
+            "last cursor, balance, target",
+            [],
+        ),
+        (
+            "show",
+            "one job: spec, state and why, next run, deposited, spent, average cost, runway, "
+            "executions",
+            [JOB_ID],
+        ),
         ("fund", "add AMOUNT to a job's balance (anyone may fund)", [JOB_ID, AMOUNT]),
         ("pause", "stop a job's executions until resume (owner only)", [JOB_ID]),
         ("resume", "let a paused job execute again (owner only)", [JOB_ID]),
@@ -348,6 +358,16 @@ def _add_job_parsers(commands: Any) -> None:
             action.add_argument(dest, metavar=dest.upper(), help=helptext)
         if name == "list":
             action.add_argument("--owner", metavar="ADDR", help="only this owner's jobs")
+        if name == "show":
+            action.add_argument(
+                "--limit",
+                type=int,
+                metavar="N",
+                help="the newest N executions (default 20; with --csv: all)",
+            )
+            action.add_argument(
+                "--csv", action="store_true", help="only the executions, as CSV (time, reason...)"
+            )
         _common(action, CONNECTION)
 
 
@@ -476,8 +496,10 @@ async def cmd_job(args: argparse.Namespace) -> int:
         # Checked again inside; here it fails fast, before web3 takes a second or two to import.
         draft_from_flags(args)
     from keeper.cli.job import JOB_COMMANDS
+    from keeper.cli.job_view import VIEW_COMMANDS
 
-    return await JOB_COMMANDS[args.job_command](settings, args)
+    command = VIEW_COMMANDS.get(args.job_command) or JOB_COMMANDS[args.job_command]
+    return await command(settings, args)
 
 
 async def cmd_account(args: argparse.Namespace) -> int:
