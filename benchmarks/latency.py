@@ -185,9 +185,12 @@ async def measure(
     base = max(cluster.deployment.block, first - 3 * run.interval)
     stamps = await block_timestamps(w3, base, last)
     times = agreement_times(cluster)
+    # A round's first `round.no_quorum` line is logged, later ones counted in its
+    # `round.repeats ... round.no_quorum=N` line (log lines are bounded per round).
     run.no_quorum = sum(
-        kp.log.read_text(errors="replace").count("round.no_quorum")
+        int(n or 1)
         for kp in cluster.keepers.values()
+        for n in re.findall(r"round\.no_quorum(?:=(\d+))?", kp.log.read_text(errors="replace"))
     )
     run.executions = len(logs)
     by_job: dict[int, list[int]] = defaultdict(list)

@@ -531,6 +531,9 @@ def keeper_log_counts(cluster: Cluster, since: str) -> dict[str, Counter[str]]:
                 counts["reverted" if " status=0" in rest else "sent"] += 1
             elif event == "round.no_quorum":
                 counts["no_quorum"] += 1
+            elif event == "round.repeats":  # later attempts of a round, counted, not logged
+                held_back = re.search(r"round\.no_quorum=(\d+)", rest)
+                counts["no_quorum"] += int(held_back[1]) if held_back else 0
             elif level != "INFO":
                 counts[f"{level} {event}"] += 1
         out[f"keeper {i}"] = counts

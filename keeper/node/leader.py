@@ -35,6 +35,7 @@ from keeper.core.report import (
 )
 from keeper.errors import KeeperError, PeerError, PeerRejected, TooManyInFlight
 from keeper.monitor.metrics import NodeMetrics
+from keeper.monitor.repeats import RoundLog
 from keeper.node.context import NodeContext, QuorumView
 from keeper.node.evaluate import Evaluator, Proposal
 from keeper.peers.client import PeerClient, SignedRequest
@@ -130,6 +131,8 @@ class LeaderService:
         # What members said of their load in their last answer: address -> (overloaded, block),
         # for status and metrics; rankings never use it (views of it differ between members).
         self.peer_load: dict[str, tuple[bool, int]] = {}
+        # A round that waits or retries for many heads logs each kind of line once, then counts.
+        self._round_log = RoundLog(log)
 
     async def on_head(self, head: int, head_hash: bytes, head_ts: int) -> list[RoundResult]:
         """Evaluates this node's jobs at the new head and leads those whose turn it is."""
@@ -143,6 +146,7 @@ class LeaderService:
             quorum = quorums.for_job(job.job_id)
             if quorum.has(me):
                 mine.append((job, quorum))
+        self._round_log.retire((job.job_id, job.round) for job, _ in mine)
         if mine:
             self._evaluator.note_base_fee(await self._sender.base_fee_at(head))
         mine = await self._affordable(mine)
@@ -154,7 +158,10 @@ class LeaderService:
         if due and not self._sender.has_room(pending):
             # Every send would be refused: asking members to sign would only cost them. The
             # turn passes to the backups, who execute if this node stays stuck.
-            log.warning(
+            self._round_log.log(
+                [(job.job_id, job.round) for job, _ in due],
+                "round.deferred",
+                logging.WARNING,
                 "round.deferred reason=too_many_in_flight head=%d rounds=%d limit=%d",
                 head,
                 len(due),
@@ -190,7 +197,10 @@ class LeaderService:
         kept = [(job, q) for job, q in mine if not job.is_priced_out(price)]
         for job, _ in mine:
             if job.is_priced_out(price):
-                log.info(
+                self._round_log.log(
+                    [(job.job_id, job.round)],
+                    "round.priced_out",
+                    logging.INFO,
                     "round.priced_out job=%d max_gas_price=%d gas_price=%d",
                     job.job_id,
                     job.max_gas_price,
@@ -273,10 +283,20 @@ class LeaderService:
         for r, fresh in zip(led, stored, strict=True):
             job = r.due.job
             if not fresh:
-                log.warning("round.conflict job=%d round=%d", job.job_id, job.round)
+                self._round_log.log(
+                    [(job.job_id, job.round)],
+                    "round.conflict",
+                    logging.WARNING,
+                    "round.conflict job=%d round=%d",
+                    job.job_id,
+                    job.round,
+                )
                 results.append(RoundResult(job.job_id, job.round, "failed"))
                 continue
-            log.info(
+            self._round_log.log(
+                [(job.job_id, job.round)],
+                "round.lead",
+                logging.INFO,
                 "round.lead job=%d round=%d rank=%d cursor=%d check_block=%d",
                 job.job_id,
                 job.round,
@@ -351,22 +371,50 @@ class LeaderService:
         """One member's answers to one batch, each checked and counted in its round's tally;
         whatever goes wrong (or if cancelled), the member counts as refusing what it did not
         sign, so no round waits for it."""
+        rounds = [(r.report.jobId, r.report.round) for r in chunk]
+        say = self._round_log.log
         try:
             try:
                 response = await self._client.request_signatures(endpoint, body, len(chunk))
             except PeerRejected as exc:
-                log.info("peer.refused member=%s code=%s reason=%s", member, exc.code, exc.reason)
+                say(
+                    rounds,
+                    f"peer.refused:{member}:{exc.code}",
+                    logging.INFO,
+                    "peer.refused member=%s code=%s reason=%s",
+                    member,
+                    exc.code,
+                    exc.reason,
+                )
                 return
             except PeerError as exc:
-                log.info("peer.unreachable member=%s error=%s", member, exc)
+                say(
+                    rounds,
+                    f"peer.unreachable:{member}",
+                    logging.INFO,
+                    "peer.unreachable member=%s error=%s",
+                    member,
+                    exc,
+                )
                 return
             if response.signer.lower() != member.lower():
-                log.warning("peer.bad_signature member=%s signer=%s", member, response.signer)
+                say(
+                    rounds,
+                    f"peer.bad_signature:{member}",
+                    logging.WARNING,
+                    "peer.bad_signature member=%s signer=%s",
+                    member,
+                    response.signer,
+                )
                 return
             self._observe(member, response.overloaded, head)
             for r, result in zip(chunk, response.results, strict=True):
+                key = [(r.report.jobId, r.report.round)]
                 if isinstance(result, Refusal):
-                    log.info(
+                    say(
+                        key,
+                        f"peer.refused:{member}:{result.code}",
+                        logging.INFO,
                         "peer.refused member=%s code=%s job=%d round=%d reason=%s",
                         member,
                         result.code,
@@ -380,7 +428,14 @@ class LeaderService:
                 except ValueError:
                     signer = ""
                 if signer.lower() != member.lower():
-                    log.warning("peer.bad_signature member=%s job=%d", member, r.report.jobId)
+                    say(
+                        key,
+                        f"peer.bad_signature:{member}",
+                        logging.WARNING,
+                        "peer.bad_signature member=%s job=%d",
+                        member,
+                        r.report.jobId,
+                    )
                     continue
                 r.add(member, result)
         finally:
@@ -390,16 +445,33 @@ class LeaderService:
     async def _finish(self, r: _Led, head: int, led_at: float) -> RoundResult:
         """Waits for the round's threshold, then simulates and sends its execution."""
         job = r.due.job
+        key = [(job.job_id, job.round)]
         try:
             return await self._submit(r, head, led_at)
         except TooManyInFlight as exc:
             # Reached by rounds of this very head (the check in `on_head` saw room): the turn
             # passes on, as when the whole head is deferred.
-            log.warning("round.deferred job=%d round=%d error=%s", job.job_id, job.round, exc)
+            self._round_log.log(
+                key,
+                "round.deferred",
+                logging.WARNING,
+                "round.deferred job=%d round=%d error=%s",
+                job.job_id,
+                job.round,
+                exc,
+            )
             return RoundResult(job.job_id, job.round, "deferred")
         except KeeperError as exc:
             self._metrics.rounds_failed.inc()
-            log.warning("round.failed job=%d round=%d error=%s", job.job_id, job.round, exc)
+            self._round_log.log(
+                key,
+                "round.failed",
+                logging.WARNING,
+                "round.failed job=%d round=%d error=%s",
+                job.job_id,
+                job.round,
+                exc,
+            )
             return RoundResult(job.job_id, job.round, "failed")
 
     async def _submit(self, r: _Led, head: int, led_at: float) -> RoundResult:
@@ -410,8 +482,12 @@ class LeaderService:
         # taken when this round's own work goes on, where it was taken before batches.
         agreed_at = self._clock()
         tally = r.tally
+        key = [(job.job_id, job.round)]
         if not tally.reached:
-            log.info(
+            self._round_log.log(
+                key,
+                "round.no_quorum",
+                logging.INFO,
                 "round.no_quorum job=%d round=%d signed=%d total=%d",
                 job.job_id,
                 job.round,
@@ -420,7 +496,10 @@ class LeaderService:
             )
             return RoundResult(job.job_id, job.round, "no_quorum")
         signatures = dict(tally.signatures)
-        log.info(
+        self._round_log.log(
+            key,
+            "round.threshold",
+            logging.INFO,
             "round.threshold job=%d round=%d rank=%d signers=%d ms=%.1f",
             job.job_id,
             job.round,
@@ -436,8 +515,14 @@ class LeaderService:
         if revert is not None:
             if revert.error_name in ROUND_CLOSED:
                 return RoundResult(job.job_id, job.round, "closed")
-            log.warning(
-                "round.simulation_failed job=%d round=%d error=%s", job.job_id, job.round, revert
+            self._round_log.log(
+                key,
+                "round.simulation_failed",
+                logging.WARNING,
+                "round.simulation_failed job=%d round=%d error=%s",
+                job.job_id,
+                job.round,
+                revert,
             )
             self._metrics.rounds_failed.inc()
             return RoundResult(job.job_id, job.round, "failed")
@@ -450,7 +535,10 @@ class LeaderService:
             {"tx": "0x" + tx_hash.hex(), "cursor": proposal.cursor, "signers": len(signatures)},
         )
         self._metrics.executions_submitted.inc()
-        log.info(
+        self._round_log.log(
+            key,
+            "round.submitted",
+            logging.INFO,
             "round.submitted job=%d round=%d tx=0x%s signers=%d",
             job.job_id,
             job.round,

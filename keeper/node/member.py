@@ -28,6 +28,7 @@ from keeper.core.quorum import is_turn_started, rank_members
 from keeper.core.report import Report, compute_report_digest, recover_report_signer, sign_report
 from keeper.errors import PeerRejected, RpcUnavailable
 from keeper.monitor.metrics import NodeMetrics
+from keeper.monitor.repeats import RoundLog
 from keeper.node.context import NodeContext, QuorumView
 from keeper.node.evaluate import Evaluator, Proposal
 
@@ -83,6 +84,8 @@ class MemberService:
         self._on_equivocation = on_equivocation
         self._chain_head = chain_head  # the RPC's head at the node's last pass
         self._evidence = EvidenceBook()
+        # A leader retrying a round at every head is answered every time, logged once per kind.
+        self._round_log = RoundLog(log)
 
     async def handle_report(self, req: ReportRequest) -> ReportResponse:
         began = time.monotonic()
@@ -134,7 +137,10 @@ class MemberService:
 
     def _note_rejection(self, req: ReportRequest, exc: PeerRejected) -> None:
         self._metrics.record_rejection(exc.code)
-        log.info(
+        self._round_log.log(
+            [(req.report.jobId, req.report.round)],
+            f"peer.rejected:{req.sender.lower()}:{exc.code}",
+            logging.INFO,
             "peer.rejected code=%s job=%d round=%d from=%s reason=%s",
             exc.code,
             req.report.jobId,
@@ -146,7 +152,10 @@ class MemberService:
     def _note_signed(self, req: ReportRequest, ok: _Approved, began: float) -> None:
         self._metrics.reports_signed.inc()
         report = req.report
-        log.info(
+        self._round_log.log(
+            [(report.jobId, report.round)],
+            f"report.signed:{req.sender.lower()}",
+            logging.INFO,
             "report.signed job=%d round=%d cursor=%d check_block=%d leader=%s ms=%.1f sync_ms=%.1f",
             report.jobId,
             report.round,
