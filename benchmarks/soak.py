@@ -680,7 +680,8 @@ def render(command: str, result: Result, args: argparse.Namespace) -> str:
         f"Command: `{command}`",
         "",
         f"{args.keepers} `keeper run` processes of the e2e Cluster (poll interval 0.25 s, "
-        "`deploy --turn-blocks 2`), equal stakes, one quorum, threshold 6667 bps, so one keeper down "
+        "`deploy --turn-blocks 2`), equal stakes, one quorum, threshold 6667 bps, "
+        "so one keeper down "
         f"leaves a quorum alive. {args.jobs} jobs: Time every "
         f"{'/'.join(str(i) for i in args.intervals)} s with random starts on the grid, Cron "
         f"({', '.join(f'`{e}`' for e, _ in CRONS)}), Event on DemoEvent tags "
