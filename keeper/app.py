@@ -49,6 +49,7 @@ def node_options(settings: Settings) -> NodeOptions:
         max_memory_percent=settings.max_memory_percent,
         ws_url=settings.heads_url,
         max_in_flight=settings.max_in_flight,
+        max_rpc_batch=settings.max_rpc_batch,
     )
 
 

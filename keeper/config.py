@@ -42,6 +42,9 @@ class Settings:
     rpc_requests_per_second: float = 50.0
     rpc_burst: int = 100
     rpc_concurrency: int = 8
+    # Condition resolver calls per JSON-RPC batch: hosted providers refuse larger batches
+    # (100 is the common cap; keeper.chain.reader.MAX_RPC_BATCH).
+    max_rpc_batch: int = 100
     ws_url: str = "auto"  # newHeads over WebSocket: "auto" (the RPC's host:port), "off", a URL
     private_key: str | None = None
     keystore: str | None = None
@@ -187,6 +190,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"unknown log level {s.log_level!r}")
     if s.max_in_flight < 1:
         raise ConfigError(f"max in flight must be at least 1, got {s.max_in_flight}")
+    if s.max_rpc_batch < 1:
+        raise ConfigError(f"max rpc batch must be at least 1, got {s.max_rpc_batch}")
     s.fee_policy()  # the fee settings' own consistency rules
 
 

@@ -112,6 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
         dest="ws_url",
         help="new heads over WebSocket: auto (the RPC's host:port, default), off, or a ws:// URL",
     )
+    run.add_argument(
+        "--max-rpc-batch",
+        dest="max_rpc_batch",
+        type=int,
+        help="Condition resolver calls per JSON-RPC batch (default 100, a common provider cap; "
+        "env KEEPER_MAX_RPC_BATCH)",
+    )
     _fee_flags(run)
 
     _add_operator_parsers(commands)
