@@ -47,6 +47,7 @@ from keeper.monitor.metrics import NodeMetrics
 from keeper.node.context import NodeContext, NodeOptions
 from keeper.node.cron_calendar import cron_next_fire
 from keeper.node.evaluate import Billing, Evaluator
+from keeper.node.heap import HeapFreezer
 from keeper.node.job_states import JobBook, JobViews
 from keeper.node.leader import LeaderService
 from keeper.node.member import MAX_CHECK_AGE, MemberService
@@ -126,6 +127,7 @@ class KeeperNode:
         self.reader = ChainReader(w3)
         self.evaluator: Evaluator | None = None
         self.job_book = JobBook()  # what the node saw of each job, for the job views
+        self.heap = HeapFreezer()  # long-lived objects out of the full GC's walk
         self.job_views: JobViews | None = None
         self.leader: LeaderService | None = None
         self.member: MemberService | None = None
@@ -314,6 +316,8 @@ class KeeperNode:
                 results = await self.leader.on_head(head, head_hash, head_ts)
                 self.job_book.saw_rounds(head, results)
                 self._passed = (head, head_hash)
+                latest = await self.store.latest_epoch()
+                self.heap.after_head(latest.epoch if latest else None)
                 self._housekeeping_head = head
                 if housekeeping:
                     await self._housekeep(head)
