@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -95,5 +95,39 @@ MIGRATIONS: dict[int, str] = {
         status TEXT NOT NULL
     );
     CREATE INDEX pending_txs_nonce ON pending_txs (nonce);
+    """,
+    # v2, a bounded store: the state folded up to a snapshot height trails the head, events
+    # at or below it are folded into it and deleted, counters replace counting events, and
+    # what pruning deletes from rounds and signatures is counted. A v1 store has no snapshot
+    # yet (its events are all above it); its counters start from the events it holds.
+    2: """
+    CREATE TABLE snap_jobs (
+        job_id INTEGER PRIMARY KEY, status INTEGER NOT NULL, data TEXT NOT NULL
+    );
+    CREATE TABLE snap_keepers (
+        address TEXT PRIMARY KEY, endpoint TEXT NOT NULL, data TEXT NOT NULL
+    );
+    CREATE TABLE snap_epochs (
+        epoch INTEGER PRIMARY KEY,
+        seed BLOB NOT NULL,
+        count INTEGER NOT NULL,
+        start_block INTEGER NOT NULL
+    );
+    CREATE TABLE snap_quorums (
+        epoch INTEGER NOT NULL,
+        quorum INTEGER NOT NULL,
+        members TEXT NOT NULL,
+        PRIMARY KEY (epoch, quorum)
+    );
+    CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    CREATE TABLE snap_counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    INSERT INTO counters (name, value)
+        SELECT 'executions', COUNT(*) FROM events WHERE name = 'JobExecuted';
+    INSERT INTO counters (name, value)
+        SELECT 'successes', COALESCE(SUM(json_extract(args, '$.success') = 1), 0)
+        FROM events WHERE name = 'JobExecuted';
+    -- Rows pruning deleted, by what they were ('signatures', 'rounds:<status>').
+    CREATE TABLE pruned (what TEXT PRIMARY KEY, count INTEGER NOT NULL);
+    CREATE INDEX signatures_check_block ON signatures (check_block);
     """,
 }
