@@ -188,15 +188,13 @@ class ChainState:
         if target <= old:
             return None
         async with self._db.execute(
-            "SELECT name, block_number, args FROM events WHERE block_number > ? "
-            "AND block_number <= ? ORDER BY block_number, log_index",
+            "SELECT DISTINCT job_id FROM events WHERE block_number > ? AND block_number <= ? "
+            "AND job_id IS NOT NULL",
             (old, target),
         ) as cur:
-            rows = [(str(n), int(b), json.loads(a)) for n, b, a in await cur.fetchall()]
-        ids = {int(args["jobId"]) for name, _, args in rows if name in JOB_EVENTS}
+            ids = [int(r[0]) for r in await cur.fetchall()]
         fold = _Fold(self._db, SNAPSHOT, await self._read_jobs(SNAPSHOT.jobs, ids))
-        for name, block, args in rows:
-            await fold.apply(name, args, block, int(args.get("_ts", 0)))
+        await self._fold_events(fold, old, target)
         await fold.finish()
         await self._db.execute("DELETE FROM events WHERE block_number <= ?", (target,))
         # An Event job never proposes a log at or below its cursor, and a cancelled job none.
@@ -395,31 +393,42 @@ class ChainState:
                         await db.execute(f"DELETE FROM {table}")
                     await db.execute("DELETE FROM meta WHERE key = 'snapshot_block'")
                     self._snapshot = -1
-                    rows: list[Any] = []
                 else:
                     await db.execute("DELETE FROM blocks WHERE number > ?", (number,))
                     await db.execute("DELETE FROM events WHERE block_number > ?", (number,))
                     await db.execute("DELETE FROM job_logs WHERE block_number > ?", (number,))
                     for live, snap in zip(LIVE.all(), SNAPSHOT.all(), strict=True):
                         await db.execute(f"INSERT INTO {live} SELECT * FROM {snap}")
-                    async with db.execute(
-                        "SELECT name, block_number, args FROM events "
-                        "ORDER BY block_number, log_index"
-                    ) as cur:
-                        rows = list(await cur.fetchall())
                 if also is not None:
                     await also()
                 fold = _Fold(db, LIVE, await self._job_table())
-                for name, block_number, args in rows:
-                    data = json.loads(args)
-                    await fold.apply(str(name), data, int(block_number), int(data.get("_ts", 0)))
+                refolded = 0
+                if number >= snapshot:
+                    refolded = await self._fold_events(fold, snapshot, number)
                 await fold.finish()
         except BaseException:
             self._jobs = None
             self._snapshot = None
             raise
-        log.info("store.rollback to=%d snapshot=%d refolded=%d", number, snapshot, len(rows))
-        return len(rows)
+        log.info("store.rollback to=%d snapshot=%d refolded=%d", number, snapshot, refolded)
+        return refolded
+
+    async def _fold_events(self, fold: _Fold, above: int, upto: int) -> int:
+        """Folds the stored events of blocks `above` < b <= `upto`, in chain order, a chunk of
+        rows at a time (a store written before the snapshot holds its whole history); returns
+        how many."""
+        count = 0
+        async with self._db.execute(
+            "SELECT name, block_number, args FROM events WHERE block_number > ? "
+            "AND block_number <= ? ORDER BY block_number, log_index",
+            (above, upto),
+        ) as cur:
+            while rows := list(await cur.fetchmany(10_000)):
+                for name, block_number, args in rows:
+                    data = json.loads(args)
+                    await fold.apply(str(name), data, int(block_number), int(data.get("_ts", 0)))
+                count += len(rows)
+        return count
 
     # ------------------------------------------------------------------ reads
 
