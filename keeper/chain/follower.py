@@ -349,17 +349,27 @@ class ChainFollower:
         provider = self._w3.provider
         found: list[tuple[Header, bytes]] = []
         if isinstance(provider, AsyncHTTPProvider):
-            for i in range(0, len(numbers), self._header_batch):
+            i = 0
+            while i < len(numbers):
                 chunk = numbers[i : i + self._header_batch]
                 calls = [(RPCEndpoint("eth_getBlockByNumber"), [hex(n), False]) for n in chunk]
                 answers = await provider.make_batch_request(calls)
-                if not isinstance(answers, list) or len(answers) != len(chunk):
-                    raise BlockNotYetServed(f"a header batch was refused: {str(answers)[:200]}")
-                parsed = [_raw_block(a.get("result")) for a in answers]
+                if isinstance(answers, list) and len(answers) == len(chunk):
+                    parsed = [_raw_block(a.get("result")) for a in answers]
+                elif len(chunk) > 1:  # a provider capping batches lower: halve, and keep that
+                    self._header_batch = max(1, len(chunk) // 2)
+                    log.info(
+                        "sync.header_batch_refused size=%d next=%d", len(chunk), self._header_batch
+                    )
+                    continue
+                else:  # no batches at all
+                    block = await self._block_or_none(chunk[0])
+                    parsed = [None if block is None else (_header(block), _bloom(block))]
                 complete = _prefix(parsed, chunk)
                 found.extend(complete)
                 if len(complete) < len(chunk):
                     break
+                i += len(chunk)
         else:
             blocks = await asyncio.gather(
                 *(self._block_or_none(n) for n in numbers), return_exceptions=False

@@ -181,3 +181,32 @@ async def test_a_chain_that_calls_its_head_final_is_not_trusted(net4: Net, tmp_p
         assert (await f.store.head() or (0, b""))[0] == head[0] - 4
     finally:
         await f.store.close()
+
+
+async def test_a_provider_capping_batches_lower_gets_smaller_header_batches(
+    anvil_net: Net, tmp_path: Path
+) -> None:
+    # given a provider that refuses JSON-RPC batches of more than 30 calls
+    net = anvil_net
+    await create_time_job(net)
+    net.mine(150)
+    rpc = ProviderEmulator(
+        str(net.chain.anvil.url),  # type: ignore[attr-defined]
+        KEY,
+        per_second=1000,
+        burst=1000,
+        max_batch=30,
+    )
+    b = await behind(tmp_path, net, rpc, max_range=200)
+    try:
+        # when the follower catches up 150 blocks
+        await b.sync_until_caught_up()
+        # then it halved its batches until they passed, and learned every block and job
+        assert rpc.refused["batch"] >= 1
+        assert b.follower._header_batch <= 30
+        assert len(await b.store.jobs()) == 1
+        assert (await b.store.head() or (0, b""))[0] == await net.block_number()
+    finally:
+        await disconnect(b.w3)
+        await b.store.close()
+        await rpc.stop()
