@@ -21,8 +21,8 @@ from web3.types import TxReceipt
 from keeper.chain.artifacts import load_artifact
 from keeper.chain.calls import KeeperCalls
 from keeper.chain.contracts import call, deploy_contract, revert_of, transact
-from keeper.core.quorum import pack_signatures
 from keeper.core.jobs import MAX_EXECUTION_OVERHEAD_GAS
+from keeper.core.quorum import pack_signatures
 from tests.harness import (
     CONDITION,
     CRON,
