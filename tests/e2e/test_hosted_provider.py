@@ -146,6 +146,18 @@ async def test_four_keepers_behind_hosted_providers(behind_providers: Providers)
         _every(EMIT_EVERY, until, emit), _every(REQUEST_EVERY, until, request)
     )
     blocks = int(await w3.eth.block_number) - first_block
+    # (the figures, printed before any check can fail)
+    per_block = {
+        i: (e.requests - counted_from[i]) / max(1, blocks) for i, e in providers.emulators.items()
+    }
+    throttled = {i: e.throttled for i, e in providers.emulators.items()}
+    lagging = sum(e.empty_lagging_logs for e in providers.emulators.values())
+    print(
+        f"\nrequests per block per keeper over {blocks} blocks: "
+        + ", ".join(f"{v:.1f}" for v in per_block.values())
+        + f"; 429s: {throttled}; short eth_getLogs answers from the lagging backend: {lagging}"
+        + f"; keeper 0's calls: {dict(providers.emulators[0].calls.most_common(8))}"
+    )
 
     # then every log and every request is worked off, once, in order
     demo_logs = await target.events.DemoEvent().get_logs(from_block=event_created + 1)
@@ -179,16 +191,6 @@ async def test_four_keepers_behind_hosted_providers(behind_providers: Providers)
     assert_every_slot_once(cron_executions, 0, 60)
 
     # and the providers' limits held the keepers, not the other way round
-    per_block = {
-        i: (e.requests - counted_from[i]) / max(1, blocks) for i, e in providers.emulators.items()
-    }
-    throttled = {i: e.throttled for i, e in providers.emulators.items()}
-    lagging = sum(e.empty_lagging_logs for e in providers.emulators.values())
-    print(
-        f"\nrequests per block per keeper over {blocks} blocks: "
-        + ", ".join(f"{v:.1f}" for v in per_block.values())
-        + f"; 429s: {throttled}; short eth_getLogs answers from the lagging backend: {lagging}"
-    )
     assert max(per_block.values()) <= MAX_REQUESTS_PER_BLOCK, per_block
     assert all(e.refused["batch"] == 0 for e in providers.emulators.values())
 
