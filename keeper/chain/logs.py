@@ -38,7 +38,7 @@ _TOO_MUCH = (
     "limited to",
     "query timeout",
 )
-_NOT_THERE = ("unknown block", "block not found", "header not found", "not found")
+_NOT_THERE = ("unknown block", "block not found", "header not found")
 
 
 def is_too_much(message: str) -> bool:

@@ -71,3 +71,23 @@ def test_retry_after_in_seconds_or_as_a_date_is_honoured() -> None:
     # and the provider's ask wins over the backoff; without one the backoff applies
     assert compute_retry_delay(5, 2.0) == 2.0
     assert compute_retry_delay(1, None) == 0.5
+
+
+def test_provider_log_errors_are_told_apart() -> None:
+    from keeper.chain.logs import is_block_unknown, is_too_much
+
+    # ranges to split: what geth, Alchemy, Infura and others say
+    for message in (
+        "query returned more than 10000 results",
+        "exceed maximum block range: 1000",
+        "eth_getLogs block range is too large, max is 2000",
+        "Log response size exceeded. You can make eth_getLogs requests with up to a 2K block range",
+        "Query timeout exceeded. Consider reducing your block range.",
+    ):
+        assert is_too_much(message), message
+    # not a reason to split: a rate limit, a missing method
+    assert not is_too_much("daily request count exceeded, request rate limited")
+    assert not is_too_much("the method eth_getLogs does not exist/is not available")
+    # a backend without the block, and not a missing method
+    assert is_block_unknown("unknown block") and is_block_unknown("header not found")
+    assert not is_block_unknown("Method not found")
