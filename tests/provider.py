@@ -42,6 +42,7 @@ class ProviderEmulator:
         max_log_range: int = 1000,
         max_log_results: int = 10_000,
         lagging_backend: bool = True,
+        block_hash_filter: bool = True,
     ) -> None:
         self.upstream = upstream
         self.key = key
@@ -51,6 +52,7 @@ class ProviderEmulator:
         self.max_log_range = max_log_range
         self.max_log_results = max_log_results
         self.lagging_backend = lagging_backend
+        self.block_hash_filter = block_hash_filter  # False: refuses EIP-234 `blockHash` queries
         self.requests = 0  # HTTP requests received on the key's path
         self.throttled = 0  # of which answered 429
         self.calls: Counter[str] = Counter()  # JSON-RPC calls served, by method
@@ -116,6 +118,9 @@ class ProviderEmulator:
         if method in ("eth_subscribe", "eth_unsubscribe"):
             self.refused["subscribe"] += 1
             return _error(call_id, -32601, f"the method {method} does not exist/is not available")
+        if method == "eth_getLogs" and not self.block_hash_filter and "blockHash" in params[0]:
+            self.refused["block_hash"] += 1
+            return _error(call_id, -32602, "invalid argument 0: unknown field blockHash")
         if method == "eth_getLogs":
             refusal = await self._refuse_logs(params, lag_head)
             if refusal is not None:

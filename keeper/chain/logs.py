@@ -100,7 +100,7 @@ class LogFetcher:
         A block without a known bloom (a pushed head) is asked by hash, never by number."""
         self.asked.update(a.lower() for a in query.addresses)
         if first == last and first not in blooms:
-            return await self._by_hash(query, hashes[first])
+            return await self._by_hash(query, first, hashes[first])
         logs: list[Any] = []
         start = first
         while start <= last:
@@ -113,7 +113,7 @@ class LogFetcher:
                     bloom = blooms.get(number)
                     if bloom is None or query.may_hold(bloom):
                         self.rechecked += 1
-                        logs.extend(await self._by_hash(query, hashes[number]))
+                        logs.extend(await self._by_hash(query, number, hashes[number]))
             start = end + 1
         return logs
 
@@ -133,14 +133,17 @@ class LogFetcher:
         log.info("sync.logs_split from=%d to=%d span=%d", first, last, self.span)
         return await self._range(query, first, middle) + await self._range(query, middle + 1, last)
 
-    async def _by_hash(self, query: LogQuery, block_hash: bytes) -> list[Any]:
+    async def _by_hash(self, query: LogQuery, number: int, block_hash: bytes) -> list[Any]:
         params = {**query.params(), "blockHash": "0x" + block_hash.hex()}
         try:
             return list(await self._w3.eth.get_logs(params))  # type: ignore[arg-type]
         except Web3RPCError as exc:
             if is_block_unknown(str(exc)):
                 raise BlockNotYetServed(str(exc)) from exc
-            raise
+            # A provider without EIP-234: the block by number, its answer taken as it is.
+            log.info("sync.logs_by_hash_refused block=%d error=%s", number, str(exc)[:120])
+            by_number = {**query.params(), "fromBlock": number, "toBlock": number}
+            return list(await self._w3.eth.get_logs(by_number))  # type: ignore[arg-type]
 
 
 def sorted_logs(logs: Sequence[Any]) -> list[Any]:

@@ -210,3 +210,40 @@ async def test_a_provider_capping_batches_lower_gets_smaller_header_batches(
         await disconnect(b.w3)
         await b.store.close()
         await rpc.stop()
+
+
+async def test_a_provider_without_block_hash_queries_still_gives_a_pushed_heads_logs(
+    anvil_net: Net, tmp_path: Path
+) -> None:
+    # given a provider that refuses eth_getLogs by block hash (no EIP-234), one backend
+    net = anvil_net
+    rpc = ProviderEmulator(
+        str(net.chain.anvil.url),  # type: ignore[attr-defined]
+        KEY,
+        per_second=1000,
+        burst=1000,
+        lagging_backend=False,
+        block_hash_filter=False,
+    )
+    b = await behind(tmp_path, net, rpc, max_range=200)
+    try:
+        await b.sync_until_caught_up()
+        # when a head with a new job arrives pushed (its logs are asked by the block's hash)
+        await create_time_job(net)
+        block = await net.w3.eth.get_block("latest")
+        b.follower.note_head(
+            (
+                int(block["number"]),
+                bytes(block["hash"]),
+                bytes(block["parentHash"]),
+                int(block["timestamp"]),
+            )
+        )
+        await b.follower.sync()
+        # then the refusal is answered by asking for the block by number, and the job is known
+        assert rpc.refused["block_hash"] >= 1
+        assert len(await b.store.jobs()) == 1
+    finally:
+        await disconnect(b.w3)
+        await b.store.close()
+        await rpc.stop()
