@@ -18,7 +18,8 @@ boundary with ``raise ... from exc``, so callers only ever catch ``KeeperError``
     └── ValidationError          bad user input
         ├── InvalidAmount
         ├── InvalidAddress
-        └── InvalidCron
+        ├── InvalidCron
+        └── JobRefused           `job create`'s check: the job cannot work as given
 """
 
 from __future__ import annotations
@@ -127,3 +128,8 @@ class InvalidAddress(ValidationError):
 
 class InvalidCron(ValidationError):
     """A cron expression does not parse or can never fire."""
+
+
+class JobRefused(ValidationError):
+    """`job create`'s check found the job cannot work as given (its target call or resolver
+    reverts, its gas limit is too low, its event is not in the emitter's ABI)."""

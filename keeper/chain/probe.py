@@ -75,8 +75,10 @@ def _reason(exc: Exception) -> str:
     if revert is None:
         text = " ".join(str(exc).split())
         return text[:200] or type(exc).__name__
-    if revert.error_name == "Empty" or (
-        revert.error_name == "Error" and revert.args in ((), ("",))
+    if (
+        revert.error_name == "Empty"
+        or (revert.error_name == "Error" and revert.args in ((), ("",)))
+        or (revert.error_name == "Unknown" and revert.args in ((), ("",)))
     ):
         return EMPTY_REVERT
     if revert.error_name == "Error" and len(revert.args) == 1:

@@ -8,6 +8,7 @@ RPC, a revert (by its custom error's name) or any other web3 failure is one line
 from __future__ import annotations
 
 import argparse
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,11 +22,12 @@ from web3.types import TxReceipt
 from keeper.chain.contracts import JOB_VIEW_FIELDS, Deployment, bind, call
 from keeper.cli.chain_io import chain_step, load_deployment, reading_web3, send, signing_web3
 from keeper.cli.jobspec import CHECK_UPKEEP_SELECTOR, draft_from_flags, parse_address
+from keeper.cli.simulate import simulate_job
 from keeper.config import Settings
 from keeper.core.jobs import Trigger
 from keeper.core.triggers import LOG_INDEX_MASK, TriggerKind, split_event_cursor
 from keeper.core.units import format_ether, parse_amount
-from keeper.errors import ContractRevert, InvalidAmount, ValidationError
+from keeper.errors import ContractRevert, InvalidAmount, JobRefused, ValidationError
 
 ZERO_TOPIC = b"\x00" * 32
 
@@ -126,6 +128,19 @@ async def job_create(settings: Settings, args: argparse.Namespace) -> int:
     draft = draft_from_flags(args)
     deposit = parse_amount(args.fund) if args.fund is not None else None
     w3, account, tm = await _owner(settings)
+    async with chain_step("check the job"):
+        found = await simulate_job(w3, tm, account.address, draft, args.emitter_abi)
+    for line in found.notes:
+        print(f"check: {line}")
+    for line in found.warnings:
+        print(f"warning: {line}", file=sys.stderr)
+    if found.refusals:
+        if not args.force:
+            raise JobRefused(
+                "; ".join(found.refusals) + " (nothing was sent; --force creates it anyway)"
+            )
+        for line in found.refusals:
+            print(f"warning: {line} (created anyway: --force)", file=sys.stderr)
     async with chain_step("createJob"):
         if deposit is None:
             required = tm.functions.requiredDeposit(draft.gas_limit, draft.max_gas_price)

@@ -80,7 +80,9 @@ def test_a_revert_is_reported_by_its_custom_error_name(cli_chain: CliChain) -> N
 
 @pytest.mark.usefixtures("unchanged")
 def test_an_interval_below_the_contract_minimum_reverts_by_name(cli_chain: CliChain) -> None:
-    result = create(cli_chain, "--target", cli_chain.target, "--calldata", "0x", "--every", "5s")
+    result = create(
+        cli_chain, "--target", cli_chain.target, "--calldata", "onTime()", "--every", "5s"
+    )
     assert_one_line_error(result, "createJob reverted: IntervalTooShort(5, 10)")
 
 
@@ -120,7 +122,7 @@ def test_a_job_owner_without_gas_money_is_refused(cli_chain: CliChain) -> None:
     poor = Account.create()
     before = int(cli_chain.tm.functions.nextJobId().call())
     result = create(
-        cli_chain, "--target", cli_chain.target, "--calldata", "0x", *EVERY, key=key_hex(poor)
+        cli_chain, "--target", cli_chain.target, "--calldata", "onTime()", *EVERY, key=key_hex(poor)
     )
     assert_one_line_error(result, "insufficient funds")
     assert int(cli_chain.tm.functions.nextJobId().call()) == before
