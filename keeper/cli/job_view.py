@@ -190,7 +190,7 @@ async def read_job(
     return record
 
 
-async def _contracts(
+async def read_contracts(
     settings: Settings,
 ) -> tuple[AsyncWeb3[Any], AsyncContract, AsyncContract, Deployment]:
     w3 = await reading_web3(settings)
@@ -204,7 +204,7 @@ async def _contracts(
 
 async def job_list(settings: Settings, args: argparse.Namespace) -> int:
     owner = parse_address(args.owner, "--owner") if args.owner else None
-    _w3, tm, registry, deployment = await _contracts(settings)
+    _w3, tm, registry, deployment = await read_contracts(settings)
     filters = {"owner": owner} if owner else {}
     async with chain_step("job list"):
         logs = await get_logs_paged(tm.events.JobCreated(), deployment.block, filters)
@@ -284,6 +284,36 @@ def compute_time_left(record: JobRecord, runway: int, spacing: int | None) -> in
     return runway * spacing if spacing else None
 
 
+def compute_spacing(record: JobRecord, times: dict[int, int]) -> int | None:
+    """Mean seconds between the recent executions (None with fewer than two)."""
+    recent = record.executions[-RECENT_EXECUTIONS:]
+    if len(recent) < 2:
+        return None
+    first, last = (times[int(log["blockNumber"])] for log in (recent[0], recent[-1]))
+    return (last - first) // (len(recent) - 1) or None
+
+
+@dataclass(frozen=True)
+class Runway:
+    """What the balance still pays for at the recent price: executions and (when known) time."""
+
+    executions: int | None  # None before the first execution
+    seconds: int | None
+    average: int | None
+
+
+async def read_runway(w3: AsyncWeb3[Any], record: JobRecord) -> Runway:
+    """The runway of a record read `with history`."""
+    average = compute_money(record).average
+    executions = compute_runway(record.job.balance, record.min_balance, average)
+    if executions is None:
+        return Runway(None, None, None)
+    recent = record.executions[-RECENT_EXECUTIONS:]
+    times = await _timestamps(w3, [int(log["blockNumber"]) for log in recent])
+    seconds = compute_time_left(record, executions, compute_spacing(record, times))
+    return Runway(executions, seconds, average)
+
+
 def describe_next_run(record: JobRecord, evaluation: Any) -> str:
     if not evaluation.can_run:
         return f"none while {state_word(evaluation.state).lower()}"
@@ -325,7 +355,7 @@ async def job_show(settings: Settings, args: argparse.Namespace) -> int:
     limit = args.limit
     if limit is not None and limit < 1:
         raise ValidationError(f"--limit must be at least 1, got {limit}")
-    w3, tm, registry, deployment = await _contracts(settings)
+    w3, tm, registry, deployment = await read_contracts(settings)
     async with chain_step("job show"):
         await fetch_job(tm, job_id)
         quorums = await read_quorums(registry)
@@ -460,11 +490,7 @@ def money_rows(
                 f"{min(money.executions, RECENT_EXECUTIONS)})",
             )
         )
-    recent = record.executions[-RECENT_EXECUTIONS:]
-    spacing = None
-    if len(recent) >= 2:
-        first, last = (times[int(log["blockNumber"])] for log in (recent[0], recent[-1]))
-        spacing = (last - first) // (len(recent) - 1) or None
+    spacing = compute_spacing(record, times)
     runway = compute_runway(job.balance, record.min_balance, money.average)
     if runway is not None:
         left = compute_time_left(record, runway, spacing)

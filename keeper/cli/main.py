@@ -328,21 +328,9 @@ def _add_job_parsers(commands: Any) -> None:
         help="most the job pays per gas, e.g. 50gwei; keepers wait while the chain's price "
         "is above it (default: no cap of its own)",
     )
-    checks = create.add_argument_group(
-        "checked before it is sent: the target called from the job's own caller with its gas "
-        "limit, the resolver as keepers call it, the event among the emitter's recent logs"
-    )
-    checks.add_argument(
-        "--emitter-abi",
-        dest="emitter_abi",
-        metavar="FILE",
-        help="--on-event jobs: the emitter's ABI (JSON list or artifact); topic0 must be one of "
-        "its events",
-    )
-    checks.add_argument(
-        "--force", action="store_true", help="create the job even if a check refuses it"
-    )
     _common(create, CONNECTION)
+
+    _add_watch_parser(actions)
 
     simple: list[tuple[str, str, list[tuple[str, str]]]] = [
         (
@@ -390,6 +378,47 @@ def _add_job_parsers(commands: Any) -> None:
                 "--csv", action="store_true", help="only the executions, as CSV (time, reason...)"
             )
         _common(action, CONNECTION)
+
+
+def _add_watch_parser(actions: Any) -> None:
+    watch = actions.add_parser(
+        "watch",
+        help="follow jobs: executions, failures, pauses, underfunding, low runway; lines and a "
+        "webhook",
+        description="Follows jobs (the IDs given, or every job of --owner, by default the key's "
+        "account) and prints what happens to them: executions, failures with their reason, "
+        "pauses (auto-pauses after failures), top-ups, underfunding and low runway. With "
+        '--webhook each is also POSTed as JSON, a Slack-compatible {"text": ...}.',
+    )
+    watch.add_argument("ids", nargs="*", metavar="ID", help="the jobs to follow")
+    watch.add_argument("--owner", metavar="ADDR", help="follow every job of ADDR, new ones too")
+    watch.add_argument("--webhook", metavar="URL", help="POST each report here as JSON")
+    watch.add_argument(
+        "--low-runway",
+        dest="low_runway",
+        default="10",
+        metavar="N|TIME",
+        help="report a runway below N executions (default 10) or below a time: 12h, 2d",
+    )
+    watch.add_argument(
+        "--from-block",
+        dest="from_block",
+        type=int,
+        metavar="B",
+        help="start at block B (default: the next block)",
+    )
+    watch.add_argument(
+        "--to-block", dest="to_block", type=int, metavar="B", help="stop after block B"
+    )
+    watch.add_argument(
+        "--poll-interval",
+        dest="poll_interval",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="seconds between looks at the chain (default 2)",
+    )
+    _common(watch, CONNECTION)
 
 
 def _add_account_parsers(commands: Any) -> None:
@@ -519,6 +548,10 @@ async def cmd_job(args: argparse.Namespace) -> int:
     from keeper.cli.job import JOB_COMMANDS
     from keeper.cli.job_view import VIEW_COMMANDS
 
+    if args.job_command == "watch":
+        from keeper.cli.watch import job_watch
+
+        return await job_watch(settings, args)
     command = VIEW_COMMANDS.get(args.job_command) or JOB_COMMANDS[args.job_command]
     return await command(settings, args)
 

@@ -6,14 +6,19 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from eth_abi.abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
+from eth_utils.crypto import keccak
 from web3 import Web3
 
 from keeper.chain.contracts import JOB_VIEW_FIELDS
+from keeper.core.triggers import compute_time_cursor
 from tests.anvil import AnvilProcess
 
 KEEPER = Path(sys.executable).parent / "keeper"
@@ -124,18 +129,20 @@ class CliChain:
         )
 
 
-def harness_net(cli_chain: CliChain) -> Any:
+@asynccontextmanager
+async def harness_net(cli_chain: CliChain) -> AsyncIterator[Any]:
     """tests.harness.Net over the CLI's anvil and deployment: dev accounts 2-8 are keepers
     (harness helpers standing in for nodes), dev account 0 deployed and owns the jobs."""
     from keeper.chain.anvil import AnvilChain
     from keeper.chain.contracts import DeployParams, bind, contract_at
+    from keeper.chain.rpc import disconnect
     from keeper.core.report import Domain
     from tests.harness import Net
 
     chain = AnvilChain(cli_chain.anvil, accounts=10)
     w3 = chain.web3()
     contracts = bind(w3, cli_chain.deployment)
-    return Net(
+    net = Net(
         chain=chain,  # type: ignore[arg-type]
         w3=w3,
         deployment=cli_chain.deployment,
@@ -147,4 +154,53 @@ def harness_net(cli_chain: CliChain) -> Any:
         owner=chain.accounts[0],
         keepers=chain.accounts[2:9],
         domain=Domain(cli_chain.deployment.chain_id, cli_chain.deployment.task_manager),
+    )
+    try:
+        yield net
+    finally:
+        await disconnect(w3)
+
+
+# Time jobs of the money and watch tests: DemoTarget.onTime(), and DemoTarget.onCondition(0),
+# which reverts with its custom error NoWork().
+ON_TIME = keccak(text="onTime()")[:4]
+NO_WORK = keccak(text="onCondition(uint256)")[:4] + abi_encode(["uint256"], [0])
+INTERVAL = 60
+
+
+def create(chain: CliChain, calldata: bytes, *flags: str) -> int:
+    """A Time job calling `calldata` on the demo target, created even if `job create`'s check
+    would refuse it (tests of failures need jobs that fail)."""
+    return created_job_id(
+        chain.keeper(
+            "job", "create", "--target", chain.target, "--calldata", "0x" + calldata.hex(),
+            "--every", f"{INTERVAL}s", "--force", *flags,
+        )
+    )  # fmt: skip
+
+
+def create_unchecked(chain: CliChain, calldata: bytes) -> int:
+    """A Time job made by calling createJob directly (dev account 0, ten required deposits): a
+    job whose call reverts, which `keeper job create` checks would refuse."""
+    trigger = abi_encode(["uint64"], [INTERVAL])
+    spec = (chain.target, calldata, 0, trigger, 200_000, 6700, 0, 0, 0, 0)
+    deposit = 10 * chain.tm.functions.requiredDeposit(200_000, 0).call()
+    sender = {"from": chain.owner.address, "value": deposit}
+    tx = chain.tm.functions.createJob(spec).transact(sender)
+    receipt = chain.w3.eth.wait_for_transaction_receipt(tx)
+    (event,) = chain.tm.events.JobCreated().process_receipt(receipt)
+    return int(event["args"]["jobId"])
+
+
+async def run_round(net: Any, job_id: int, payload: bytes) -> Any:
+    """The job's next slot, executed by its quorum once chain time has reached it."""
+    job = await net.job(job_id)
+    due_at = job["startTime"] if job["round"] == 0 else job["lastCursor"] + INTERVAL
+    net.time_travel(max(due_at, await net.timestamp()) + 1)
+    net.mine(1)
+    now = await net.timestamp()
+    cursor = compute_time_cursor(job["startTime"], INTERVAL, now, job["lastCursor"])
+    assert cursor is not None
+    return await net.execute_round(
+        job_id, cursor, payload, check_block=await net.block_number() - 1
     )

@@ -8,23 +8,24 @@ from __future__ import annotations
 import csv
 import io
 import re
-from typing import Any
 
 import pytest
-from eth_abi.abi import encode as abi_encode
-from eth_utils.crypto import keccak
 
 from keeper.core.job_state import compute_runway
-from keeper.core.triggers import compute_time_cursor
 from keeper.core.units import format_ether
-from tests.cli.support import ETHER, CliChain, assert_ok, created_job_id, harness_net
+from tests.cli.support import (
+    ETHER,
+    NO_WORK,
+    ON_TIME,
+    CliChain,
+    assert_ok,
+    create,
+    create_unchecked,
+    harness_net,
+    run_round,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-ON_TIME = keccak(text="onTime()")[:4]
-# DemoTarget.onCondition(0) reverts with its custom error NoWork().
-NO_WORK = keccak(text="onCondition(uint256)")[:4] + abi_encode(["uint256"], [0])
-INTERVAL = 60
 
 
 def field(output: str, name: str) -> str:
@@ -41,29 +42,6 @@ def states(chain: CliChain) -> dict[int, str]:
     return {int(row.split()[0]): row[start:end].strip() for row in rows}
 
 
-def create(chain: CliChain, calldata: bytes, *flags: str) -> int:
-    return created_job_id(
-        chain.keeper(
-            "job", "create", "--target", chain.target, "--calldata", "0x" + calldata.hex(),
-            "--every", f"{INTERVAL}s", *flags,
-        )
-    )  # fmt: skip
-
-
-async def run_round(net: Any, job_id: int, payload: bytes) -> Any:
-    """The job's next slot, executed by its quorum once chain time has reached it."""
-    job = await net.job(job_id)
-    due_at = job["startTime"] if job["round"] == 0 else job["lastCursor"] + INTERVAL
-    net.time_travel(max(due_at, await net.timestamp()) + 1)
-    net.mine(1)
-    now = await net.timestamp()
-    cursor = compute_time_cursor(job["startTime"], INTERVAL, now, job["lastCursor"])
-    assert cursor is not None
-    return await net.execute_round(
-        job_id, cursor, payload, check_block=await net.block_number() - 1
-    )
-
-
 @pytest.fixture(scope="module")
 def jobs(cli_chain: CliChain) -> dict[str, int]:
     """Jobs made before any keeper registers: one paying its way, one whose call reverts,
@@ -71,7 +49,7 @@ def jobs(cli_chain: CliChain) -> dict[str, int]:
     required = cli_chain.tm.functions.requiredDeposit(200_000, 1).call()
     return {
         "paying": create(cli_chain, ON_TIME, "--fund", "0.05ether"),
-        "failing": create(cli_chain, NO_WORK),
+        "failing": create_unchecked(cli_chain, NO_WORK),
         "thin": create(cli_chain, ON_TIME, "--max-gas-price", "1wei", "--fund", str(required)),
     }
 
@@ -87,84 +65,84 @@ def test_before_any_epoch_no_job_is_shown_active(cli_chain: CliChain, jobs: dict
 async def test_money_counts_every_top_up_and_every_execution(
     cli_chain: CliChain, jobs: dict[str, int]
 ) -> None:
-    net = harness_net(cli_chain)
-    await net.register_keepers([ETHER] * 4)
-    await net.rotate()
-    job_id = jobs["paying"]
-    assert states(cli_chain)[job_id] == "Active"
-    # given a 0.05 ether job topped up twice, and three executions
-    assert_ok(cli_chain.keeper("job", "fund", str(job_id), "0.5ether"))
-    assert_ok(cli_chain.keeper("job", "fund", str(job_id), "0.25ether"))
-    payments = []
-    for _ in range(3):
-        receipt = await run_round(net, job_id, ON_TIME)
-        (event,) = await net.events(net.tm, "JobExecuted", receipt)
-        payments.append(int(event["args"]["payment"]))
-    out = assert_ok(cli_chain.keeper("job", "show", str(job_id)))
-    # then the deposit counts both top-ups and the spending all three executions
-    assert field(out, "deposited") == "0.8 ether (0.05 ether at creation + 2 top-up(s))"
-    assert field(out, "spent") == f"{format_ether(sum(payments))} on 3 execution(s)"
-    average = sum(payments) // 3
-    assert field(out, "average cost") == f"{format_ether(average)} per execution (the last 3)"
-    view = cli_chain.job(job_id)
-    assert view["balance"] == 8 * ETHER // 10 - sum(payments)
-    min_balance = cli_chain.tm.functions.minBalance(job_id).call()
-    runway = compute_runway(view["balance"], min_balance, average)
-    assert runway is not None and runway > 3
-    assert field(out, "runway").startswith(f"{runway} execution(s) at the recent price, about ")
-    # and the next run is a date, not a cursor
-    assert re.fullmatch(
-        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \((in \w+|\w+ ago)\)", field(out, "next run")
-    ), out
-    assert "executions (3)" in out
+    async with harness_net(cli_chain) as net:
+        await net.register_keepers([ETHER] * 4)
+        await net.rotate()
+        job_id = jobs["paying"]
+        assert states(cli_chain)[job_id] == "Active"
+        # given a 0.05 ether job topped up twice, and three executions
+        assert_ok(cli_chain.keeper("job", "fund", str(job_id), "0.5ether"))
+        assert_ok(cli_chain.keeper("job", "fund", str(job_id), "0.25ether"))
+        payments = []
+        for _ in range(3):
+            receipt = await run_round(net, job_id, ON_TIME)
+            (event,) = await net.events(net.tm, "JobExecuted", receipt)
+            payments.append(int(event["args"]["payment"]))
+        out = assert_ok(cli_chain.keeper("job", "show", str(job_id)))
+        # then the deposit counts both top-ups and the spending all three executions
+        assert field(out, "deposited") == "0.8 ether (0.05 ether at creation + 2 top-up(s))"
+        assert field(out, "spent") == f"{format_ether(sum(payments))} on 3 execution(s)"
+        average = sum(payments) // 3
+        assert field(out, "average cost") == f"{format_ether(average)} per execution (the last 3)"
+        view = cli_chain.job(job_id)
+        assert view["balance"] == 8 * ETHER // 10 - sum(payments)
+        min_balance = cli_chain.tm.functions.minBalance(job_id).call()
+        runway = compute_runway(view["balance"], min_balance, average)
+        assert runway is not None and runway > 3
+        assert field(out, "runway").startswith(f"{runway} execution(s) at the recent price, about ")
+        # and the next run is a date, not a cursor
+        assert re.fullmatch(
+            r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \((in \w+|\w+ ago)\)", field(out, "next run")
+        ), out
+        assert "executions (3)" in out
 
-    # --limit pages the newest; --csv is a table of every execution
-    two = assert_ok(cli_chain.keeper("job", "show", str(job_id), "--limit", "2"))
-    assert "executions (3; the newest 2 shown: --limit N for more, --csv for a table)" in two
-    rounds = [ln for ln in two.splitlines() if ln.startswith("  round ") and "  cursor " in ln]
-    shown = [ln.split()[1] for ln in rounds]
-    assert shown == ["1", "2"]
-    table = assert_ok(cli_chain.keeper("job", "show", str(job_id), "--csv"))
-    rows = list(csv.DictReader(io.StringIO(table)))
-    assert [int(r["payment_wei"]) for r in rows] == payments
-    assert [r["round"] for r in rows] == ["0", "1", "2"]
-    assert all(r["success"] == "success" and r["time"].endswith(" UTC") for r in rows)
+        # --limit pages the newest; --csv is a table of every execution
+        two = assert_ok(cli_chain.keeper("job", "show", str(job_id), "--limit", "2"))
+        assert "executions (3; the newest 2 shown: --limit N for more, --csv for a table)" in two
+        rounds = [ln for ln in two.splitlines() if ln.startswith("  round ") and "  cursor " in ln]
+        shown = [ln.split()[1] for ln in rounds]
+        assert shown == ["1", "2"]
+        table = assert_ok(cli_chain.keeper("job", "show", str(job_id), "--csv"))
+        rows = list(csv.DictReader(io.StringIO(table)))
+        assert [int(r["payment_wei"]) for r in rows] == payments
+        assert [r["round"] for r in rows] == ["0", "1", "2"]
+        assert all(r["success"] == "success" and r["time"].endswith(" UTC") for r in rows)
 
 
 async def test_a_failed_execution_shows_its_decoded_reason_and_the_auto_pause(
     cli_chain: CliChain, jobs: dict[str, int]
 ) -> None:
-    net = harness_net(cli_chain)
-    job_id = jobs["failing"]
-    await run_round(net, job_id, NO_WORK)
-    out = assert_ok(cli_chain.keeper("job", "show", str(job_id)))
-    (line,) = [ln for ln in out.splitlines() if ln.startswith("  round 0  cursor ")]
-    assert "  FAILED  " in line and line.endswith("  reason NoWork()")
-    assert field(out, "failures") == "1 in a row (pauses itself at 3)"
-    # when it fails twice more, the contract pauses it and the CLI says so everywhere
-    for _ in range(2):
+    async with harness_net(cli_chain) as net:
+        job_id = jobs["failing"]
         await run_round(net, job_id, NO_WORK)
-    out = assert_ok(cli_chain.keeper("job", "show", str(job_id)))
-    assert field(out, "auto-paused").startswith("1 time(s), last at block ")
-    assert field(out, "auto-paused").endswith("after 3 failed execution(s) in a row")
-    assert field(out, "state").startswith("Paused: paused")
-    assert field(out, "spent").endswith("on 3 execution(s), 3 failed")
-    assert states(cli_chain)[job_id] == "Paused"
+        out = assert_ok(cli_chain.keeper("job", "show", str(job_id)))
+        (line,) = [ln for ln in out.splitlines() if ln.startswith("  round 0  cursor ")]
+        assert "  FAILED  " in line and line.endswith("  reason NoWork()")
+        assert field(out, "failures") == "1 in a row (pauses itself at 3)"
+        # when it fails twice more, the contract pauses it and the CLI says so everywhere
+        for _ in range(2):
+            await run_round(net, job_id, NO_WORK)
+        out = assert_ok(cli_chain.keeper("job", "show", str(job_id)))
+        assert field(out, "auto-paused").startswith("1 time(s), last at block ")
+        assert field(out, "auto-paused").endswith("after 3 failed execution(s) in a row")
+        assert field(out, "state").startswith("Paused: paused")
+        assert field(out, "spent").endswith("on 3 execution(s), 3 failed")
+        assert states(cli_chain)[job_id] == "Paused"
 
 
 async def test_a_job_below_its_minimum_balance_is_underfunded(
     cli_chain: CliChain, jobs: dict[str, int]
 ) -> None:
-    net = harness_net(cli_chain)
-    job_id = jobs["thin"]
-    await run_round(net, job_id, ON_TIME)
-    view = cli_chain.job(job_id)
-    min_balance = cli_chain.tm.functions.minBalance(job_id).call()
-    assert view["balance"] < min_balance
-    assert states(cli_chain)[job_id] == "Underfunded"
-    out = assert_ok(cli_chain.keeper("job", "show", str(job_id)))
-    assert field(out, "state") == (
-        f"Underfunded: underfunded: has {format_ether(view['balance'])}, needs "
-        f"{format_ether(min_balance)} for one worst-case execution"
-    )
-    assert field(out, "runway").startswith("0 execution(s) at the recent price, about 0s")
+    async with harness_net(cli_chain) as net:
+        job_id = jobs["thin"]
+        await run_round(net, job_id, ON_TIME)
+        view = cli_chain.job(job_id)
+        min_balance = cli_chain.tm.functions.minBalance(job_id).call()
+        assert view["balance"] < min_balance
+        assert states(cli_chain)[job_id] == "Underfunded"
+        out = assert_ok(cli_chain.keeper("job", "show", str(job_id)))
+        assert field(out, "state") == (
+            f"Underfunded: underfunded: has {format_ether(view['balance'])}, needs "
+            f"{format_ether(min_balance)} for one worst-case execution"
+        )
+        assert field(out, "runway").startswith("0 execution(s) at the recent price, about 0s")

@@ -147,40 +147,42 @@ def test_endpoint_set_moves_the_endpoint_and_refuses_a_bad_url(cli_chain: CliCha
 async def test_earnings_are_shown_then_withdrawn(cli_chain: CliChain, closed_url: str) -> None:
     """Given a round executed by a quorum member, its status shows the payment as earnings and
     the quorum it serves in; `keeper withdraw` pays them out, and a second one is refused."""
-    net = harness_net(cli_chain)
-    await net.register_keepers([ETHER] * 4)
-    await net.age_epoch()
-    await net.rotate()
-    job_id = created_job_id(
-        cli_chain.keeper(
-            "job", "create", "--target", cli_chain.target, "--calldata", "onTime()", "--every",
-            "60s",
+    async with harness_net(cli_chain) as net:
+        await net.register_keepers([ETHER] * 4)
+        await net.age_epoch()
+        await net.rotate()
+        job_id = created_job_id(
+            cli_chain.keeper(
+                "job", "create", "--target", cli_chain.target, "--calldata", "onTime()", "--every",
+                "60s",
+            )
+        )  # fmt: skip
+        start = (await net.job(job_id))["startTime"]
+        check_block = await net.block_number() - 1
+        quorum, members = await net.quorum_for_job(job_id)
+        receipt = await net.execute_round(
+            job_id, start, keccak(text="onTime()")[:4], check_block=check_block
         )
-    )  # fmt: skip
-    start = (await net.job(job_id))["startTime"]
-    check_block = await net.block_number() - 1
-    quorum, members = await net.quorum_for_job(job_id)
-    receipt = await net.execute_round(
-        job_id, start, keccak(text="onTime()")[:4], check_block=check_block
-    )
-    (event,) = await net.events(net.tm, "JobExecuted", receipt)
-    payment = int(event["args"]["payment"])
-    executor = net.account_of(members[0].address)
-    index = [a.address for a in cli_chain.accounts].index(executor.address)
-    out = as_(cli_chain, index, "status", "--url", closed_url)
-    assert field(out, "earnings") == f"{format_ether(payment)} (`keeper withdraw` pays them out)"
-    assert str(quorum) in field(out, "quorums").split("serves in: ")[1].split(", ")
-    assert status_json(cli_chain, index, closed_url)["earnings_wei"] == str(payment)
+        (event,) = await net.events(net.tm, "JobExecuted", receipt)
+        payment = int(event["args"]["payment"])
+        executor = net.account_of(members[0].address)
+        index = [a.address for a in cli_chain.accounts].index(executor.address)
+        out = as_(cli_chain, index, "status", "--url", closed_url)
+        assert (
+            field(out, "earnings") == f"{format_ether(payment)} (`keeper withdraw` pays them out)"
+        )
+        assert str(quorum) in field(out, "quorums").split("serves in: ")[1].split(", ")
+        assert status_json(cli_chain, index, closed_url)["earnings_wei"] == str(payment)
 
-    before = cli_chain.w3.eth.get_balance(executor.address)
-    out = as_(cli_chain, index, "withdraw")
-    assert "withdrew" in out
-    assert int(await net.tm.functions.earnings(executor.address).call()) == 0
-    gained = cli_chain.w3.eth.get_balance(executor.address) - before
-    assert 0 < gained <= payment
-    assert_one_line_error(
-        cli_chain.keeper("withdraw", key=key_hex(executor)), "has no earnings to withdraw"
-    )
+        before = cli_chain.w3.eth.get_balance(executor.address)
+        out = as_(cli_chain, index, "withdraw")
+        assert "withdrew" in out
+        assert int(await net.tm.functions.earnings(executor.address).call()) == 0
+        gained = cli_chain.w3.eth.get_balance(executor.address) - before
+        assert 0 < gained <= payment
+        assert_one_line_error(
+            cli_chain.keeper("withdraw", key=key_hex(executor)), "has no earnings to withdraw"
+        )
 
 
 async def test_exit_then_withdraw_after_unbonding(cli_chain: CliChain, closed_url: str) -> None:
@@ -202,15 +204,15 @@ async def test_exit_then_withdraw_after_unbonding(cli_chain: CliChain, closed_ur
     assert field(status, "registration").startswith("exiting: serves through epoch ")
     assert "stake unbonding until" in field(status, "registration")
 
-    net = harness_net(cli_chain)
-    exit_epoch = int(keeper_info(cli_chain, OPERATOR)[2])
-    unbond_at = int(keeper_info(cli_chain, OPERATOR)[3])
-    while await net.epoch() <= exit_epoch:
-        net.time_travel(max(unbond_at, await net.timestamp()) + 3600)
-        await net.rotate()
-    net.mine(25)  # past the epoch's grace blocks
-    before = cli_chain.w3.eth.get_balance(cli_chain.accounts[OPERATOR].address)
-    out = as_(cli_chain, OPERATOR, "exit", "--withdraw")
-    assert "withdrew the stake" in out and "2.5 ether" in out
-    assert keeper_info(cli_chain, OPERATOR)[1] == WITHDRAWN
-    assert cli_chain.w3.eth.get_balance(cli_chain.accounts[OPERATOR].address) > before
+    async with harness_net(cli_chain) as net:
+        exit_epoch = int(keeper_info(cli_chain, OPERATOR)[2])
+        unbond_at = int(keeper_info(cli_chain, OPERATOR)[3])
+        while await net.epoch() <= exit_epoch:
+            net.time_travel(max(unbond_at, await net.timestamp()) + 3600)
+            await net.rotate()
+        net.mine(25)  # past the epoch's grace blocks
+        before = cli_chain.w3.eth.get_balance(cli_chain.accounts[OPERATOR].address)
+        out = as_(cli_chain, OPERATOR, "exit", "--withdraw")
+        assert "withdrew the stake" in out and "2.5 ether" in out
+        assert keeper_info(cli_chain, OPERATOR)[1] == WITHDRAWN
+        assert cli_chain.w3.eth.get_balance(cli_chain.accounts[OPERATOR].address) > before
