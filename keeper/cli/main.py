@@ -328,6 +328,20 @@ def _add_job_parsers(commands: Any) -> None:
         help="most the job pays per gas, e.g. 50gwei; keepers wait while the chain's price "
         "is above it (default: no cap of its own)",
     )
+    checks = create.add_argument_group(
+        "checked before it is sent: the target called from the job's own caller with its gas "
+        "limit, the resolver as keepers call it, the event among the emitter's recent logs"
+    )
+    checks.add_argument(
+        "--emitter-abi",
+        dest="emitter_abi",
+        metavar="FILE",
+        help="--on-event jobs: the emitter's ABI (JSON list or artifact); topic0 must be one of "
+        "its events",
+    )
+    checks.add_argument(
+        "--force", action="store_true", help="create the job even if a check refuses it"
+    )
     _common(create, CONNECTION)
 
     _add_watch_parser(actions)
