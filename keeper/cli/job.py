@@ -228,6 +228,32 @@ async def job_transfer(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+# TaskManager.setMaxFailures takes 0-254 (255 is its own "never" mark).
+MAX_FAILURES_LIMIT = 254
+
+
+async def job_max_failures(settings: Settings, args: argparse.Namespace) -> int:
+    """How many failed executions in a row pause the job (TaskManager.setMaxFailures)."""
+    job_id = parse_job_id(args.id)
+    text = args.count.strip()
+    if not text.isdigit() or int(text) > MAX_FAILURES_LIMIT:
+        raise ValidationError(
+            f"invalid failure count {args.count!r}: "
+            f"expected 0-{MAX_FAILURES_LIMIT} (0: never pause)"
+        )
+    count = int(text)
+    w3, account, tm = await _owner(settings)
+    async with chain_step("setMaxFailures"):
+        await fetch_job(tm, job_id)
+        receipt = await send(w3, account, tm.functions.setMaxFailures(job_id, count))
+    if count == 0:
+        print(f"job {job_id} never pauses itself after failures")
+    else:
+        print(f"job {job_id} pauses itself after {count} failed executions in a row")
+    print(tx_line(receipt))
+    return 0
+
+
 JOB_COMMANDS = {
     "create": job_create,
     "fund": job_fund,
@@ -237,4 +263,5 @@ JOB_COMMANDS = {
     "withdraw": job_owner_action,
     "accept": job_owner_action,
     "transfer": job_transfer,
+    "max-failures": job_max_failures,
 }

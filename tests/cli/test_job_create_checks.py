@@ -15,6 +15,7 @@ from tests.cli.support import (
     assert_ok,
     assert_one_line_error,
     created_job_id,
+    key_hex,
 )
 
 DEMO_EVENT = "0x" + keccak(text="DemoEvent(address,uint256,uint256)").hex()
@@ -90,3 +91,23 @@ def test_an_event_never_seen_gets_a_warning_and_one_the_abi_lacks_is_refused(
         "--emitter-abi", abi,
     )  # fmt: skip
     created_job_id(right)
+
+
+def test_the_owner_sets_how_many_failures_pause_a_job(cli_chain: CliChain) -> None:
+    job_id = created_job_id(create(cli_chain, "--calldata", "onTime()", "--every", "60s"))
+    assert cli_chain.job(job_id)["maxFailures"] == 3  # a new job's default
+    # the owner sets it, 0 meaning never
+    out = assert_ok(cli_chain.keeper("job", "max-failures", str(job_id), "0"))
+    assert "never pauses itself" in out
+    assert cli_chain.job(job_id)["maxFailures"] == 0
+    assert_ok(cli_chain.keeper("job", "max-failures", str(job_id), "5"))
+    assert cli_chain.job(job_id)["maxFailures"] == 5
+    # a count the contract cannot take, and a stranger, are refused in one line
+    before = cli_chain.snapshot()
+    bad = cli_chain.keeper("job", "max-failures", str(job_id), "255")
+    assert_one_line_error(bad, "invalid failure count '255'")
+    stranger = key_hex(cli_chain.accounts[6])
+    refused = cli_chain.keeper("job", "max-failures", str(job_id), "1", key=stranger)
+    assert_one_line_error(refused, "NotJobOwner")
+    assert cli_chain.snapshot() == before
+    assert cli_chain.job(job_id)["maxFailures"] == 5
