@@ -374,6 +374,12 @@ def _add_job_parsers(commands: Any) -> None:
             [JOB_ID, NEW_OWNER],
         ),
         ("accept", "take over a job offered to this account", [JOB_ID]),
+        (
+            "max-failures",
+            "set how many failed executions in a row pause the job (default 3; 0 = never; "
+            "owner only)",
+            [JOB_ID, ("count", "failures in a row, 0-254 (0: never pause)")],
+        ),
     ]
     for name, text, positionals in simple:
         action = actions.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
