@@ -90,7 +90,9 @@ class ProviderLookalike:
     """A hosted provider's look-alike in front of anvil, on `/v3/KEY` (the API key in the
     path): it answers HTTP 429 with Retry-After while `limited`, and while `lag` > 0 answers
     `eth_getBlockByNumber("latest")` with the block `lag` below the real head, as a second
-    backend behind a load balancer does. It counts the POSTs it receives in `requests`."""
+    backend behind a load balancer does. It counts the POSTs it receives in `requests`.
+    Switched by hand, for tests that want one behaviour at a time; tests/provider.py's
+    ProviderEmulator plays a whole hosted plan (limits, refusals, alternating backends)."""
 
     def __init__(self, upstream: str, key: str) -> None:
         self.upstream = upstream
