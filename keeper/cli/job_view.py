@@ -12,9 +12,11 @@ import argparse
 import csv
 import dataclasses
 import io
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from eth_utils.hexadecimal import encode_hex
 from web3 import AsyncWeb3
 from web3.contract import AsyncContract
@@ -62,6 +64,36 @@ STATE_WORDS = {
 
 def state_word(state: JobState) -> str:
     return STATE_WORDS.get(state, "Active")
+
+
+NODE_TIMEOUT = 5
+
+
+async def fetch_node_views(url: str, path: str) -> tuple[Any, str | None]:
+    """GET a job view of a node's admin listener (`/v1/jobs` or `/v1/jobs/{id}`): the JSON,
+    or None and why not (unreachable, or 404 for a job the node does not know)."""
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=NODE_TIMEOUT)) as session,
+            session.get(url.rstrip("/") + path) as response,
+        ):
+            if response.status == 404:
+                return None, "the node does not know this job"
+            if response.status != 200:
+                return None, f"HTTP {response.status}"
+            return await response.json(), None
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        return None, f"not reachable ({type(exc).__name__})"
+
+
+def node_state_word(view: dict[str, Any]) -> str | None:
+    """The STATE word of a node's evaluation; None where the node's view adds nothing (a job
+    its quorums do not serve, or a state this CLI does not know)."""
+    try:
+        state = JobState(str(view.get("state")))
+    except ValueError:
+        return None
+    return None if state == JobState.NOT_MINE else state_word(state)
 
 
 def describe_failure(reason: bytes) -> str:
@@ -216,6 +248,18 @@ async def job_list(settings: Settings, args: argparse.Namespace) -> int:
     if not records:
         print("no jobs" + (f" owned by {owner}" if owner else ""))
         return 0
+    node_states: dict[int, str] = {}
+    if args.admin_url:
+        views, problem = await fetch_node_views(args.admin_url, "/v1/jobs")
+        if problem:
+            print(
+                f"keeper: warning: node {args.admin_url} {problem}: states from the chain",
+                file=sys.stderr,
+            )
+        for view in views or []:
+            word = node_state_word(view)
+            if word is not None:
+                node_states[int(view["id"])] = word
     rows = [("ID", "KIND", "STATUS", "STATE", "ROUND", "LAST CURSOR", "BALANCE (ETH)", "TARGET")]
     for r in records:
         rows.append(
@@ -223,7 +267,7 @@ async def job_list(settings: Settings, args: argparse.Namespace) -> int:
                 str(r.job_id),
                 r.job.kind.name,
                 JobStatus(int(r.view["status"])).name,
-                state_word(r.evaluation.state),
+                node_states.get(r.job_id) or state_word(r.evaluation.state),
                 str(r.job.round),
                 format_cursor(r.job.kind, r.job.last_cursor),
                 ether(r.job.balance),
@@ -376,8 +420,26 @@ async def job_show(settings: Settings, args: argparse.Namespace) -> int:
             writer.writerow(_execution_cells(log, record, times))
         print(out.getvalue(), end="")
         return 0
-    print("\n".join(render_job(record, worst_runway, worst_cost, shown, times)))
+    lines = render_job(record, worst_runway, worst_cost, shown, times)
+    if args.admin_url:
+        view, problem = await fetch_node_views(args.admin_url, f"/v1/jobs/{job_id}")
+        lines[4:4] = node_lines(args.admin_url, view, problem)
+    print("\n".join(lines))
     return 0
+
+
+def node_lines(url: str, view: dict[str, Any] | None, problem: str | None) -> list[str]:
+    """The node's evaluation of the job (the `why` its quorum sees), under the chain's."""
+    if view is None:
+        return [f"  {'node says':<15}nothing: {problem} ({url})"]
+    word = node_state_word(view) or str(view.get("state"))
+    lines = [
+        f"  {'node says':<15}{word}: {view.get('reason')} (block "
+        f"{view.get('evaluated_at_block')}, {url})"
+    ]
+    for seen in (view.get("reasons") or [])[-3:]:
+        lines.append(f"  {'':<15}earlier, block {seen.get('block')}: {seen.get('reason')}")
+    return lines
 
 
 def render_job(

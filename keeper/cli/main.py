@@ -387,6 +387,14 @@ def _add_job_parsers(commands: Any) -> None:
             action.add_argument(dest, metavar=dest.upper(), help=helptext)
         if name == "list":
             action.add_argument("--owner", metavar="ADDR", help="only this owner's jobs")
+        if name in ("list", "show"):
+            action.add_argument(
+                "--admin-url",
+                dest="admin_url",
+                metavar="URL",
+                help="a node's admin listener: its own evaluation of the job (why it waits) "
+                "beside the chain's",
+            )
         if name == "show":
             action.add_argument(
                 "--limit",
