@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from eth_account.signers.local import LocalAccount
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
@@ -194,7 +194,12 @@ class Cluster:
         return sorted(logs, key=lambda x: (x["blockNumber"], x["logIndex"]))
 
     async def status(self, i: int) -> dict[str, Any]:
-        return json.loads(self.cli("status", "--url", self.keepers[i].admin_endpoint))
+        """The node's own status (its admin listener's /v1/status), as monitoring reads it."""
+        url = f"{self.keepers[i].admin_endpoint}/v1/status"
+        async with aiohttp.ClientSession() as session, session.get(url) as response:
+            assert response.status == 200, await response.text()
+            body: dict[str, Any] = await response.json()
+            return body
 
     async def wait_until(
         self, predicate: Callable[[], Awaitable[bool]], timeout: float, what: str
