@@ -230,6 +230,8 @@ class ChainFollower:
             finalized = await self.finalized_block()
             if finalized is not None:
                 back_to = max(back_to, min(head[0], finalized))
+            # Below the store's snapshot nothing can be put back: it would start over.
+            back_to = max(back_to, min(head[0], await self._store.snapshot_block()))
             await self._store.rollback_to(back_to, restart_turns=False)
             log.info("sync.resume from=%d stored_head=%d", back_to, head[0])
 

@@ -297,7 +297,7 @@ class ChainState:
                 top = max(headers)
                 self._folds[("head",)] = (top[0], top[1])
                 for key in [k for k in self._folds if k[0] == "block"]:
-                    if key[1] <= top[0] - keep_blocks:
+                    if key[1] < top[0] - keep_blocks:
                         del self._folds[key]
 
     def _forget_chain_reads(self, *, keep_registry: bool) -> None:
@@ -353,7 +353,9 @@ class ChainState:
                 if headers:
                     top = max(h[0] for h in headers)
                     cut = top - self.keep_blocks
-                    await db.execute("DELETE FROM blocks WHERE number <= ?", (cut,))
+                    # The snapshot's own header stays: the head after a rollback to it, and
+                    # the bottom of the follower's walk back (a reorg below it starts over).
+                    await db.execute("DELETE FROM blocks WHERE number < ?", (cut,))
                     advance = await self._advance_snapshot(cut)
                     if advance is not None and on_snapshot is not None:
                         await on_snapshot(advance)

@@ -11,9 +11,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from keeper.chain.follower import ChainFollower
 from keeper.store.db import ChainEvent, PendingTx, Store
 from keeper.store.rounds import MAX_CHECK_AGE
 from keeper.store.schema import MIGRATIONS
+from tests.harness import Net
 from tests.integration.store_support import read_table
 from tests.integration.test_store import (
     EVENT_JOB,
@@ -135,7 +137,7 @@ async def test_history_below_the_snapshot_is_folded_into_it_and_deleted(tmp_path
     snapshot = await pruned.snapshot_block()
     assert snapshot == 400 - KEEP
     assert {r[0] for r in read_table(tmp_path / "pruned.db", "events")} <= set(range(385, 401))
-    assert min(r[0] for r in read_table(tmp_path / "pruned.db", "blocks")) == snapshot + 1
+    assert min(r[0] for r in read_table(tmp_path / "pruned.db", "blocks")) == snapshot
     # and reads the same state as the full one
     assert state(tmp_path / "pruned.db") == state(tmp_path / "full.db")
     assert await pruned.jobs() == await full.jobs()
@@ -359,4 +361,49 @@ async def test_a_v1_store_gets_counters_from_its_events(tmp_path: Path) -> None:
     assert await store.snapshot_block() == 101 - KEEP
     assert await store.execution_counts() == chain.executions(101)
     assert all(r[0] > 101 - KEEP for r in read_table(path, "events"))
+    await store.close()
+
+
+# ---------------------------------------------------------------------- with the follower
+
+
+async def test_a_resume_never_rolls_back_below_the_snapshot(net4: Net, tmp_path: Path) -> None:
+    # given a follower whose store keeps a short window, synced past it
+    path = tmp_path / "k.db"
+    identity = {
+        "chain_id": net4.deployment.chain_id,
+        "registry": net4.deployment.registry,
+        "task_manager": net4.deployment.task_manager,
+        "operator": net4.keepers[0].address,
+    }
+
+    async def follow() -> tuple[Store, ChainFollower]:
+        store = await Store.open(path, **identity, keep_blocks=KEEP)
+        follower = ChainFollower(
+            net4.chain.web3(),
+            net4.registry,
+            net4.tm,
+            store,
+            start_block=net4.deployment.block,
+            reorg_depth=4,
+        )
+        return store, follower
+
+    store, follower = await follow()
+    net4.mine(3 * KEEP)
+    while (result := await follower.sync()).head < result.chain_head:
+        pass
+    # and rolled back to its snapshot (the deepest reorg it can find), then stopped
+    snapshot = await store.snapshot_block()
+    assert snapshot > net4.deployment.block
+    await store.rollback_to(snapshot)
+    jobs = await store.jobs()
+    await store.close()
+    # when it starts again and resumes
+    store, follower = await follow()
+    await follower.resume()
+    # then it keeps the snapshot's state (it cannot roll back below it without starting over)
+    assert await store.head() is not None
+    assert await store.snapshot_block() == snapshot
+    assert await store.jobs() == jobs
     await store.close()
