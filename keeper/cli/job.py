@@ -16,8 +16,9 @@ from eth_abi.abi import decode as abi_decode
 from eth_utils.hexadecimal import encode_hex
 from web3 import AsyncWeb3
 from web3.contract import AsyncContract
+from web3.exceptions import Web3Exception
 from web3.logs import DISCARD
-from web3.types import TxReceipt
+from web3.types import TxReceipt, Wei
 
 from keeper.chain.contracts import JOB_VIEW_FIELDS, Deployment, bind, call
 from keeper.cli.chain_io import chain_step, load_deployment, reading_web3, send, signing_web3
@@ -128,6 +129,13 @@ async def job_create(settings: Settings, args: argparse.Namespace) -> int:
     draft = draft_from_flags(args)
     deposit = parse_amount(args.fund) if args.fund is not None else None
     w3, account, tm = await _owner(settings)
+    create = tm.functions.createJob(draft.as_tuple())
+    async with chain_step("createJob"):
+        if deposit is None:
+            required = tm.functions.requiredDeposit(draft.gas_limit, draft.max_gas_price)
+            deposit = 10 * int(await call(required))
+        # The contract's own checks first (ForbiddenTarget, DepositTooLow, ...), by name.
+        await _dry_run(create, account.address, deposit)
     async with chain_step("check the job"):
         found = await simulate_job(w3, tm, account.address, draft, args.emitter_abi)
     for line in found.notes:
@@ -142,10 +150,7 @@ async def job_create(settings: Settings, args: argparse.Namespace) -> int:
         for line in found.refusals:
             print(f"warning: {line} (created anyway: --force)", file=sys.stderr)
     async with chain_step("createJob"):
-        if deposit is None:
-            required = tm.functions.requiredDeposit(draft.gas_limit, draft.max_gas_price)
-            deposit = 10 * int(await call(required))
-        receipt = await send(w3, account, tm.functions.createJob(draft.as_tuple()), deposit)
+        receipt = await send(w3, account, create, deposit)
     (event,) = _events(tm, "JobCreated", receipt)
     print(
         f"created job {event['args']['jobId']} ({draft.kind.name}), funded {format_ether(deposit)}"
@@ -156,6 +161,17 @@ async def job_create(settings: Settings, args: argparse.Namespace) -> int:
     )
     print(tx_line(receipt))
     return 0
+
+
+async def _dry_run(fn: Any, sender: str, value: int) -> None:
+    """eth_call of `fn` as `sender` would send it: a revert is raised by name. Anything else (a
+    sender without the ether, a node that prices calls) is left for the send to report."""
+    try:
+        await call(fn, {"from": sender, "value": Wei(value)})
+    except ContractRevert:
+        raise
+    except (Web3Exception, ValueError):
+        return
 
 
 async def job_fund(settings: Settings, args: argparse.Namespace) -> int:

@@ -212,10 +212,15 @@ async def test_resolver_call_data_above_maximum_is_rejected(net: Net) -> None:
 # ----------------------------------------------------------------------- deposit
 
 
+# The deposit follows the block's base fee; a job's own maximum below the market price fixes
+# it, so the tests below know the exact figure the createJob block will ask.
+JOB_MAX_PRICE = 10**8  # 0.1 gwei, below any base fee plus the 2 gwei largest tip
+
+
 async def test_deposit_one_wei_short_is_rejected(net: Net) -> None:
     # given a deposit one wei below one worst-case execution
-    required = await net.required_deposit(200_000)
-    spec = net.spec(TIME, time_trigger(60), ON_TIME, gas_limit=200_000)
+    required = await net.required_deposit(200_000, JOB_MAX_PRICE)
+    spec = net.spec(TIME, time_trigger(60), ON_TIME, gas_limit=200_000, max_gas_price=JOB_MAX_PRICE)
     # when / then
     err = await assert_rejected(net, spec, "DepositTooLow", value=required - 1)
     assert err.args == (required - 1, required)
@@ -223,10 +228,11 @@ async def test_deposit_one_wei_short_is_rejected(net: Net) -> None:
 
 async def test_deposit_of_exactly_one_execution_is_accepted(net: Net) -> None:
     # given exactly the required deposit
-    required = await net.required_deposit(200_000)
+    required = await net.required_deposit(200_000, JOB_MAX_PRICE)
     held = await net.balance(net.tm.address)
     # when the job is created
-    job_id, event = await create(net, net.spec(TIME, time_trigger(60), ON_TIME), value=required)
+    spec = net.spec(TIME, time_trigger(60), ON_TIME, max_gas_price=JOB_MAX_PRICE)
+    job_id, event = await create(net, spec, value=required)
     # then the whole deposit is the job's balance
     assert event["args"]["deposit"] == required
     assert (await net.job(job_id))["balance"] == required
