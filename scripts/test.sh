@@ -19,7 +19,9 @@ bash scripts/slither.sh
 
 echo "test: pytest" >&2
 status=0
-.venv/bin/pytest -q -n "${PYTEST_WORKERS:-2}" --dist loadgroup "$@" || status=$?
+# loadfile: a module's tests run on one worker, in file order (several share one anvil and
+# build on the state the earlier ones left). xdist's loadgroup does not group under pytest 9.
+.venv/bin/pytest -q -n "${PYTEST_WORKERS:-2}" --dist loadfile "$@" || status=$?
 if [[ "$status" == 5 ]]; then
     echo "test: pytest collected no tests" >&2
 fi

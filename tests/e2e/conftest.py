@@ -1,5 +1,6 @@
-"""e2e tests share one xdist worker: each starts anvil and several keeper processes, and two
-such clusters at once on a 2-core machine would starve each other's turns."""
+"""e2e tests: each starts anvil and several keeper processes. scripts/test.sh runs them with
+`--dist loadfile`, so one file's tests share a worker; two files' clusters may run side by
+side, and the tests must stand that load (no wall-time limits, turns counted in blocks)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "tests/e2e/" in str(item.fspath):
             item.add_marker(pytest.mark.e2e)
-            item.add_marker(pytest.mark.xdist_group("e2e"))
 
 
 @pytest.fixture(autouse=True)
