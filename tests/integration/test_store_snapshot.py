@@ -17,6 +17,7 @@ from keeper.store.rounds import MAX_CHECK_AGE
 from keeper.store.schema import MIGRATIONS
 from tests.harness import Net
 from tests.integration.store_support import read_table
+from tests.integration.test_follower import assert_store_equals_chain, create_time_job, fork_point
 from tests.integration.test_store import (
     EVENT_JOB,
     OPERATOR,
@@ -367,32 +368,41 @@ async def test_a_v1_store_gets_counters_from_its_events(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------- with the follower
 
 
+def identity_of(net: Net) -> dict[str, Any]:
+    return {
+        "chain_id": net.deployment.chain_id,
+        "registry": net.deployment.registry,
+        "task_manager": net.deployment.task_manager,
+        "operator": net.keepers[0].address,
+    }
+
+
+def follower_of(net: Net, store: Store) -> ChainFollower:
+    start = net.deployment.block
+    return ChainFollower(
+        net.chain.web3(), net.registry, net.tm, store, start_block=start, reorg_depth=4
+    )
+
+
+async def sync_to_head(follower: ChainFollower) -> None:
+    for _ in range(100):
+        result = await follower.sync()
+        if result.head >= result.chain_head:
+            return
+    raise AssertionError("follower did not catch up in 100 calls")
+
+
 async def test_a_resume_never_rolls_back_below_the_snapshot(net4: Net, tmp_path: Path) -> None:
     # given a follower whose store keeps a short window, synced past it
     path = tmp_path / "k.db"
-    identity = {
-        "chain_id": net4.deployment.chain_id,
-        "registry": net4.deployment.registry,
-        "task_manager": net4.deployment.task_manager,
-        "operator": net4.keepers[0].address,
-    }
 
     async def follow() -> tuple[Store, ChainFollower]:
-        store = await Store.open(path, **identity, keep_blocks=KEEP)
-        follower = ChainFollower(
-            net4.chain.web3(),
-            net4.registry,
-            net4.tm,
-            store,
-            start_block=net4.deployment.block,
-            reorg_depth=4,
-        )
-        return store, follower
+        store = await Store.open(path, **identity_of(net4), keep_blocks=KEEP)
+        return store, follower_of(net4, store)
 
     store, follower = await follow()
     net4.mine(3 * KEEP)
-    while (result := await follower.sync()).head < result.chain_head:
-        pass
+    await sync_to_head(follower)
     # and rolled back to its snapshot (the deepest reorg it can find), then stopped
     snapshot = await store.snapshot_block()
     assert snapshot > net4.deployment.block
@@ -406,4 +416,30 @@ async def test_a_resume_never_rolls_back_below_the_snapshot(net4: Net, tmp_path:
     assert await store.head() is not None
     assert await store.snapshot_block() == snapshot
     assert await store.jobs() == jobs
+    await store.close()
+
+
+async def test_a_reorg_below_the_snapshot_is_followed_from_the_start_block(
+    net4: Net, tmp_path: Path
+) -> None:
+    # given a follower whose short window has passed a job created on a branch
+    store = await Store.open(tmp_path / "k.db", **identity_of(net4), keep_blocks=KEEP)
+    follower = follower_of(net4, store)
+    await sync_to_head(follower)
+    snapshot_id, fork_block = fork_point(net4)
+    await create_time_job(net4)
+    net4.mine(3 * KEEP)
+    await sync_to_head(follower)
+    assert await store.snapshot_block() > fork_block
+    # when the chain switches to a longer branch from below the snapshot
+    net4.chain.revert(snapshot_id)
+    net4.mine(3 * KEEP + 5)
+    await sync_to_head(follower)
+    # then the store starts over and holds what the new branch says, not the orphaned job
+    assert await store.head() == (
+        await net4.block_number(),
+        bytes((await net4.w3.eth.get_block("latest"))["hash"]),
+    )
+    assert await store.jobs() == []
+    await assert_store_equals_chain(net4, store)
     await store.close()
