@@ -9,9 +9,6 @@ import re
 import pytest
 from eth_utils.crypto import keccak
 
-from keeper.chain.anvil import AnvilChain
-from keeper.chain.contracts import DeployParams, bind, contract_at
-from keeper.core.report import Domain
 from keeper.core.units import parse_amount
 from tests.cli.support import (
     ETHER,
@@ -19,10 +16,10 @@ from tests.cli.support import (
     assert_ok,
     assert_one_line_error,
     created_job_id,
+    harness_net,
     key_hex,
     tx_hash,
 )
-from tests.harness import Net
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -177,34 +174,21 @@ def test_ownership_moves_in_two_steps(cli_chain: CliChain, jobs: dict[str, int])
 async def test_show_lists_an_executed_round(cli_chain: CliChain, jobs: dict[str, int]) -> None:
     """Given a quorum of four (harness keepers, no nodes), when it executes round 0 of the Time
     job, then `job show` lists the execution as JobExecuted recorded it."""
-    chain = AnvilChain(cli_chain.anvil, accounts=10)
-    w3 = chain.web3()
-    contracts = bind(w3, cli_chain.deployment)
-    net = Net(
-        chain=chain,  # type: ignore[arg-type]
-        w3=w3,
-        deployment=cli_chain.deployment,
-        params=DeployParams(),
-        registry=contracts.registry,
-        tm=contracts.task_manager,
-        target=contract_at(w3, "DemoTarget", cli_chain.target),
-        deployer=chain.accounts[0],
-        owner=chain.accounts[0],
-        keepers=chain.accounts[2:9],
-        domain=Domain(cli_chain.deployment.chain_id, cli_chain.deployment.task_manager),
-    )
-    await net.register_keepers([ETHER] * 4)
-    await net.rotate()
-    job_id = jobs["time"]
-    start = (await net.job(job_id))["startTime"]
-    # anvil estimates in the latest block's context, where the latest block is not yet past.
-    check_block = await net.block_number() - 1
-    payload = keccak(text="onTime()")[:4]
-    receipt = await net.execute_round(job_id, start, payload, check_block=check_block)
-    (event,) = await net.events(net.tm, "JobExecuted", receipt)
-    out = show(cli_chain, job_id)
-    assert "executions (1)" in out
-    line = next(x for x in out.splitlines() if x.startswith("  round 0 "))
-    assert f"cursor {start}  block {receipt['blockNumber']}" in line
-    assert f"executor {event['args']['executor']}  success  gas {event['args']['gasUsed']}" in line
-    assert field(out, "round") == "1"
+    async with harness_net(cli_chain) as net:
+        await net.register_keepers([ETHER] * 4)
+        await net.rotate()
+        job_id = jobs["time"]
+        start = (await net.job(job_id))["startTime"]
+        # anvil estimates in the latest block's context, where the latest block is not yet past.
+        check_block = await net.block_number() - 1
+        payload = keccak(text="onTime()")[:4]
+        receipt = await net.execute_round(job_id, start, payload, check_block=check_block)
+        (event,) = await net.events(net.tm, "JobExecuted", receipt)
+        out = show(cli_chain, job_id)
+        assert "executions (1)" in out
+        line = next(x for x in out.splitlines() if x.startswith("  round 0 "))
+        assert f"cursor {start}  block {receipt['blockNumber']}" in line
+        assert (
+            f"executor {event['args']['executor']}  success  gas {event['args']['gasUsed']}" in line
+        )
+        assert field(out, "round") == "1"
