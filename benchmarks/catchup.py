@@ -44,10 +44,6 @@ KEEPER_LIMITS = EndpointLimits(per_second=9.0, burst=18.0, concurrency=8)
 MAX_RANGE = 200  # NodeOptions.max_sync_range
 
 
-def git(*args: str) -> str:
-    return subprocess.run(["git", *args], capture_output=True, text=True, cwd=ROOT).stdout.strip()
-
-
 async def measure(blocks: int) -> dict[str, Any]:
     anvil = AnvilProcess(accounts=6)
     rpc = ProviderEmulator(anvil.url, KEY, **PLAN)
@@ -163,25 +159,20 @@ def section(result: dict[str, Any], commit: str, command: str) -> str:
 
 
 def main() -> None:
+    from benchmarks.report import commit_label, publish
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--blocks", type=int, default=20_000)
     parser.add_argument("--no-write", action="store_true", help="print, do not write the docs")
     args = parser.parse_args()
     result = asyncio.run(measure(args.blocks))
     measured = ("keeper/core", "keeper/chain", "keeper/store")
-    dirty = " (+ uncommitted)" if git("status", "--porcelain", "--", *measured) else ""
-    commit = git("rev-parse", "--short", "HEAD") + dirty
+    commit = commit_label(*measured)
     print(commit, json.dumps(result))
     # --no-write does not change what is measured: the command shown is the one that writes.
     shown = [a for a in sys.argv[1:] if a != "--no-write"]
     command = " ".join([".venv/bin/python benchmarks/catchup.py", *shown])
-    text = section(result, commit, command)
-    if args.no_write:
-        print(text)
-    else:
-        from benchmarks.report import write_section
-
-        write_section(BEGIN, END, text)
+    publish(BEGIN, END, section(result, commit, command), no_write=args.no_write)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,28 @@ from pathlib import Path
 
 from keeper.chain.anvil import ANVIL
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs" / "benchmarks.md"
+
+
+def git(*args: str) -> str:
+    """A git command's output in this repository, stripped."""
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+
+def commit_label(*measured: str) -> str:
+    """HEAD's short hash, marked "(+ uncommitted)" when a measured path differs from it: a
+    figure is named by the commit it measured."""
+    dirty = " (+ uncommitted)" if git("status", "--porcelain", "--", *measured) else ""
+    return git("rev-parse", "--short", "HEAD") + dirty
+
+
+def publish(begin: str, end: str, section: str, *, no_write: bool) -> None:
+    """Prints the section (--no-write) or writes it into docs/benchmarks.md."""
+    if no_write:
+        print(section)
+    else:
+        write_section(begin, end, section)
 
 
 def machine() -> str:

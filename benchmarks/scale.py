@@ -254,10 +254,6 @@ def measure_commit(commit: str, jobs: int, heads: int) -> dict[str, Any]:
     return cast(dict[str, Any], json.loads(out.strip().splitlines()[-1]))
 
 
-def git(*args: str) -> str:
-    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-
-
 def section(rows: list[tuple[str, dict[str, Any]]], command: str) -> str:
     from benchmarks.report import machine
 
@@ -318,6 +314,8 @@ def section(rows: list[tuple[str, dict[str, Any]]], command: str) -> str:
 
 
 def main() -> None:
+    from benchmarks.report import commit_label, git, publish
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--heads", type=int, default=20)
@@ -342,18 +340,11 @@ def main() -> None:
             (git("rev-parse", "--short", before), measure_commit(before, args.jobs, args.heads))
         )
     measured = ("keeper/core", "keeper/node", "keeper/store", "keeper/chain")
-    dirty = " (+ uncommitted)" if git("status", "--porcelain", "--", *measured) else ""
-    rows.append((git("rev-parse", "--short", "HEAD") + dirty, result))
+    rows.append((commit_label(*measured), result))
     for commit, r in rows:
         print(commit, json.dumps(r))
     command = " ".join(["benchmarks/scale.py", *sys.argv[1:]])
-    text = section(rows, f".venv/bin/python {command}")
-    if args.no_write:
-        print(text)
-    else:
-        from benchmarks.report import write_section
-
-        write_section(BEGIN, END, text)
+    publish(BEGIN, END, section(rows, f".venv/bin/python {command}"), no_write=args.no_write)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,6 @@ import json
 import os
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -290,10 +289,6 @@ async def measure(history: int, folder: Path) -> dict[str, Any]:
     }
 
 
-def git(*args: str) -> str:
-    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-
-
 def section(rows: list[dict[str, Any]], command: str, commit: str) -> str:
     from benchmarks.report import machine
 
@@ -354,6 +349,8 @@ def section(rows: list[dict[str, Any]], command: str, commit: str) -> str:
 
 
 def main() -> None:
+    from benchmarks.report import commit_label, publish
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--history", type=int, nargs="+", default=[10_000, 1_000_000])
     parser.add_argument("--no-write", action="store_true", help="print, do not write the docs")
@@ -366,16 +363,9 @@ def main() -> None:
             result = asyncio.run(measure(history, Path(folder)))
             print(json.dumps(result), flush=True)
             rows.append(result)
-    dirty = " (+ uncommitted)" if git("status", "--porcelain", "--", "keeper/store") else ""
-    commit = git("rev-parse", "--short", "HEAD") + dirty
+    commit = commit_label("keeper/store")
     command = " ".join([".venv/bin/python benchmarks/store.py", *sys.argv[1:]])
-    text = section(rows, command, commit)
-    if args.no_write:
-        print(text)
-    else:
-        from benchmarks.report import write_section
-
-        write_section(BEGIN, END, text)
+    publish(BEGIN, END, section(rows, command, commit), no_write=args.no_write)
 
 
 if __name__ == "__main__":
