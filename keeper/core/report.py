@@ -20,6 +20,9 @@ from keeper.core.addresses import checksum_address
 DOMAIN_NAME = "KeeperTaskManager"
 DOMAIN_VERSION = "1"
 SIGNATURE_LENGTH = 65
+# TaskManager.MAX_CHECK_AGE: a report whose check block is older than this many blocks is
+# refused on chain (StaleCheckBlock), and by every member before it signs.
+MAX_CHECK_AGE = 128
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 SECP256K1_HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
 

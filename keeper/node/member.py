@@ -25,7 +25,13 @@ from keeper.core.messages import (
     ReportResponse,
 )
 from keeper.core.quorum import is_turn_started, rank_members
-from keeper.core.report import Report, compute_report_digest, recover_report_signer, sign_report
+from keeper.core.report import (
+    MAX_CHECK_AGE,
+    Report,
+    compute_report_digest,
+    recover_report_signer,
+    sign_report,
+)
 from keeper.errors import PeerRejected, RpcUnavailable
 from keeper.monitor.metrics import NodeMetrics
 from keeper.monitor.repeats import RoundLog
@@ -34,7 +40,6 @@ from keeper.node.evaluate import Evaluator, Proposal
 
 log = logging.getLogger(__name__)
 
-MAX_CHECK_AGE = 128  # TaskManager.MAX_CHECK_AGE
 # Blocks a leader's turn may start after this member's head: the leader may see a head first.
 TURN_SLACK_BLOCKS = 1
 

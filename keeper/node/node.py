@@ -38,7 +38,7 @@ from keeper.core.messages import BatchResponse, ReportBatch, ReportRequest, Repo
 from keeper.core.quorum import compute_turn_start, rank_members
 from keeper.core.ratelimit import RateLimit
 from keeper.core.redact import redact_urls
-from keeper.core.report import Domain, compute_doom_reason
+from keeper.core.report import MAX_CHECK_AGE, Domain, compute_doom_reason
 from keeper.core.types import Wei
 from keeper.errors import KeeperError, PeerRejected, RpcUnavailable, TooManyInFlight
 from keeper.monitor.health import HealthFacts, HealthLimits, assess_health
@@ -50,7 +50,7 @@ from keeper.node.evaluate import Billing, Evaluator
 from keeper.node.heap import HeapFreezer
 from keeper.node.job_states import JobBook, JobViews
 from keeper.node.leader import LeaderService
-from keeper.node.member import MAX_CHECK_AGE, MemberService
+from keeper.node.member import MemberService
 from keeper.node.tasks import cancel_and_wait
 from keeper.peers.client import PeerClient
 from keeper.peers.server import AdminServer, PeerServer

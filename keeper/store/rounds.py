@@ -11,14 +11,10 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from keeper.core.report import Report
+from keeper.core.report import MAX_CHECK_AGE, Report
 from keeper.store.chain_state import SnapshotAdvance
 from keeper.store.connection import Connection
 from keeper.store.records import SignedReport, report_from_dict, report_to_json
-
-# TaskManager.MAX_CHECK_AGE: a report whose check block is older than this many blocks is
-# refused on chain, and by every member before it signs (StaleCheckBlock).
-MAX_CHECK_AGE = 128
 
 # A stored signature for the same (job, round, check block, hash) with a different result.
 _CONFLICTING_SIGNATURE = (

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from keeper.chain.follower import ChainFollower
+from keeper.core.report import MAX_CHECK_AGE
 from keeper.store.db import ChainEvent, PendingTx, Store
-from keeper.store.rounds import MAX_CHECK_AGE
 from keeper.store.schema import MIGRATIONS
 from tests.harness import Net
 from tests.integration.store_support import read_table
