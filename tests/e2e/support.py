@@ -20,6 +20,7 @@ from eth_utils.crypto import keccak
 from web3 import AsyncWeb3
 
 from keeper.core.quorum import unpack_member
+from keeper.core.triggers import compute_event_cursor
 from tests.e2e.cluster import Cluster, start_cluster
 
 TIME, CRON, EVENT, CONDITION = 0, 1, 2, 3
@@ -211,6 +212,41 @@ def assert_rounds_contiguous(executions: Sequence[Any]) -> None:
     assert all(a < b for a, b in itertools.pairwise(cursors)), cursors
     failed = [e for e in executions if not e["args"]["success"]]
     assert not failed, f"executions with success=false: {failed}"
+
+
+async def assert_logs_and_requests_worked_off(
+    cluster: Cluster,
+    w3: AsyncWeb3[Any],
+    target: Any,
+    jobs: tuple[int, int],
+    event_created: int,
+    emitted: int,
+    requested: Sequence[int],
+    timeout: float,
+) -> list[Any]:
+    """Waits until the Event job (jobs[0]) executed every DemoEvent log emitted since its
+    creation and the Condition job (jobs[1]) every requested unit; checks each log ran once, in
+    order, and both jobs' rounds are contiguous. Returns the Condition job's executions."""
+    event_job, condition_job = jobs
+    demo_logs = await target.events.DemoEvent().get_logs(from_block=event_created + 1)
+    log_cursors = sorted(
+        compute_event_cursor(int(lg["blockNumber"]), int(lg["logIndex"])) for lg in demo_logs
+    )
+    assert len(log_cursors) == emitted
+
+    async def drained() -> bool:
+        events = await cluster.executions(w3, event_job)
+        pending = int(await target.functions.pending().call())
+        return len(events) >= len(log_cursors) and pending == 0
+
+    await cluster.wait_until(drained, timeout, "the last logs and requests to execute")
+    event_executions = await cluster.executions(w3, event_job)
+    assert_rounds_contiguous(event_executions)
+    assert [int(e["args"]["cursor"]) for e in event_executions] == log_cursors
+    condition_executions: list[Any] = await cluster.executions(w3, condition_job)
+    assert_rounds_contiguous(condition_executions)
+    assert int(await target.functions.conditionTotal().call()) == sum(requested)
+    return condition_executions
 
 
 def assert_every_slot_once(executions: Sequence[Any], start: int, interval: int) -> None:

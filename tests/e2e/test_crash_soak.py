@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 
 from keeper.chain.contracts import transact
-from keeper.core.triggers import compute_event_cursor
 from tests.e2e.cluster import Cluster
 from tests.e2e.support import (
     assert_every_slot_once,
+    assert_logs_and_requests_worked_off,
     assert_rounds_contiguous,
     chain_head,
     chain_job,
@@ -136,27 +136,11 @@ async def test_jobs_execute_exactly_once_while_keepers_crash_and_restart(
         assert kp.running, f"keeper {i} is down at the end"
 
     # then, once the last logs and requests have drained: every DemoEvent log since the job's
-    # creation executed, exactly once, in order
-    demo_logs = await target.events.DemoEvent().get_logs(from_block=event_created + 1)
-    log_cursors = sorted(
-        compute_event_cursor(int(lg["blockNumber"]), int(lg["logIndex"])) for lg in demo_logs
+    # creation executed, exactly once, in order, and every requested unit of work was done by
+    # the Condition job, in contiguous rounds
+    condition_executions = await assert_logs_and_requests_worked_off(
+        cluster, w3, target, (event_job, condition_job), event_created, emitted, requested, 120
     )
-    assert len(log_cursors) == emitted
-
-    async def drained() -> bool:
-        events = await cluster.executions(w3, event_job)
-        pending = int(await target.functions.pending().call())
-        return len(events) >= len(log_cursors) and pending == 0
-
-    await cluster.wait_until(drained, 120, "the last logs and requests to execute")
-    event_executions = await cluster.executions(w3, event_job)
-    assert_rounds_contiguous(event_executions)
-    assert [int(e["args"]["cursor"]) for e in event_executions] == log_cursors
-
-    # and every requested unit of work was done by the Condition job, in contiguous rounds
-    condition_executions = await cluster.executions(w3, condition_job)
-    assert_rounds_contiguous(condition_executions)
-    assert int(await target.functions.conditionTotal().call()) == sum(requested)
     assert len(condition_executions) <= len(requested)
 
     # and the Time job executed every slot of its grid between its first and last execution,

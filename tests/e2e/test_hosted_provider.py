@@ -24,13 +24,13 @@ import pytest
 from eth_utils.crypto import keccak
 
 from keeper.chain.contracts import transact
-from keeper.core.triggers import compute_event_cursor
 from tests.e2e.cluster import Cluster, start_cluster
 from tests.e2e.support import (
     CRON,
     GAS_LIMIT,
     THRESHOLD_BPS,
     assert_every_slot_once,
+    assert_logs_and_requests_worked_off,
     assert_rounds_contiguous,
     chain_job,
     condition_spec,
@@ -160,24 +160,9 @@ async def test_four_keepers_behind_hosted_providers(behind_providers: Providers)
     )
 
     # then every log and every request is worked off, once, in order
-    demo_logs = await target.events.DemoEvent().get_logs(from_block=event_created + 1)
-    log_cursors = sorted(
-        compute_event_cursor(int(lg["blockNumber"]), int(lg["logIndex"])) for lg in demo_logs
+    await assert_logs_and_requests_worked_off(
+        cluster, w3, target, (event_job, condition_job), event_created, emitted, requested, 90
     )
-    assert len(log_cursors) == emitted
-
-    async def drained() -> bool:
-        events = await cluster.executions(w3, event_job)
-        pending = int(await target.functions.pending().call())
-        return len(events) >= len(log_cursors) and pending == 0
-
-    await cluster.wait_until(drained, 90, "the last logs and requests to execute")
-    event_executions = await cluster.executions(w3, event_job)
-    assert_rounds_contiguous(event_executions)
-    assert [int(e["args"]["cursor"]) for e in event_executions] == log_cursors
-    condition_executions = await cluster.executions(w3, condition_job)
-    assert_rounds_contiguous(condition_executions)
-    assert int(await target.functions.conditionTotal().call()) == sum(requested)
     # and every Time slot and every Cron minute between the first and the last ran once
     time_executions = await cluster.executions(w3, time_job)
     assert_rounds_contiguous(time_executions)
