@@ -86,7 +86,47 @@ class TcpProxy:
             await self._server.wait_closed()
 
 
-class ProviderLookalike:
+class LoopbackRpcProxy:
+    """A JSON-RPC server on 127.0.0.1, at `path`, in front of `upstream`: subclasses decide
+    each answer in `_handle` and pass what they do not change on with `_forward`."""
+
+    def __init__(self, upstream: str, path: str = "") -> None:
+        self.upstream = upstream
+        self.path = path
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{self.path}"
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post(self.path or "/", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        self._session = aiohttp.ClientSession()
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        raise NotImplementedError
+
+    async def _forward(self, body: Any) -> Any:
+        assert self._session is not None
+        async with self._session.post(self.upstream, json=body) as up:
+            return await up.json(content_type=None)
+
+    async def stop(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+class ProviderLookalike(LoopbackRpcProxy):
     """A hosted provider's look-alike in front of anvil, on `/v3/KEY` (the API key in the
     path): it answers HTTP 429 with Retry-After while `limited`, and while `lag` > 0 answers
     `eth_getBlockByNumber("latest")` with the block `lag` below the real head, as a second
@@ -95,28 +135,11 @@ class ProviderLookalike:
     ProviderEmulator plays a whole hosted plan (limits, refusals, alternating backends)."""
 
     def __init__(self, upstream: str, key: str) -> None:
-        self.upstream = upstream
+        super().__init__(upstream, f"/v3/{key}")
         self.key = key
         self.limited = False
         self.lag = 0
         self.requests = 0
-        self.port = 0
-        self._runner: web.AppRunner | None = None
-        self._session: aiohttp.ClientSession | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v3/{self.key}"
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post(f"/v3/{self.key}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
-        self._session = aiohttp.ClientSession()
 
     async def _handle(self, request: web.Request) -> web.Response:
         self.requests += 1
@@ -129,17 +152,6 @@ class ProviderLookalike:
                 params = call.get("params") or []
                 if call.get("method") == "eth_getBlockByNumber" and params[:1] == ["latest"]:
                     number = {"jsonrpc": "2.0", "id": 0, "method": "eth_blockNumber"}
-                    head = int((await self._upstream({**number, "params": []}))["result"], 16)
+                    head = int((await self._forward({**number, "params": []}))["result"], 16)
                     params[0] = hex(max(0, head - self.lag))
-        return web.json_response(await self._upstream(body))
-
-    async def _upstream(self, body: Any) -> Any:
-        assert self._session is not None
-        async with self._session.post(self.upstream, json=body) as up:
-            return await up.json(content_type=None)
-
-    async def stop(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        return web.json_response(await self._forward(body))

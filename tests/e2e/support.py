@@ -4,12 +4,14 @@ store, the node's `/v1/status`, and the exactly-once checks every scenario ends 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import json
 import sqlite3
+import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 from web3 import AsyncWeb3
 
+from keeper.chain.contracts import transact
 from keeper.core.quorum import unpack_member
 from keeper.core.triggers import compute_event_cursor
 from tests.e2e.cluster import Cluster, start_cluster
@@ -212,6 +215,42 @@ def assert_rounds_contiguous(executions: Sequence[Any]) -> None:
     assert all(a < b for a, b in itertools.pairwise(cursors)), cursors
     failed = [e for e in executions if not e["args"]["success"]]
     assert not failed, f"executions with success=false: {failed}"
+
+
+class Traffic:
+    """What the long e2e runs send while the keepers work: DemoEvent logs (for an Event job) and
+    units of work requested (for a Condition job), each from a spare dev account of its own."""
+
+    # Not estimated: `request` costs more when an execution emptied `pending` in between.
+    TX_GAS = 100_000
+
+    def __init__(self, cluster: Cluster, w3: AsyncWeb3[Any], target: Any, tag: int) -> None:
+        self.w3, self.target, self.tag = w3, target, tag
+        self.emitter, self.requester = cluster.accounts[-1], cluster.accounts[-2]
+        self.requested: list[int] = []
+        self._values = iter(range(1_000_000))
+
+    async def emit(self) -> None:
+        fn = self.target.functions.emitDemo(self.tag, next(self._values))
+        await transact(self.w3, fn, {"from": self.emitter.address, "gas": self.TX_GAS})
+
+    async def request(self) -> None:
+        amount = len(self.requested) + 1
+        fn = self.target.functions.request(amount)
+        await transact(self.w3, fn, {"from": self.requester.address, "gas": self.TX_GAS})
+        self.requested.append(amount)
+
+
+async def every(period: float, until: float, action: Callable[[], Awaitable[Any]]) -> int:
+    """Runs `action()` every `period` seconds until the monotonic time `until`; returns how
+    many times it ran."""
+    count = 0
+    while time.monotonic() < until:
+        started = time.monotonic()
+        await action()
+        count += 1
+        await asyncio.sleep(max(0.0, period - (time.monotonic() - started)))
+    return count
 
 
 async def assert_logs_and_requests_worked_off(

@@ -18,13 +18,12 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from keeper.chain.contracts import transact
 from tests.e2e.cluster import Cluster
 from tests.e2e.support import (
+    Traffic,
     assert_every_slot_once,
     assert_logs_and_requests_worked_off,
     assert_rounds_contiguous,
@@ -33,6 +32,7 @@ from tests.e2e.support import (
     condition_spec,
     create_job,
     event_spec,
+    every,
     start_network,
     time_spec,
     try_status,
@@ -47,8 +47,6 @@ REQUEST_EVERY = 7.0  # DemoTarget.request, seconds
 KILL_EVERY = 15.0  # at least this long between two kills
 TAG = 5
 CONFIRMATIONS = 2
-# Not estimated: `request` costs more when an execution emptied `pending` in between.
-TEST_TX_GAS = 100_000
 
 
 @pytest.fixture
@@ -58,18 +56,6 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         yield c
     finally:
         c.stop_all()
-
-
-async def _every(period: float, until: float, action: Any) -> int:
-    """Runs `action()` every `period` seconds until the monotonic time `until`; returns how
-    many times it ran."""
-    count = 0
-    while time.monotonic() < until:
-        started = time.monotonic()
-        await action()
-        count += 1
-        await asyncio.sleep(max(0.0, period - (time.monotonic() - started)))
-    return count
 
 
 async def _chaos(cluster: Cluster, until: float, rng: random.Random) -> list[tuple[int, float]]:
@@ -110,25 +96,14 @@ async def test_jobs_execute_exactly_once_while_keepers_crash_and_restart(
         cluster, w3, event_spec(target.address, TAG, CONFIRMATIONS), 200
     )
     condition_job, _ = await create_job(cluster, w3, condition_spec(target.address, 1), 200)
-    emitter, requester = cluster.accounts[-1], cluster.accounts[-2]
-    requested: list[int] = []
-    values = iter(range(1_000_000))
-
-    async def emit() -> None:
-        fn = target.functions.emitDemo(TAG, next(values))
-        await transact(w3, fn, {"from": emitter.address, "gas": TEST_TX_GAS})
-
-    async def request() -> None:
-        amount = len(requested) + 1
-        fn = target.functions.request(amount)
-        await transact(w3, fn, {"from": requester.address, "gas": TEST_TX_GAS})
-        requested.append(amount)
+    traffic = Traffic(cluster, w3, target, TAG)
+    requested = traffic.requested
 
     # when the test emits logs, requests work and crashes keepers for the soak's duration
     until = time.monotonic() + SOAK_SECONDS
     emitted, _, kills = await asyncio.gather(
-        _every(EMIT_EVERY, until, emit),
-        _every(REQUEST_EVERY, until, request),
+        every(EMIT_EVERY, until, traffic.emit),
+        every(REQUEST_EVERY, until, traffic.request),
         _chaos(cluster, until, random.Random(SEED)),
     )
     assert kills and emitted >= SOAK_SECONDS // EMIT_EVERY - 1

@@ -16,19 +16,18 @@ import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 from unittest.mock import patch
 
 import aiohttp
 import pytest
 from eth_utils.crypto import keccak
 
-from keeper.chain.contracts import transact
 from tests.e2e.cluster import Cluster, start_cluster
 from tests.e2e.support import (
     CRON,
     GAS_LIMIT,
     THRESHOLD_BPS,
+    Traffic,
     assert_every_slot_once,
     assert_logs_and_requests_worked_off,
     assert_rounds_contiguous,
@@ -36,6 +35,7 @@ from tests.e2e.support import (
     condition_spec,
     create_job,
     event_spec,
+    every,
     time_spec,
     wait_for_keeper_set,
 )
@@ -48,7 +48,6 @@ EMIT_EVERY = 6.0
 REQUEST_EVERY = 9.0
 TAG = 7
 CONFIRMATIONS = 1
-TEST_TX_GAS = 100_000
 PLAN = {"per_second": 10.0, "burst": 20.0}
 # What each keeper is told of its plan: a little under it (its clock and the provider's differ).
 KEEPER_LIMITS = ("--poll-interval", "0.5")
@@ -99,16 +98,6 @@ def start_with_env(cluster: Cluster, i: int) -> None:
         cluster.start(i, *KEEPER_LIMITS)
 
 
-async def _every(period: float, until: float, action: Any) -> int:
-    count = 0
-    while time.monotonic() < until:
-        started = time.monotonic()
-        await action()
-        count += 1
-        await asyncio.sleep(max(0.0, period - (time.monotonic() - started)))
-    return count
-
-
 async def test_four_keepers_behind_hosted_providers(behind_providers: Providers) -> None:
     providers = behind_providers
     cluster = providers.cluster
@@ -124,26 +113,15 @@ async def test_four_keepers_behind_hosted_providers(behind_providers: Providers)
         cluster, w3, event_spec(target.address, TAG, CONFIRMATIONS), 100
     )
     condition_job, _ = await create_job(cluster, w3, condition_spec(target.address, 1), 100)
-    emitter, requester = cluster.accounts[-1], cluster.accounts[-2]
-    requested: list[int] = []
-    values = iter(range(1_000_000))
-
-    async def emit() -> None:
-        fn = target.functions.emitDemo(TAG, next(values))
-        await transact(w3, fn, {"from": emitter.address, "gas": TEST_TX_GAS})
-
-    async def request() -> None:
-        amount = len(requested) + 1
-        fn = target.functions.request(amount)
-        await transact(w3, fn, {"from": requester.address, "gas": TEST_TX_GAS})
-        requested.append(amount)
+    traffic = Traffic(cluster, w3, target, TAG)
+    requested = traffic.requested
 
     first_block = int(await w3.eth.block_number)
     counted_from = {i: e.requests for i, e in providers.emulators.items()}
     # when the jobs run for a while, logs and work requests coming in
     until = time.monotonic() + RUN_SECONDS
     emitted, _ = await asyncio.gather(
-        _every(EMIT_EVERY, until, emit), _every(REQUEST_EVERY, until, request)
+        every(EMIT_EVERY, until, traffic.emit), every(REQUEST_EVERY, until, traffic.request)
     )
     blocks = int(await w3.eth.block_number) - first_block
     # (the figures, printed before any check can fail)

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
 from eth_account._utils.legacy_transactions import Transaction as LegacyTransaction
@@ -21,34 +20,17 @@ from keeper.chain.sender import TxSender
 from keeper.core.fees import GWEI, FeePolicy
 from keeper.core.types import Wei
 from keeper.store.db import Store
-from tests.anvil import AnvilChain, AnvilProcess
+from tests.anvil import AnvilChain, AnvilProcess, LoopbackRpcProxy
 
 
-class NoFeeHistory:
+class NoFeeHistory(LoopbackRpcProxy):
     """Forwards JSON-RPC to `upstream`, refuses `eth_feeHistory` with -32601, and answers
     `eth_gasPrice` with `gas_price` when set. Counts the methods it was asked."""
 
     def __init__(self, upstream: str) -> None:
-        self.upstream = upstream
+        super().__init__(upstream)
         self.gas_price: int | None = None
         self.asked: list[str] = []
-        self.port = 0
-        self._runner: web.AppRunner | None = None
-        self._session: aiohttp.ClientSession | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
-        self._session = aiohttp.ClientSession()
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -64,15 +46,7 @@ class NoFeeHistory:
             return {"jsonrpc": "2.0", "id": call.get("id"), "error": error}
         if method == "eth_gasPrice" and self.gas_price is not None:
             return {"jsonrpc": "2.0", "id": call.get("id"), "result": hex(self.gas_price)}
-        assert self._session is not None
-        async with self._session.post(self.upstream, json=call) as up:
-            return await up.json(content_type=None)
-
-    async def stop(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        return await self._forward(call)
 
 
 class Env:
