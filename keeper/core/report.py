@@ -1,11 +1,16 @@
-"""The EIP-712 `Report` a quorum signs, its digest, and signature packing for `execute`.
+"""The EIP-712 `Batch` a quorum signs, its digest, and the per-item `Report` view of it.
 
-Mirrors TaskManager.sol: domain `name="KeeperTaskManager", version="1"`, chainId and the
-TaskManager address. Signing is pure computation over a key; no chain is touched.
+A quorum signs one `Batch` per execution: a header (epoch, quorum, check block and its hash,
+executor, deadline) and the items (jobId, round, cursor, payloadHash) it carries. The node
+reasons per item: a `Report` is one item together with its batch's header, and a report alone
+is a batch of one. Mirrors TaskManager.sol: domain `name="KeeperTaskManager", version="1"`,
+chainId and the TaskManager address. Signing is pure computation over a key; no chain is
+touched.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Any
@@ -26,18 +31,26 @@ MAX_CHECK_AGE = 128
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 SECP256K1_HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
 
-REPORT_TYPES: dict[str, list[dict[str, str]]] = {
-    "Report": [
-        {"name": "jobId", "type": "uint256"},
-        {"name": "round", "type": "uint64"},
+# TaskManager.MAX_BATCH_ITEMS: the most items one `execute` carries.
+MAX_BATCH_ITEMS = 64
+
+# The EIP-712 types a quorum signs (eth_account's typed-data form, for tests and wallets).
+BATCH_TYPES: dict[str, list[dict[str, str]]] = {
+    "Batch": [
         {"name": "epoch", "type": "uint64"},
-        {"name": "cursor", "type": "uint256"},
+        {"name": "quorum", "type": "uint16"},
         {"name": "checkBlock", "type": "uint64"},
         {"name": "checkBlockHash", "type": "bytes32"},
-        {"name": "payloadHash", "type": "bytes32"},
         {"name": "executor", "type": "address"},
         {"name": "deadline", "type": "uint64"},
-    ]
+        {"name": "items", "type": "Item[]"},
+    ],
+    "Item": [
+        {"name": "jobId", "type": "uint256"},
+        {"name": "round", "type": "uint64"},
+        {"name": "cursor", "type": "uint256"},
+        {"name": "payloadHash", "type": "bytes32"},
+    ],
 }
 
 
@@ -58,8 +71,32 @@ class Domain:
 
 
 @dataclass(frozen=True)
+class BatchHeader:
+    """What every item of one batch shares: where it was checked, who submits it until when."""
+
+    epoch: int
+    quorum: int
+    checkBlock: int
+    checkBlockHash: bytes
+    executor: str
+    deadline: int
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        """The ABI tuple of TaskManager's `BatchHeader`."""
+        return (
+            self.epoch,
+            self.quorum,
+            self.checkBlock,
+            self.checkBlockHash,
+            checksum_address(self.executor),
+            self.deadline,
+        )
+
+
+@dataclass(frozen=True)
 class Report:
-    """One proposed execution: what the quorum agrees on and who may submit it until when."""
+    """One item of a batch with its batch's header: one proposed execution of one round, what
+    the quorum agrees on and who may submit it until when. Alone, it is a batch of one."""
 
     jobId: int
     round: int
@@ -70,17 +107,28 @@ class Report:
     payloadHash: bytes
     executor: str
     deadline: int
+    quorum: int = 0
 
     def as_message(self) -> dict[str, Any]:
-        """The EIP-712 message dict (also the tuple order of the ABI struct)."""
+        """The fields as a dict, executor checksummed (the wire and store form)."""
         message = asdict(self)
         message["executor"] = checksum_address(self.executor)
         return message
 
-    def as_tuple(self) -> tuple[Any, ...]:
-        """The ABI tuple `execute` and `slashEquivocation` take."""
-        m = self.as_message()
-        return tuple(m[f["name"]] for f in REPORT_TYPES["Report"])
+    @property
+    def header(self) -> BatchHeader:
+        return BatchHeader(
+            self.epoch,
+            self.quorum,
+            self.checkBlock,
+            self.checkBlockHash,
+            self.executor,
+            self.deadline,
+        )
+
+    def item_tuple(self) -> tuple[Any, ...]:
+        """The ABI tuple of TaskManager's `SignedItem` (what is signed of the item)."""
+        return (self.jobId, self.round, self.cursor, self.payloadHash)
 
     @property
     def equivocation_key(self) -> tuple[int, int, int, bytes]:
@@ -91,19 +139,50 @@ class Report:
         return self.cursor == other.cursor and self.payloadHash == other.payloadHash
 
 
+@dataclass(frozen=True)
+class Batch:
+    """What a quorum signs for one `execute`: one header and its items, in execution order."""
+
+    header: BatchHeader
+    items: tuple[Report, ...]
+
+    @classmethod
+    def of(cls, reports: Sequence[Report]) -> Batch:
+        """The batch of `reports`, which must share one header; ValueError otherwise."""
+        if not reports:
+            raise ValueError("a batch has at least one item")
+        if len(reports) > MAX_BATCH_ITEMS:
+            raise ValueError(f"a batch has at most {MAX_BATCH_ITEMS} items, got {len(reports)}")
+        header = reports[0].header
+        if any(r.header != header for r in reports[1:]):
+            raise ValueError(
+                "the items of a batch share epoch, quorum, check block, executor and deadline"
+            )
+        return cls(header, tuple(reports))
+
+    def subset(self, indices: Sequence[int]) -> Batch:
+        """The batch of the items at `indices` (kept in this batch's order)."""
+        return Batch.of([self.items[i] for i in sorted(set(indices))])
+
+    def item_hashes(self) -> list[bytes]:
+        return [compute_item_hash(r) for r in self.items]
+
+
 def compute_payload_hash(payload: bytes) -> bytes:
     return keccak(payload)
 
 
-# EIP-712 hashing written out for this one fixed struct: eth_account's generic typed-data
-# encoder costs about 1 ms per report, and a round hashes a report 2N - 1 times across an
+# EIP-712 hashing written out for these two fixed structs: eth_account's generic typed-data
+# encoder costs about 1 ms per message, and a round hashes a batch 2N - 1 times across an
 # N-member quorum. tests/unit/test_report.py checks it against that encoder and the contract.
 _DOMAIN_TYPEHASH = keccak(
     text="EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
 )
-_REPORT_TYPEHASH = keccak(
-    text="Report(uint256 jobId,uint64 round,uint64 epoch,uint256 cursor,uint64 checkBlock,"
-    "bytes32 checkBlockHash,bytes32 payloadHash,address executor,uint64 deadline)"
+_ITEM_TYPE = "Item(uint256 jobId,uint64 round,uint256 cursor,bytes32 payloadHash)"
+ITEM_TYPEHASH = keccak(text=_ITEM_TYPE)
+BATCH_TYPEHASH = keccak(
+    text="Batch(uint64 epoch,uint16 quorum,uint64 checkBlock,bytes32 checkBlockHash,"
+    "address executor,uint64 deadline,Item[] items)" + _ITEM_TYPE
 )
 
 
@@ -118,21 +197,43 @@ def compute_domain_separator(domain: Domain) -> bytes:
     )
 
 
-def compute_report_digest(report: Report, domain: Domain) -> bytes:
-    """The 32-byte EIP-712 digest that `TaskManager.hashReport` returns."""
-    struct = keccak(
-        _REPORT_TYPEHASH
+def compute_item_hash(report: Report) -> bytes:
+    """The EIP-712 struct hash of one item (`TaskManager.hashItem`)."""
+    return keccak(
+        ITEM_TYPEHASH
         + uint_word(report.jobId, 256)
         + uint_word(report.round, 64)
-        + uint_word(report.epoch, 64)
         + uint_word(report.cursor, 256)
-        + uint_word(report.checkBlock, 64)
-        + bytes32_word(report.checkBlockHash)
         + bytes32_word(report.payloadHash)
-        + address_word(report.executor)
-        + uint_word(report.deadline, 64)
+    )
+
+
+def compute_batch_digest_of(
+    header: BatchHeader, item_hashes: Sequence[bytes], domain: Domain
+) -> bytes:
+    """The 32-byte EIP-712 digest of a batch given its items' struct hashes
+    (`TaskManager.hashBatch`); what an equivocation proof recomputes on chain."""
+    struct = keccak(
+        BATCH_TYPEHASH
+        + uint_word(header.epoch, 64)
+        + uint_word(header.quorum, 16)
+        + uint_word(header.checkBlock, 64)
+        + bytes32_word(header.checkBlockHash)
+        + address_word(header.executor)
+        + uint_word(header.deadline, 64)
+        + keccak(b"".join(bytes32_word(h) for h in item_hashes))
     )
     return keccak(b"\x19\x01" + compute_domain_separator(domain) + struct)
+
+
+def compute_batch_digest(batch: Batch, domain: Domain) -> bytes:
+    """The 32-byte EIP-712 digest a quorum signs for `batch`."""
+    return compute_batch_digest_of(batch.header, batch.item_hashes(), domain)
+
+
+def compute_report_digest(report: Report, domain: Domain) -> bytes:
+    """The digest of `report` alone: the batch of one."""
+    return compute_batch_digest_of(report.header, [compute_item_hash(report)], domain)
 
 
 @lru_cache(maxsize=16)
@@ -184,13 +285,24 @@ def _address_of(public_key: bytes) -> str:
 
 
 def sign_report(private_key: bytes | str, report: Report, domain: Domain) -> bytes:
-    """The signer's EIP-712 signature of `report` in `domain` (canonical, low s)."""
+    """The signer's EIP-712 signature of `report` as a batch of one (canonical, low s)."""
     return sign_digest(private_key, compute_report_digest(report, domain))
 
 
+def sign_batch(private_key: bytes | str, batch: Batch, domain: Domain) -> bytes:
+    """The signer's EIP-712 signature of `batch` in `domain` (canonical, low s)."""
+    return sign_digest(private_key, compute_batch_digest(batch, domain))
+
+
+def recover_batch_signer(batch: Batch, domain: Domain, signature: bytes) -> str:
+    """The address that made `signature` over `batch`; ValueError when malformed or not
+    canonical."""
+    return recover_digest_signer(compute_batch_digest(batch, domain), signature)
+
+
 def recover_report_signer(report: Report, domain: Domain, signature: bytes) -> str:
-    """The address that made `signature` over `report`; raises ValueError when malformed or
-    not canonical."""
+    """The address that made `signature` over `report` as a batch of one; raises ValueError
+    when malformed or not canonical."""
     return recover_digest_signer(compute_report_digest(report, domain), signature)
 
 
