@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from keeper.core.report import Report
+from keeper.core.report import Report, compute_item_hash
 
 # Reports remembered; one per (round key, signer). Honest leaders send one per round.
 MAX_EVIDENCE = 20_000
@@ -18,10 +18,19 @@ MAX_EVIDENCE = 20_000
 
 @dataclass(frozen=True)
 class SignedBy:
-    """A report and one signer's signature of it."""
+    """One item (`report`) of a batch one signer signed: with the batch's item hashes and the
+    item's index in it, it is one half of the contract's `EquivocationProof`. A report signed
+    alone is the batch of one (the defaults)."""
 
     report: Report
     signature: bytes
+    item_hashes: tuple[bytes, ...] = ()
+    index: int = 0
+
+    @property
+    def hashes(self) -> tuple[bytes, ...]:
+        """The batch's item hashes (the report's own for a batch of one)."""
+        return self.item_hashes or (compute_item_hash(self.report),)
 
 
 @dataclass(frozen=True)
