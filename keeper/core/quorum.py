@@ -199,7 +199,8 @@ def pack_signatures(
 
 @lru_cache(maxsize=65536)  # a round is ranked by its leader and each member, often twice
 def compute_rank_key(job_id: int, round_: int, member: str) -> bytes:
-    """keccak256(abi.encode(jobId, round, member)): the per-round leader order."""
+    """keccak256(abi.encode(jobId, round, member)): the order of `rotate()` senders (job id
+    0, the epoch as the round)."""
     return keccak(uint_word(job_id, 256) + uint_word(round_, 64) + address_word(member))
 
 
@@ -211,6 +212,36 @@ def rank_members(
     return sorted(
         members,
         key=lambda a: (a.lower() in shed, compute_rank_key(job_id, round_, a)),
+    )
+
+
+@lru_cache(maxsize=65536)  # asked for every due round by its leader and each member
+def compute_batch_rank_key(epoch: int, quorum: int, due_block: int, member: str) -> bytes:
+    """keccak256(abi.encode(epoch, quorum, dueBlock, member)): the leader order of every
+    round one quorum opened at one block. Rounds due together share their primary, so they go
+    out as one batch; across heads (and quorums) the primary changes, which keeps leading
+    balanced."""
+    return keccak(
+        uint_word(epoch, 64)
+        + uint_word(quorum, 16)
+        + uint_word(due_block, 64)
+        + address_word(member)
+    )
+
+
+def rank_batch_members(
+    epoch: int,
+    quorum: int,
+    due_block: int,
+    members: Iterable[str],
+    overloaded: Iterable[str] = (),
+) -> list[str]:
+    """Members in leader order for the rounds of `quorum` in `epoch` due at `due_block`;
+    overloaded members move to the back."""
+    shed = {a.lower() for a in overloaded}
+    return sorted(
+        members,
+        key=lambda a: (a.lower() in shed, compute_batch_rank_key(epoch, quorum, due_block, a)),
     )
 
 

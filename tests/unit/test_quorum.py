@@ -15,6 +15,7 @@ from keeper.core.quorum import (
     STAKE_MASK,
     Member,
     SignatureTally,
+    compute_batch_rank_key,
     compute_current_leader_rank,
     compute_quorum_hash,
     compute_quorum_of,
@@ -29,6 +30,7 @@ from keeper.core.quorum import (
     is_turn_started,
     pack_member,
     pack_signatures,
+    rank_batch_members,
     rank_members,
     unpack_member,
 )
@@ -276,6 +278,61 @@ def test_ranking_changes_with_the_round() -> None:
     members = [to_checksum_address(i.to_bytes(20, "big")) for i in range(1, 9)]
     leaders = {rank_members(7, r, members)[0] for r in range(40)}
     assert len(leaders) > 1
+
+
+@given(
+    epoch=st.integers(0, 2**64 - 1),
+    quorum=st.integers(0, 2**16 - 1),
+    due=st.integers(0, 2**64 - 1),
+    members=st.lists(addresses, min_size=1, max_size=30, unique=True),
+    data=st.data(),
+)
+def test_batch_ranking_is_a_deterministic_permutation_with_overloaded_last(
+    epoch: int, quorum: int, due: int, members: list[str], data: st.DataObject
+) -> None:
+    overloaded = data.draw(st.lists(st.sampled_from(members), unique=True))
+    ranked = rank_batch_members(epoch, quorum, due, members, [a.lower() for a in overloaded])
+    # then every member appears once, the overloaded ones after all the others
+    assert sorted(ranked) == sorted(members)
+    flags = [a in overloaded for a in ranked]
+    assert flags == sorted(flags)
+    # and the order depends only on (epoch, quorum, due block), not on the input order
+    assert rank_batch_members(epoch, quorum, due, list(reversed(members)), overloaded) == ranked
+
+
+def test_every_round_a_quorum_opens_at_one_block_has_one_primary_which_moves_with_the_block() -> (
+    None
+):
+    # given one quorum's members
+    members = [to_checksum_address(i.to_bytes(20, "big")) for i in range(1, 9)]
+    # when rounds of any jobs fall due at one block, they share one leader order (no job in it)
+    assert rank_batch_members(3, 1, 500, members) == rank_batch_members(3, 1, 500, members)
+    # then across blocks, quorums and epochs the primary changes: leading stays balanced
+    by_block = {rank_batch_members(3, 1, b, members)[0] for b in range(40)}
+    by_quorum = {rank_batch_members(3, q, 500, members)[0] for q in range(40)}
+    by_epoch = {rank_batch_members(e, 1, 500, members)[0] for e in range(40)}
+    assert min(len(by_block), len(by_quorum), len(by_epoch)) > 1
+
+
+@given(
+    epoch=st.integers(0, 2**64 - 1),
+    quorum=st.integers(0, 2**16 - 1),
+    due=st.integers(0, 2**64 - 1),
+    member=addresses,
+)
+def test_batch_rank_key_is_keccak_of_the_abi_encoded_epoch_quorum_due_block_and_member(
+    epoch: int, quorum: int, due: int, member: str
+) -> None:
+    encoded = abi_encode(["uint64", "uint16", "uint64", "address"], [epoch, quorum, due, member])
+    assert compute_batch_rank_key(epoch, quorum, due, member) == keccak(encoded)
+
+
+@pytest.mark.parametrize(
+    ("epoch", "quorum", "due"), [(2**64, 0, 0), (0, 2**16, 0), (0, 0, 2**64), (-1, 0, 0)]
+)
+def test_batch_rank_key_refuses_what_abi_encode_would(epoch: int, quorum: int, due: int) -> None:
+    with pytest.raises(ValueError):
+        compute_batch_rank_key(epoch, quorum, due, "0x" + "11" * 20)
 
 
 @given(
