@@ -1,8 +1,11 @@
 """The peer messages of the agree step (protocol step 4) and how their bodies are signed.
 
-A leader sends a `ReportBatch` (every report it leads at one head, `POST /v1/reports/batch`) or a
-single `ReportRequest` (`POST /v1/reports`); a member answers a batch item by item, with a
-signature or a `Refusal` carrying the status and code the item alone would have got.
+A leader sends one `BatchRequest` (`POST /v1/reports/batch`, the only signing route): the
+header of a batch and its items (jobId, round, cursor, payload), with the leader's own
+signature over the `Batch` of all of them. A member checks each item on its own and answers
+with a `BatchResponse`: per item `True` (accepted) or a `Refusal` carrying the status and code
+the item got, and one signature over the `Batch` of the accepted items, in order (null when it
+accepted none). A single round is the batch of one.
 
 Wire form is canonical JSON (sorted keys, no spaces, UTF-8). Decoding is strict: every field
 must be present with exactly its type and range, nothing else may be there, and any failure is a
@@ -11,8 +14,8 @@ must be present with exactly its type and range, nothing else may be there, and 
 A body is authenticated by an EIP-191 signature of its exact bytes, carried in the
 `X-Keeper-Signature` header; signing the bytes rather than a re-encoding means no two parsers
 can disagree about what was signed. The signature proves who sent a body, not that it is fresh:
-`sentBlock` lets the receiver refuse stale replays. A `ReportResponse` needs no body signature,
-since the report signature it carries already proves its signer.
+`sentBlock` lets the receiver refuse stale replays. A `BatchResponse` needs no body signature,
+since the batch signature it carries already proves its signer.
 """
 
 from __future__ import annotations
@@ -27,49 +30,39 @@ from eth_utils.crypto import keccak
 
 from keeper.core.addresses import checksum_address
 from keeper.core.report import (
+    MAX_BATCH_ITEMS,
     SIGNATURE_LENGTH,
+    Batch,
+    BatchHeader,
     Report,
     recover_digest_signer,
     sign_digest,
 )
 
 SIGNATURE_HEADER = "X-Keeper-Signature"
-REPORT_MESSAGE_TYPE = "report"
-REPORT_BATCH_MESSAGE_TYPE = "reportBatch"
-# Reports one batch may carry; a leader splits larger sets (and bodies over the size limit).
-MAX_BATCH_ITEMS = 16
-# An upper bound on one batch item's JSON beyond its payload's hex digits (report ~520
-# characters, leader signature 132, keys and punctuation): `split_batch` sizes bodies with it.
-BATCH_ITEM_OVERHEAD = 1024
+BATCH_MESSAGE_TYPE = "batch"
+# An upper bound on one item's JSON beyond its payload's hex digits (jobId and cursor up to 78
+# digits each, round, keys and punctuation), and on the envelope's (header, sender, leader
+# signature): `split_batch` sizes bodies with them.
+BATCH_ITEM_OVERHEAD = 256
+BATCH_ENVELOPE_OVERHEAD = 1024
 MAX_CODE_CHARS = 64
 MAX_REASON_CHARS = 300
 MAX_PAYLOAD_BYTES = 4096
 MAX_JSON_DEPTH = 16
+UINT16_MAX = 2**16 - 1
 UINT64_MAX = 2**64 - 1
 UINT256_MAX = 2**256 - 1
 
 MALFORMED = "Malformed"
 BAD_SIGNATURE = "BadSignature"
 
-_REQUEST_KEYS = frozenset({"type", "sender", "sentBlock", "report", "payload", "leaderSignature"})
-_REPORT_KEYS = frozenset(
-    {
-        "jobId",
-        "round",
-        "epoch",
-        "cursor",
-        "checkBlock",
-        "checkBlockHash",
-        "payloadHash",
-        "executor",
-        "deadline",
-    }
+_REQUEST_KEYS = frozenset({"type", "sender", "sentBlock", "header", "items", "leaderSignature"})
+_HEADER_KEYS = frozenset(
+    {"epoch", "quorum", "checkBlock", "checkBlockHash", "executor", "deadline"}
 )
-_RESPONSE_KEYS = frozenset({"signer", "signature", "overloaded"})
-_BATCH_KEYS = frozenset({"type", "sender", "sentBlock", "items"})
-_ITEM_KEYS = frozenset({"report", "payload", "leaderSignature"})
-_BATCH_RESPONSE_KEYS = frozenset({"signer", "overloaded", "results"})
-_SIGNED_KEYS = frozenset({"signature"})
+_ITEM_KEYS = frozenset({"jobId", "round", "cursor", "payload"})
+_RESPONSE_KEYS = frozenset({"signer", "overloaded", "results", "signature"})
 _REFUSED_KEYS = frozenset({"status", "error", "reason"})
 _HEX = re.compile(r"0x(?:[0-9a-fA-F]{2})*")
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
@@ -92,57 +85,39 @@ class MessageError(ValueError):
 
 
 @dataclass(frozen=True)
-class ReportRequest:
-    """A leader asking a member to sign `report`; `leader_signature` is the leader's own."""
+class BatchRequest:
+    """A leader asking a member to sign `batch`: its items' payloads in item order, and the
+    leader's own signature over the whole batch."""
 
     sender: str
     sent_block: int
-    report: Report
-    payload: bytes
+    batch: Batch
+    payloads: tuple[bytes, ...]
     leader_signature: bytes
 
+    @classmethod
+    def of(
+        cls,
+        sender: str,
+        sent_block: int,
+        batch: Batch,
+        payloads: Sequence[bytes],
+        leader_signature: bytes,
+    ) -> BatchRequest:
+        return cls(sender, sent_block, batch, tuple(payloads), leader_signature)
 
-@dataclass(frozen=True)
-class ReportResponse:
-    """A member's answer: its report signature, and whether it is overloaded right now."""
+    @property
+    def header(self) -> BatchHeader:
+        return self.batch.header
 
-    signer: str
-    signature: bytes
-    overloaded: bool
-
-
-@dataclass(frozen=True)
-class BatchItem:
-    """One report of a batch, with its payload and the leader's own signature of it."""
-
-    report: Report
-    payload: bytes
-    leader_signature: bytes
-
-
-@dataclass(frozen=True)
-class ReportBatch:
-    """A leader asking a member to sign every report it leads at one head, in one request.
-
-    Each item is checked and answered on its own, exactly as the `ReportRequest` of `request`
-    would be; only the envelope (sender, sentBlock, body signature) is shared.
-    """
-
-    sender: str
-    sent_block: int
-    items: tuple[BatchItem, ...]
-
-    def request(self, index: int) -> ReportRequest:
-        item = self.items[index]
-        return ReportRequest(
-            self.sender, self.sent_block, item.report, item.payload, item.leader_signature
-        )
+    @property
+    def items(self) -> tuple[Report, ...]:
+        return self.batch.items
 
 
 @dataclass(frozen=True)
 class Refusal:
-    """A member's refusal of one item of a batch: the status and error code it would have
-    answered the item alone with."""
+    """A member's refusal of one item: the status and error code the item got."""
 
     status: int
     code: str
@@ -151,11 +126,18 @@ class Refusal:
 
 @dataclass(frozen=True)
 class BatchResponse:
-    """A member's answers to a batch, in item order: its report signature, or a refusal."""
+    """A member's answers to a batch, in item order (`True`: accepted, or a refusal), and its
+    signature over the batch of the accepted items (None when it accepted none)."""
 
     signer: str
     overloaded: bool
-    results: tuple[bytes | Refusal, ...]
+    results: tuple[bool | Refusal, ...]
+    signature: bytes | None
+
+    @property
+    def accepted(self) -> tuple[int, ...]:
+        """The indices of the accepted items: what `signature` covers, in order."""
+        return tuple(i for i, r in enumerate(self.results) if r is True)
 
 
 def split_batch(
@@ -164,12 +146,12 @@ def split_batch(
     """Consecutive index ranges of items (given their payload sizes in bytes) such that each
     range's batch has at most `max_items` items and its body at most `max_body` bytes."""
     ranges: list[range] = []
-    start, size = 0, BATCH_ITEM_OVERHEAD  # the envelope fits in one item's overhead
+    start, size = 0, BATCH_ENVELOPE_OVERHEAD
     for i, payload in enumerate(payload_sizes):
         item = BATCH_ITEM_OVERHEAD + 2 * payload
         if i > start and (i - start >= max_items or size + item > max_body):
             ranges.append(range(start, i))
-            start, size = i, BATCH_ITEM_OVERHEAD
+            start, size = i, BATCH_ENVELOPE_OVERHEAD
         size += item
     if start < len(payload_sizes):
         ranges.append(range(start, len(payload_sizes)))
@@ -187,72 +169,47 @@ def _canonical(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
-def _report_to_json(report: Report) -> dict[str, Any]:
+def _header_to_json(header: BatchHeader) -> dict[str, Any]:
     return {
-        "jobId": report.jobId,
-        "round": report.round,
-        "epoch": report.epoch,
-        "cursor": report.cursor,
-        "checkBlock": report.checkBlock,
-        "checkBlockHash": _hex(report.checkBlockHash),
-        "payloadHash": _hex(report.payloadHash),
-        "executor": checksum_address(report.executor),
-        "deadline": report.deadline,
+        "epoch": header.epoch,
+        "quorum": header.quorum,
+        "checkBlock": header.checkBlock,
+        "checkBlockHash": _hex(header.checkBlockHash),
+        "executor": checksum_address(header.executor),
+        "deadline": header.deadline,
     }
 
 
-def encode_request(req: ReportRequest) -> bytes:
-    """The canonical body of `POST /v1/reports`."""
+def encode_batch(req: BatchRequest) -> bytes:
+    """The canonical body of `POST /v1/reports/batch`."""
     return _canonical(
         {
-            "type": REPORT_MESSAGE_TYPE,
+            "type": BATCH_MESSAGE_TYPE,
             "sender": checksum_address(req.sender),
             "sentBlock": req.sent_block,
-            "report": _report_to_json(req.report),
-            "payload": _hex(req.payload),
+            "header": _header_to_json(req.header),
+            "items": [
+                {
+                    "jobId": item.jobId,
+                    "round": item.round,
+                    "cursor": item.cursor,
+                    "payload": _hex(payload),
+                }
+                for item, payload in zip(req.items, req.payloads, strict=True)
+            ],
             "leaderSignature": _hex(req.leader_signature),
         }
     )
 
 
-def encode_response(resp: ReportResponse) -> bytes:
-    """The canonical body of a successful `POST /v1/reports` answer."""
-    return _canonical(
-        {
-            "signer": checksum_address(resp.signer),
-            "signature": _hex(resp.signature),
-            "overloaded": resp.overloaded,
-        }
-    )
-
-
-def encode_batch(batch: ReportBatch) -> bytes:
-    """The canonical body of `POST /v1/reports/batch`."""
-    return _canonical(
-        {
-            "type": REPORT_BATCH_MESSAGE_TYPE,
-            "sender": checksum_address(batch.sender),
-            "sentBlock": batch.sent_block,
-            "items": [
-                {
-                    "report": _report_to_json(item.report),
-                    "payload": _hex(item.payload),
-                    "leaderSignature": _hex(item.leader_signature),
-                }
-                for item in batch.items
-            ],
-        }
-    )
-
-
-def _result_to_json(result: bytes | Refusal) -> dict[str, Any]:
+def _result_to_json(result: bool | Refusal) -> Any:
     if isinstance(result, Refusal):
         return {
             "status": result.status,
             "error": result.code[:MAX_CODE_CHARS],
             "reason": " ".join(result.reason.split())[:MAX_REASON_CHARS],
         }
-    return {"signature": _hex(result)}
+    return True
 
 
 def encode_batch_response(resp: BatchResponse) -> bytes:
@@ -262,6 +219,7 @@ def encode_batch_response(resp: BatchResponse) -> bytes:
             "signer": checksum_address(resp.signer),
             "overloaded": resp.overloaded,
             "results": [_result_to_json(r) for r in resp.results],
+            "signature": None if resp.signature is None else _hex(resp.signature),
         }
     )
 
@@ -388,86 +346,70 @@ def _address(obj: dict[str, Any], key: str, where: str = "") -> str:
     return checksummed
 
 
-def _report_from_json(obj: Any) -> Report:
-    where = "report."
+def _header_from_json(obj: Any) -> BatchHeader:
+    where = "header."
     if not isinstance(obj, dict):
-        _malformed("report must be a JSON object")
-    _check_keys(obj, _REPORT_KEYS, where)
-    return Report(
-        jobId=_uint(obj, "jobId", UINT256_MAX, where),
-        round=_uint(obj, "round", UINT64_MAX, where),
+        _malformed("header must be a JSON object")
+    _check_keys(obj, _HEADER_KEYS, where)
+    return BatchHeader(
         epoch=_uint(obj, "epoch", UINT64_MAX, where),
-        cursor=_uint(obj, "cursor", UINT256_MAX, where),
+        quorum=_uint(obj, "quorum", UINT16_MAX, where),
         checkBlock=_uint(obj, "checkBlock", UINT64_MAX, where),
         checkBlockHash=_bytes(obj, "checkBlockHash", length=32, where=where),
-        payloadHash=_bytes(obj, "payloadHash", length=32, where=where),
         executor=_address(obj, "executor", where),
         deadline=_uint(obj, "deadline", UINT64_MAX, where),
     )
 
 
-def decode_request(body: bytes) -> ReportRequest:
-    """Parse a `POST /v1/reports` body; any defect raises `MessageError` (code Malformed).
-
-    Checks the message is self-consistent (the payload hashes to `payloadHash`); whether the
-    sender and report are acceptable is the receiving node's decision, not the codec's.
-    """
-    obj = _load_object(body, "body")
-    _check_keys(obj, _REQUEST_KEYS, "")
-    if obj["type"] != REPORT_MESSAGE_TYPE:
-        _malformed(f"type must be {REPORT_MESSAGE_TYPE!r}")
-    report = _report_from_json(obj["report"])
-    payload = _bytes(obj, "payload", max_length=MAX_PAYLOAD_BYTES)
-    if keccak(payload) != report.payloadHash:
-        _malformed("report.payloadHash does not match payload")
-    return ReportRequest(
-        sender=_address(obj, "sender"),
-        sent_block=_uint(obj, "sentBlock", UINT64_MAX),
-        report=report,
-        payload=payload,
-        leader_signature=_bytes(obj, "leaderSignature", length=SIGNATURE_LENGTH),
-    )
-
-
-def _item_from_json(obj: Any, index: int) -> BatchItem:
+def _item_from_json(obj: Any, index: int, header: BatchHeader) -> tuple[Report, bytes]:
     where = f"items[{index}]."
     if not isinstance(obj, dict):
         _malformed(f"items[{index}] must be a JSON object")
     _check_keys(obj, _ITEM_KEYS, where)
-    report = _report_from_json(obj["report"])
     payload = _bytes(obj, "payload", max_length=MAX_PAYLOAD_BYTES, where=where)
-    if keccak(payload) != report.payloadHash:
-        _malformed(f"{where}report.payloadHash does not match payload")
-    return BatchItem(
-        report=report,
-        payload=payload,
-        leader_signature=_bytes(obj, "leaderSignature", length=SIGNATURE_LENGTH, where=where),
+    report = Report(
+        jobId=_uint(obj, "jobId", UINT256_MAX, where),
+        round=_uint(obj, "round", UINT64_MAX, where),
+        epoch=header.epoch,
+        cursor=_uint(obj, "cursor", UINT256_MAX, where),
+        checkBlock=header.checkBlock,
+        checkBlockHash=header.checkBlockHash,
+        payloadHash=keccak(payload),
+        executor=header.executor,
+        deadline=header.deadline,
+        quorum=header.quorum,
     )
+    return report, payload
 
 
-def decode_batch(body: bytes) -> ReportBatch:
-    """Parse a `POST /v1/reports/batch` body: 1 to MAX_BATCH_ITEMS items, each held to the
-    rules of `decode_request`; any defect raises `MessageError` (code Malformed)."""
+def decode_batch(body: bytes) -> BatchRequest:
+    """Parse a `POST /v1/reports/batch` body: a header and 1 to MAX_BATCH_ITEMS items; any
+    defect raises `MessageError` (code Malformed). Whether the sender and the items are
+    acceptable is the receiving node's decision, not the codec's."""
     obj = _load_object(body, "body")
-    _check_keys(obj, _BATCH_KEYS, "")
-    if obj["type"] != REPORT_BATCH_MESSAGE_TYPE:
-        _malformed(f"type must be {REPORT_BATCH_MESSAGE_TYPE!r}")
+    _check_keys(obj, _REQUEST_KEYS, "")
+    if obj["type"] != BATCH_MESSAGE_TYPE:
+        _malformed(f"type must be {BATCH_MESSAGE_TYPE!r}")
+    header = _header_from_json(obj["header"])
     items = obj["items"]
     if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH_ITEMS:
-        _malformed(f"items must be a list of 1 to {MAX_BATCH_ITEMS} reports")
-    return ReportBatch(
+        _malformed(f"items must be a list of 1 to {MAX_BATCH_ITEMS} items")
+    decoded = [_item_from_json(item, i, header) for i, item in enumerate(items)]
+    return BatchRequest(
         sender=_address(obj, "sender"),
         sent_block=_uint(obj, "sentBlock", UINT64_MAX),
-        items=tuple(_item_from_json(item, i) for i, item in enumerate(items)),
+        batch=Batch(header, tuple(report for report, _ in decoded)),
+        payloads=tuple(payload for _, payload in decoded),
+        leader_signature=_bytes(obj, "leaderSignature", length=SIGNATURE_LENGTH),
     )
 
 
-def _result_from_json(obj: Any, index: int) -> bytes | Refusal:
+def _result_from_json(obj: Any, index: int) -> bool | Refusal:
     where = f"results[{index}]."
+    if obj is True:
+        return True
     if not isinstance(obj, dict):
-        _malformed(f"results[{index}] must be a JSON object")
-    if obj.keys() == _SIGNED_KEYS:
-        return _bytes(obj, "signature", length=SIGNATURE_LENGTH, where=where)
+        _malformed(f"results[{index}] must be true or a refusal object")
     _check_keys(obj, _REFUSED_KEYS, where)
     status, code, reason = obj["status"], obj["error"], obj["reason"]
     if type(status) is not int or not 400 <= status <= 599:
@@ -480,33 +422,30 @@ def _result_from_json(obj: Any, index: int) -> bytes | Refusal:
 
 
 def decode_batch_response(body: bytes, items: int) -> BatchResponse:
-    """Parse a `POST /v1/reports/batch` answer to a batch of `items` reports; any defect
-    (including a result count other than `items`) raises `MessageError`."""
+    """Parse a `POST /v1/reports/batch` answer to a batch of `items` items; any defect
+    (a result count other than `items`, a signature without an accepted item or the other way
+    round) raises `MessageError`."""
     obj = _load_object(body, "response")
-    _check_keys(obj, _BATCH_RESPONSE_KEYS, "")
+    _check_keys(obj, _RESPONSE_KEYS, "")
     overloaded, results = obj["overloaded"], obj["results"]
     if not isinstance(overloaded, bool):
         _malformed("overloaded must be a boolean")
     if not isinstance(results, list) or len(results) != items:
         _malformed(f"results must be a list of {items} answers, one per item")
+    decoded = tuple(_result_from_json(r, i) for i, r in enumerate(results))
+    accepted = any(r is True for r in decoded)
+    signature = (
+        None if obj["signature"] is None else _bytes(obj, "signature", length=SIGNATURE_LENGTH)
+    )
+    if accepted and signature is None:
+        _malformed("signature must sign the accepted items")
+    if not accepted and signature is not None:
+        _malformed("signature must be null when no item is accepted")
     return BatchResponse(
         signer=_address(obj, "signer"),
         overloaded=overloaded,
-        results=tuple(_result_from_json(r, i) for i, r in enumerate(results)),
-    )
-
-
-def decode_response(body: bytes) -> ReportResponse:
-    """Parse a successful `POST /v1/reports` answer; any defect raises `MessageError`."""
-    obj = _load_object(body, "response")
-    _check_keys(obj, _RESPONSE_KEYS, "")
-    overloaded = obj["overloaded"]
-    if not isinstance(overloaded, bool):
-        _malformed("overloaded must be a boolean")
-    return ReportResponse(
-        signer=_address(obj, "signer"),
-        signature=_bytes(obj, "signature", length=SIGNATURE_LENGTH),
-        overloaded=overloaded,
+        results=decoded,
+        signature=signature,
     )
 
 

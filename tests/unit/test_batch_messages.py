@@ -1,8 +1,7 @@
-"""The batch peer messages: every report a leader leads at one head, and the member's answers.
+"""The batch peer messages beyond one item: a header and many items, and the member's answers.
 
-Same rules as the single request (canonical JSON, strict decoding, anything malformed is a
-MessageError), plus the batch's own: 1 to MAX_BATCH_ITEMS items, each checked on its own, and
-exactly one answer per item, a signature or a refusal with the status the item alone would get.
+1 to MAX_BATCH_ITEMS items share one header; each item is answered on its own (accepted, or a
+refusal with its status), and the one signature covers exactly the accepted items.
 """
 
 from __future__ import annotations
@@ -16,27 +15,20 @@ from eth_utils.crypto import keccak
 from keeper.core.messages import (
     MAX_BATCH_ITEMS,
     MAX_PAYLOAD_BYTES,
-    BatchItem,
+    BatchRequest,
     BatchResponse,
     MessageError,
     Refusal,
-    ReportBatch,
     decode_batch,
     decode_batch_response,
     encode_batch,
     encode_batch_response,
-    encode_request,
     split_batch,
 )
-from tests.unit.test_messages import SENDER, a_request
+from keeper.core.report import Batch, recover_batch_signer
+from tests.unit.test_messages import DOMAIN, SENDER, a_batch_request
 
 SIGNATURE = b"\x01" * 64 + b"\x1b"
-
-
-def a_batch(count: int = 2, payload: bytes = b"\x12\x34") -> ReportBatch:
-    reqs = [a_request(payload, jobId=job) for job in range(1, count + 1)]
-    items = tuple(BatchItem(r.report, r.payload, r.leader_signature) for r in reqs)
-    return ReportBatch(SENDER, 123, items)
 
 
 def malformed(body: bytes) -> str:
@@ -47,66 +39,77 @@ def malformed(body: bytes) -> str:
 
 
 def edited(edit: Any) -> bytes:
-    obj = json.loads(encode_batch(a_batch()))
+    obj = json.loads(encode_batch(a_batch_request([b"\x12", b"\x34"])))
     edit(obj)
     return json.dumps(obj).encode()
 
 
-def test_a_batch_is_canonical_json_that_decodes_back_and_each_item_is_its_request() -> None:
-    batch = a_batch(3)
-    body = encode_batch(batch)
+def test_a_batch_is_canonical_json_of_one_header_and_its_items_in_order() -> None:
+    req = a_batch_request([b"\x01", b"\x02", b"\x03"])
+    body = encode_batch(req)
 
     assert body == json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
-    assert decode_batch(body) == batch
-    # an item read as a request is the single request with the batch's sender and block
-    single = a_request(jobId=2)
-    assert batch.request(1) == single
-    assert json.loads(encode_request(single))["report"] == json.loads(body)["items"][1]["report"]
+    decoded = decode_batch(body)
+    assert decoded == req
+    # every item carries the header's fields and the hash of its own payload
+    assert [r.jobId for r in decoded.items] == [1, 2, 3]
+    assert all(r.header == decoded.header for r in decoded.items)
+    assert [r.payloadHash for r in decoded.items] == [keccak(p) for p in decoded.payloads]
+    # and the leader's signature is over the Batch of all of them
+    assert recover_batch_signer(decoded.batch, DOMAIN, decoded.leader_signature) == SENDER
 
 
 @pytest.mark.parametrize("count", [0, MAX_BATCH_ITEMS + 1])
 def test_a_batch_holds_one_to_the_limit_of_items(count: int) -> None:
     def set_items(obj: dict[str, Any]) -> None:
-        item = obj["items"][0]
-        obj["items"] = [item] * count
+        obj["items"] = [obj["items"][0]] * count
 
     assert "items must be a list" in malformed(edited(set_items))
-    full = a_batch(MAX_BATCH_ITEMS)
+    full = a_batch_request([b"\x01"] * MAX_BATCH_ITEMS)
     assert len(decode_batch(encode_batch(full)).items) == MAX_BATCH_ITEMS
 
 
-def test_each_item_is_decoded_as_strictly_as_a_single_request() -> None:
-    def tamper_payload(obj: dict[str, Any]) -> None:
-        obj["items"][1]["payload"] = "0x1235"
-
+def test_each_item_is_decoded_strictly() -> None:
     def extra_field(obj: dict[str, Any]) -> None:
-        obj["items"][0]["note"] = 1
+        obj["items"][1]["note"] = 1
 
     def single_type(obj: dict[str, Any]) -> None:
-        obj["type"] = "report"
+        obj["type"] = "reportBatch"
 
-    def items_not_a_list(obj: dict[str, Any]) -> None:
-        obj["items"] = {"0": obj["items"][0]}
-
-    assert malformed(edited(tamper_payload)) == (
-        "items[1].report.payloadHash does not match payload"
-    )
-    assert malformed(edited(extra_field)) == "items[0].unknown field note"
-    assert "type must be 'reportBatch'" in malformed(edited(single_type))
-    assert "items must be a list" in malformed(edited(items_not_a_list))
+    assert malformed(edited(extra_field)) == "items[1].unknown field note"
+    assert "type must be 'batch'" in malformed(edited(single_type))
 
 
-def test_a_response_round_trips_with_signatures_and_refusals_in_item_order() -> None:
+def test_a_response_round_trips_with_acceptances_and_refusals_in_item_order() -> None:
     resp = BatchResponse(
-        SENDER, True, (SIGNATURE, Refusal(409, "RoundDone", "job 1 is at round 2"), SIGNATURE)
+        SENDER, True, (True, Refusal(409, "RoundDone", "job 1 is at round 2"), True), SIGNATURE
     )
 
-    assert decode_batch_response(encode_batch_response(resp), 3) == resp
+    decoded = decode_batch_response(encode_batch_response(resp), 3)
+
+    assert decoded == resp
+    assert decoded.accepted == (0, 2)
+
+
+def test_a_response_that_accepts_nothing_carries_no_signature() -> None:
+    resp = BatchResponse(SENDER, False, (Refusal(422, "NotDue", "not due"),), None)
+    body = encode_batch_response(resp)
+
+    assert json.loads(body)["signature"] is None
+    assert decode_batch_response(body, 1) == resp
+    # a signature without an accepted item (or an accepted item without one) is malformed
+    obj = json.loads(body)
+    obj["signature"] = "0x" + SIGNATURE.hex()
+    with pytest.raises(MessageError, match="null when no item is accepted"):
+        decode_batch_response(json.dumps(obj).encode(), 1)
+    obj = json.loads(encode_batch_response(BatchResponse(SENDER, False, (True,), SIGNATURE)))
+    obj["signature"] = None
+    with pytest.raises(MessageError, match="must sign the accepted items"):
+        decode_batch_response(json.dumps(obj).encode(), 1)
 
 
 def test_a_response_must_answer_every_item_once_and_refusals_must_be_errors() -> None:
-    resp = BatchResponse(SENDER, False, (SIGNATURE, SIGNATURE))
-    body = encode_batch_response(resp)
+    body = encode_batch_response(BatchResponse(SENDER, False, (True, True), SIGNATURE))
 
     with pytest.raises(MessageError, match="results must be a list of 3"):
         decode_batch_response(body, 3)
@@ -117,15 +120,19 @@ def test_a_response_must_answer_every_item_once_and_refusals_must_be_errors() ->
     obj["results"][1] = {"signature": "0x" + SIGNATURE.hex(), "status": 409}
     with pytest.raises(MessageError, match=r"results\[1\].missing field error"):
         decode_batch_response(json.dumps(obj).encode(), 2)
+    obj["results"][1] = False
+    with pytest.raises(MessageError, match=r"results\[1\] must be true or a refusal"):
+        decode_batch_response(json.dumps(obj).encode(), 2)
 
 
 def test_a_refusal_reason_is_one_line_of_bounded_length_on_the_wire() -> None:
-    resp = BatchResponse(SENDER, False, (Refusal(422, "NotDue", "line\nbreak " + "x" * 500),))
+    refusal = Refusal(422, "NotDue", "line\nbreak " + "x" * 500)
+    resp = BatchResponse(SENDER, False, (refusal,), None)
 
-    (refusal,) = decode_batch_response(encode_batch_response(resp), 1).results
+    (decoded,) = decode_batch_response(encode_batch_response(resp), 1).results
 
-    assert isinstance(refusal, Refusal)
-    assert "\n" not in refusal.reason and len(refusal.reason) == 300
+    assert isinstance(decoded, Refusal)
+    assert "\n" not in decoded.reason and len(decoded.reason) == 300
 
 
 def test_split_batch_cuts_at_the_item_limit_and_keeps_order() -> None:
@@ -136,15 +143,16 @@ def test_split_batch_cuts_at_the_item_limit_and_keeps_order() -> None:
     assert split_batch([]) == []
 
 
-def test_split_batch_keeps_every_body_under_the_size_limit_with_the_largest_payloads() -> None:
+def test_split_batch_keeps_every_body_under_the_size_limit_with_the_largest_items() -> None:
     payload = b"\xff" * MAX_PAYLOAD_BYTES
-    sizes = [MAX_PAYLOAD_BYTES] * MAX_BATCH_ITEMS
-    batch = a_batch(MAX_BATCH_ITEMS, payload)
+    big = a_batch_request([payload] * MAX_BATCH_ITEMS, jobId=2**256 - 1, cursor=2**256 - 1)
 
-    parts = split_batch(sizes, max_body=65536)
+    parts = split_batch([MAX_PAYLOAD_BYTES] * MAX_BATCH_ITEMS, max_body=65536)
 
     assert len(parts) > 1
     for part in parts:
-        body = encode_batch(ReportBatch(SENDER, 123, tuple(batch.items[i] for i in part)))
+        batch = Batch.of([big.items[i] for i in part])
+        req = BatchRequest.of(SENDER, 2**64 - 1, batch, [payload] * len(part), SIGNATURE)
+        body = encode_batch(req)
         assert len(body) <= 65536
-        assert keccak(decode_batch(body).items[0].payload) == keccak(payload)
+        assert decode_batch(body).payloads[0] == payload

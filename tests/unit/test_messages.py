@@ -1,4 +1,5 @@
-"""Peer message formats: canonical round trips, strict decoding, and body signatures."""
+"""Peer message formats: the batch request and response, canonical round trips, strict
+decoding, and body signatures."""
 
 from __future__ import annotations
 
@@ -17,21 +18,21 @@ from hypothesis import strategies as st
 
 from keeper.core.messages import (
     MAX_PAYLOAD_BYTES,
+    BatchRequest,
+    BatchResponse,
     MessageError,
-    ReportRequest,
-    ReportResponse,
     _nesting_exceeds,
-    decode_request,
-    decode_response,
-    encode_request,
-    encode_response,
+    decode_batch,
+    decode_batch_response,
+    encode_batch,
+    encode_batch_response,
     format_signature_header,
     load_untrusted_json,
     parse_signature_header,
     recover_body_signer,
     sign_body,
 )
-from keeper.core.report import SECP256K1_N, Domain, Report, sign_report
+from keeper.core.report import SECP256K1_N, Batch, Domain, Report, sign_batch
 from keeper.errors import PeerError, PeerRejected
 
 KEY = bytes([1]) * 32
@@ -55,8 +56,8 @@ json_values = st.recursive(
 )
 
 
-def a_request(payload: bytes = b"\x12\x34", **report_fields: Any) -> ReportRequest:
-    fields: dict[str, Any] = {
+def a_report(payload: bytes = b"\x12\x34", **fields: Any) -> Report:
+    values: dict[str, Any] = {
         "jobId": 1,
         "round": 0,
         "epoch": 1,
@@ -66,19 +67,27 @@ def a_request(payload: bytes = b"\x12\x34", **report_fields: Any) -> ReportReque
         "payloadHash": keccak(payload),
         "executor": SENDER,
         "deadline": 140,
+        "quorum": 2,
     }
-    fields.update(report_fields)
-    report = Report(**fields)
-    return ReportRequest(
-        sender=SENDER,
-        sent_block=123,
-        report=report,
-        payload=payload,
-        leader_signature=sign_report(KEY, report, DOMAIN),
-    )
+    values.update(fields)
+    return Report(**values)
 
 
-BASE_BODY = encode_request(a_request())
+def a_request(payload: bytes = b"\x12\x34", **report_fields: Any) -> BatchRequest:
+    """A leader's batch of one item, signed by it."""
+    return a_batch_request([payload], **report_fields)
+
+
+def a_batch_request(payloads: list[bytes], **report_fields: Any) -> BatchRequest:
+    """A leader's batch of one item per payload (jobs 1, 2, ... unless given), signed by it."""
+    reports = [
+        a_report(payload, **{"jobId": i + 1, **report_fields}) for i, payload in enumerate(payloads)
+    ]
+    batch = Batch.of(reports)
+    return BatchRequest.of(SENDER, 123, batch, payloads, sign_batch(KEY, batch, DOMAIN))
+
+
+BASE_BODY = encode_batch(a_request())
 
 
 def wire() -> dict[str, Any]:
@@ -93,7 +102,7 @@ def dumps(obj: Any) -> bytes:
 
 def assert_malformed(body: bytes, fragment: str = "") -> None:
     with pytest.raises(MessageError) as info:
-        decode_request(body)
+        decode_batch(body)
     assert info.value.code == "Malformed"
     assert fragment in info.value.reason
     assert "\n" not in info.value.reason
@@ -105,30 +114,39 @@ def assert_malformed(body: bytes, fragment: str = "") -> None:
 def test_given_a_request_when_encoded_then_it_is_canonical_json_that_decodes_back() -> None:
     req = a_request()
 
-    body = encode_request(req)
+    body = encode_batch(req)
 
     obj = json.loads(body)
     assert body == json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
-    assert obj["type"] == "report"
+    assert obj["type"] == "batch"
     assert obj["sender"] == SENDER
     assert obj["sentBlock"] == 123
-    assert obj["report"]["checkBlockHash"] == "0x" + "11" * 32
-    assert obj["payload"] == "0x1234"
+    assert obj["header"] == {
+        "epoch": 1,
+        "quorum": 2,
+        "checkBlock": 100,
+        "checkBlockHash": "0x" + "11" * 32,
+        "executor": SENDER,
+        "deadline": 140,
+    }
+    # an item carries its payload, not its hash: the hash is what the member computes
+    assert obj["items"] == [{"jobId": 1, "round": 0, "cursor": 17, "payload": "0x1234"}]
     assert len(obj["leaderSignature"]) == 2 + 130
-    assert decode_request(body) == req
+    assert decode_batch(body) == req
 
 
 def test_given_a_response_when_encoded_then_it_decodes_back() -> None:
-    resp = ReportResponse(signer=SENDER, signature=b"\x07" * 65, overloaded=True)
+    resp = BatchResponse(SENDER, True, (True,), b"\x07" * 65)
 
-    body = encode_response(resp)
+    body = encode_batch_response(resp)
 
     assert json.loads(body) == {
         "signer": SENDER,
         "signature": "0x" + "07" * 65,
         "overloaded": True,
+        "results": [True],
     }
-    assert decode_response(body) == resp
+    assert decode_batch_response(body, 1) == resp
 
 
 @given(
@@ -139,6 +157,7 @@ def test_given_a_response_when_encoded_then_it_decodes_back() -> None:
     block_hash=word,
     executor=address,
     sent_block=uint64,
+    quorum=st.integers(0, 2**16 - 1),
     payload=st.binary(max_size=MAX_PAYLOAD_BYTES),
     signature=st.binary(min_size=65, max_size=65),
 )
@@ -151,24 +170,27 @@ def test_property_any_valid_request_round_trips(
     block_hash: bytes,
     executor: str,
     sent_block: int,
+    quorum: int,
     payload: bytes,
     signature: bytes,
 ) -> None:
-    report = Report(job_id, rnd, 9, cursor, check_block, block_hash, keccak(payload), executor, 5)
-    req = ReportRequest(executor, sent_block, report, payload, signature)
+    report = Report(
+        job_id, rnd, 9, cursor, check_block, block_hash, keccak(payload), executor, 5, quorum
+    )
+    req = BatchRequest.of(executor, sent_block, Batch.of([report]), [payload], signature)
 
-    assert decode_request(encode_request(req)) == req
+    assert decode_batch(encode_batch(req)) == req
 
 
 def test_lowercase_addresses_are_accepted_and_checksummed() -> None:
     obj = wire()
     obj["sender"] = obj["sender"].lower()
-    obj["report"]["executor"] = obj["report"]["executor"].lower()
+    obj["header"]["executor"] = obj["header"]["executor"].lower()
 
-    req = decode_request(dumps(obj))
+    req = decode_batch(dumps(obj))
 
     assert req.sender == SENDER
-    assert req.report.executor == SENDER
+    assert req.header.executor == SENDER and req.items[0].executor == SENDER
 
 
 # ---------------------------------------------------------------------------- rejections
@@ -179,7 +201,7 @@ def test_given_bytes_that_are_not_json_then_malformed() -> None:
     assert_malformed(b"{", "not valid JSON")
     assert_malformed(b"\xff\xfe{}", "not UTF-8")
     assert_malformed(b"[]", "not a JSON object")
-    assert_malformed(b'"report"', "not a JSON object")
+    assert_malformed(b'"batch"', "not a JSON object")
     assert_malformed(b"[" * 100_000 + b"]" * 100_000, "nests deeper")
     assert_malformed(b"[" * 100_000, "nests deeper")
     assert_malformed(b'{"sentBlock": ' + b"9" * 5000 + b"}")
@@ -215,17 +237,17 @@ def test_untrusted_json_parses_shallow_values() -> None:
 
 
 def test_given_a_duplicated_key_then_malformed() -> None:
-    body = encode_request(a_request())
+    body = encode_batch(a_request())
     assert_malformed(body[:-1] + b',"sentBlock":124}', "duplicate key")
 
 
 def test_given_nan_then_malformed() -> None:
-    body = encode_request(a_request()).replace(b'"sentBlock":123', b'"sentBlock":NaN')
+    body = encode_batch(a_request()).replace(b'"sentBlock":123', b'"sentBlock":NaN')
     assert_malformed(body, "NaN")
 
 
 TOP_MUTATIONS: list[tuple[str, Any, str]] = [
-    ("type", "execute", "type must be"),
+    ("type", "report", "type must be"),
     ("type", None, "type must be"),
     ("sender", "0x1234", "sender must be"),
     ("sender", "0x" + "zz" * 20, "sender must be"),
@@ -236,15 +258,13 @@ TOP_MUTATIONS: list[tuple[str, Any, str]] = [
     ("sentBlock", 2**64, "sentBlock"),
     ("sentBlock", 1.0, "sentBlock"),
     ("sentBlock", "123", "sentBlock"),
-    ("payload", "1234", "payload must be"),
-    ("payload", "0x123", "payload must be"),
-    ("payload", "0x12 34", "payload must be"),
-    ("payload", "0x" + "00" * (MAX_PAYLOAD_BYTES + 1), "at most 4096"),
-    ("payload", "0x5678", "payloadHash does not match"),
     ("leaderSignature", "0x" + "00" * 64, "65 bytes"),
     ("leaderSignature", "0x" + "00" * 66, "65 bytes"),
     ("leaderSignature", ["0x00"], "leaderSignature must be"),
-    ("report", [], "report must be a JSON object"),
+    ("header", [], "header must be a JSON object"),
+    ("items", [], "items must be a list of 1 to 64"),
+    ("items", {"0": {}}, "items must be a list"),
+    ("items", [[]], "items[0] must be a JSON object"),
 ]
 
 
@@ -255,27 +275,45 @@ def test_given_a_mutated_field_then_malformed(field: str, value: Any, fragment: 
     assert_malformed(dumps(obj), fragment)
 
 
-REPORT_MUTATIONS: list[tuple[str, Any, str]] = [
-    ("jobId", 2**256, "report.jobId"),
-    ("jobId", -1, "report.jobId"),
-    ("jobId", False, "report.jobId"),
-    ("cursor", 2**256, "report.cursor"),
-    ("round", 2**64, "report.round"),
-    ("epoch", 1.5, "report.epoch"),
-    ("checkBlock", None, "report.checkBlock"),
-    ("deadline", "140", "report.deadline"),
+HEADER_MUTATIONS: list[tuple[str, Any, str]] = [
+    ("epoch", 1.5, "header.epoch"),
+    ("epoch", 2**64, "header.epoch"),
+    ("quorum", 2**16, "header.quorum"),
+    ("quorum", True, "header.quorum"),
+    ("checkBlock", None, "header.checkBlock"),
+    ("deadline", "140", "header.deadline"),
     ("checkBlockHash", "0x" + "11" * 31, "32 bytes"),
     ("checkBlockHash", "0x" + "11" * 33, "32 bytes"),
-    ("payloadHash", "0x" + "gg" * 32, "report.payloadHash must be"),
-    ("executor", "0x" + "ab" * 19, "report.executor"),
-    ("executor", "0x" + "ab" * 21, "report.executor"),
+    ("checkBlockHash", "0x" + "gg" * 32, "header.checkBlockHash must be"),
+    ("executor", "0x" + "ab" * 19, "header.executor"),
+    ("executor", "0x" + "ab" * 21, "header.executor"),
 ]
 
 
-@pytest.mark.parametrize(("field", "value", "fragment"), REPORT_MUTATIONS)
-def test_given_a_mutated_report_field_then_malformed(field: str, value: Any, fragment: str) -> None:
+@pytest.mark.parametrize(("field", "value", "fragment"), HEADER_MUTATIONS)
+def test_given_a_mutated_header_field_then_malformed(field: str, value: Any, fragment: str) -> None:
     obj = wire()
-    obj["report"][field] = value
+    obj["header"][field] = value
+    assert_malformed(dumps(obj), fragment)
+
+
+ITEM_MUTATIONS: list[tuple[str, Any, str]] = [
+    ("jobId", 2**256, "items[0].jobId"),
+    ("jobId", -1, "items[0].jobId"),
+    ("jobId", False, "items[0].jobId"),
+    ("cursor", 2**256, "items[0].cursor"),
+    ("round", 2**64, "items[0].round"),
+    ("payload", "1234", "items[0].payload must be"),
+    ("payload", "0x123", "payload must be"),
+    ("payload", "0x12 34", "payload must be"),
+    ("payload", "0x" + "00" * (MAX_PAYLOAD_BYTES + 1), "at most 4096"),
+]
+
+
+@pytest.mark.parametrize(("field", "value", "fragment"), ITEM_MUTATIONS)
+def test_given_a_mutated_item_field_then_malformed(field: str, value: Any, fragment: str) -> None:
+    obj = wire()
+    obj["items"][0][field] = value
     assert_malformed(dumps(obj), fragment)
 
 
@@ -286,24 +324,33 @@ def test_the_largest_values_are_accepted() -> None:
         cursor=2**256 - 1,
         round=2**64 - 1,
         deadline=2**64 - 1,
+        quorum=2**16 - 1,
     )
-    assert decode_request(encode_request(req)) == req
+    assert decode_batch(encode_batch(req)) == req
 
 
-@pytest.mark.parametrize("field", ["type", "sender", "sentBlock", "report", "payload"])
+@pytest.mark.parametrize(
+    "field", ["type", "sender", "sentBlock", "header", "items", "leaderSignature"]
+)
 def test_given_a_missing_field_then_malformed(field: str) -> None:
     obj = wire()
     del obj[field]
     assert_malformed(dumps(obj), f"missing field {field}")
 
 
-def test_given_a_missing_or_extra_report_field_then_malformed() -> None:
+def test_given_a_missing_or_extra_header_or_item_field_then_malformed() -> None:
     obj = wire()
-    del obj["report"]["deadline"]
-    assert_malformed(dumps(obj), "missing field deadline")
+    del obj["header"]["deadline"]
+    assert_malformed(dumps(obj), "header.missing field deadline")
     obj = wire()
-    obj["report"]["gasPrice"] = 1
-    assert_malformed(dumps(obj), "unknown field gasPrice")
+    obj["header"]["gasPrice"] = 1
+    assert_malformed(dumps(obj), "header.unknown field gasPrice")
+    obj = wire()
+    obj["items"][0]["payloadHash"] = "0x" + "00" * 32
+    assert_malformed(dumps(obj), "items[0].unknown field payloadHash")
+    obj = wire()
+    del obj["items"][0]["cursor"]
+    assert_malformed(dumps(obj), "items[0].missing field cursor")
 
 
 def test_given_an_extra_field_then_malformed() -> None:
@@ -316,35 +363,36 @@ def test_given_an_extra_field_then_malformed() -> None:
 @settings(max_examples=300)
 def test_property_random_bytes_only_ever_raise_message_error(body: bytes) -> None:
     with pytest.raises(MessageError):
-        decode_request(body)
+        decode_batch(body)
 
 
 @given(json_values)
 @settings(max_examples=300)
 def test_property_arbitrary_json_only_ever_raises_message_error(value: Any) -> None:
     with pytest.raises(MessageError):
-        decode_request(dumps(value))
+        decode_batch(dumps(value))
 
 
 @given(
     path=st.sampled_from(
-        [("type",), ("sender",), ("sentBlock",), ("report",), ("payload",), ("leaderSignature",)]
-        + [("report", k) for k in ("jobId", "round", "cursor", "checkBlockHash", "executor")]
+        [("type",), ("sender",), ("sentBlock",), ("header",), ("items",), ("leaderSignature",)]
+        + [("header", k) for k in ("epoch", "quorum", "checkBlockHash", "executor")]
+        + [("items", 0, k) for k in ("jobId", "round", "cursor", "payload")]
     ),
     value=json_values,
 )
 @settings(max_examples=300)
 def test_property_a_field_replaced_by_arbitrary_json_is_rejected(
-    path: tuple[str, ...], value: Any
+    path: tuple[Any, ...], value: Any
 ) -> None:
     obj = wire()
-    target = obj
+    target: Any = obj
     for key in path[:-1]:
         target = target[key]
     original = target[path[-1]]
     target[path[-1]] = value
     try:
-        decoded = decode_request(dumps(obj))
+        decoded = decode_batch(dumps(obj))
     except MessageError:
         return
     # What passes is a legitimate value: an unsigned integer where one belongs, or the same
@@ -353,7 +401,7 @@ def test_property_a_field_replaced_by_arbitrary_json_is_rejected(
         assert type(value) is int and value >= 0
     else:
         assert str(value).lower() == str(original).lower()
-    assert decode_request(encode_request(decoded)) == decoded
+    assert decode_batch(encode_batch(decoded)) == decoded
 
 
 RESPONSE_MUTATIONS: list[tuple[str, Any]] = [
@@ -361,40 +409,44 @@ RESPONSE_MUTATIONS: list[tuple[str, Any]] = [
     ("overloaded", "false"),
     ("signature", "0x" + "00" * 64),
     ("signature", 5),
+    ("signature", None),
     ("signer", "0x00"),
+    ("results", [False]),
+    ("results", [1]),
+    ("results", [True, True]),
 ]
 
 
 @pytest.mark.parametrize(("field", "value"), RESPONSE_MUTATIONS)
 def test_given_a_mutated_response_field_then_malformed(field: str, value: Any) -> None:
-    obj = json.loads(encode_response(ReportResponse(SENDER, b"\x01" * 65, False)))
+    obj = json.loads(encode_batch_response(BatchResponse(SENDER, False, (True,), b"\x01" * 65)))
     obj[field] = value
     with pytest.raises(MessageError):
-        decode_response(dumps(obj))
+        decode_batch_response(dumps(obj), 1)
 
 
 def test_given_a_response_with_extra_or_missing_fields_then_malformed() -> None:
-    good = {"signer": SENDER, "signature": "0x" + "01" * 65, "overloaded": False}
+    good = {"signer": SENDER, "signature": "0x" + "01" * 65, "overloaded": False, "results": [True]}
     with pytest.raises(MessageError, match="unknown field"):
-        decode_response(dumps({**good, "extra": 1}))
+        decode_batch_response(dumps({**good, "extra": 1}), 1)
     with pytest.raises(MessageError, match="missing field overloaded"):
-        decode_response(dumps({"signer": SENDER, "signature": good["signature"]}))
+        decode_batch_response(dumps({k: v for k, v in good.items() if k != "overloaded"}), 1)
     with pytest.raises(MessageError):
-        decode_response(b"\x00\x01")
+        decode_batch_response(b"\x00\x01", 1)
 
 
 @given(st.binary(max_size=200) | json_values.map(dumps))
 @settings(max_examples=200)
 def test_property_decode_response_only_ever_raises_message_error(body: bytes) -> None:
     with pytest.raises(MessageError):
-        decode_response(body)
+        decode_batch_response(body, 1)
 
 
 # ---------------------------------------------------------------------------- body signatures
 
 
 def test_given_a_signed_body_then_the_signer_is_recovered() -> None:
-    body = encode_request(a_request())
+    body = encode_batch(a_request())
 
     signature = sign_body(KEY, body)
 
@@ -407,7 +459,7 @@ def test_given_a_signed_body_then_the_signer_is_recovered() -> None:
 
 
 def test_given_a_tampered_body_then_another_address_is_recovered() -> None:
-    body = encode_request(a_request())
+    body = encode_batch(a_request())
     signature = sign_body(KEY, body)
 
     assert recover_body_signer(body.replace(b"123", b"124"), signature) != SENDER
