@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from keeper.core.equivocation import EvidenceBook, is_conflicting
-from keeper.core.report import Report
+from keeper.core.equivocation import EvidenceBook, SignedBy, is_conflicting
+from keeper.core.report import Batch, Report, compute_item_hash
 
 LEADER = "0x" + "ab" * 20
 OTHER = "0x" + "cd" * 20
@@ -64,3 +64,21 @@ def test_the_book_forgets_its_oldest_entries_beyond_its_capacity() -> None:
     # job 1's entry is gone: a conflicting report for it is remembered, not proof
     assert book.observe(report(jobId=1, cursor=1), LEADER, b"x") is None
     assert book.observe(report(jobId=3, cursor=1), LEADER, b"y") is not None
+
+
+def test_items_of_two_batches_signed_by_one_leader_prove_with_their_batches_hashes() -> None:
+    # given two batches one leader signed at one check block, sharing job 7's round 3
+    first = Batch.of([report(jobId=5), report()])
+    second = Batch.of([report(cursor=1), report(jobId=9), report(jobId=11)])
+    book = EvidenceBook()
+    assert book.observe_batch(first, LEADER, b"first") == []
+
+    # when the second gives job 7 another cursor
+    (proof,) = book.observe_batch(second, LEADER, b"second")
+
+    # then each half is its batch's item hashes, the item's index there and that signature
+    assert proof.first == SignedBy(report(), b"first", tuple(first.item_hashes()), 1)
+    assert proof.second == SignedBy(report(cursor=1), b"second", tuple(second.item_hashes()), 0)
+    assert proof.second.hashes[proof.second.index] == compute_item_hash(report(cursor=1))
+    # and a subset of the first batch (same results) is no conflict
+    assert book.observe_batch(first.subset([1]), LEADER, b"subset") == []
