@@ -170,6 +170,65 @@ class SignatureTally:
         return self.reached or not self._outstanding
 
 
+def is_batch_signed(
+    members: Sequence[Member], thresholds_bps: Iterable[int], signers: Iterable[str]
+) -> bool:
+    """Whether `signers` (members who signed one batch) meet the threshold of every item in it
+    (`thresholds_bps`, one per item: each job has its own) and are a majority by count."""
+    stakes = {m.address.lower(): m.stake for m in members}
+    signed = {s.lower() for s in signers} & stakes.keys()
+    stake = sum(stakes[s] for s in signed)
+    total = sum(stakes.values())
+    return all(
+        is_quorum_signed(stake, total, len(signed), len(stakes), bps) for bps in thresholds_bps
+    )
+
+
+def compute_signable_items(
+    members: Sequence[Member],
+    thresholds_bps: Sequence[int],
+    accepted: Mapping[str, frozenset[int]],
+) -> frozenset[int]:
+    """The largest set S of a batch's items (indices into `thresholds_bps`) such that the
+    members whose accepted sets (`accepted`, member -> item indices) contain S meet the
+    threshold of every item of S; empty when no item can be signed.
+
+    Exact search is exponential; honest members refuse the same items (they compute the same
+    results), so the candidates are the items each signable on its own, that set cut by each
+    member's and each pair of members' accepted sets, and that set shed item by item (fewest
+    supporters first). Ties go to the set with the most signed stake, then the lowest indices,
+    so every run picks the same."""
+    stakes = {m.address.lower(): m.stake for m in members}
+    sets = {a.lower(): frozenset(s) for a, s in accepted.items() if a.lower() in stakes}
+
+    def supporters(items: frozenset[int]) -> list[str]:
+        return [a for a, s in sets.items() if items <= s]
+
+    def is_signable(items: frozenset[int]) -> bool:
+        return bool(items) and is_batch_signed(
+            members, (thresholds_bps[i] for i in items), supporters(items)
+        )
+
+    alone = frozenset(i for i in range(len(thresholds_bps)) if is_signable(frozenset({i})))
+    candidates = {alone}
+    named = list(sets.values())
+    for i, a in enumerate(named):
+        candidates.add(alone & a)
+        candidates.update(alone & a & b for b in named[i + 1 :])
+    shed = set(alone)
+    while shed:
+        fewest = min(shed, key=lambda i: (len(supporters(frozenset({i}))), -i))
+        shed.discard(fewest)
+        candidates.add(frozenset(shed))
+    signable = [c for c in candidates if is_signable(c)]
+    if not signable:
+        return frozenset()
+    return max(
+        signable,
+        key=lambda c: (len(c), sum(stakes[a] for a in supporters(c)), [-i for i in sorted(c)]),
+    )
+
+
 def compute_signer_bitmap(members: Sequence[Member], signers: Iterable[str]) -> int:
     """Bit i set when members[i] signed; raises ValueError for a signer outside the quorum."""
     index = {m.address.lower(): i for i, m in enumerate(members)}

@@ -21,10 +21,12 @@ from keeper.core.quorum import (
     compute_quorum_of,
     compute_quorums,
     compute_rank_key,
+    compute_signable_items,
     compute_signer_bitmap,
     compute_sort_key,
     compute_total_stake,
     compute_turn_start,
+    is_batch_signed,
     is_quorum_signed,
     is_threshold_met,
     is_turn_started,
@@ -455,3 +457,71 @@ def test_a_tally_settles_short_of_threshold_once_every_member_has_answered() -> 
     assert not tally.settled
     tally.refuse(members[2].address)
     assert tally.settled and not tally.reached
+
+
+# ---------------------------------------------------------------------------- batch item sets
+
+SEVEN = [Member(to_checksum_address(i.to_bytes(20, "big")), 100) for i in range(1, 8)]
+
+
+def _accepting(sets: list[set[int]]) -> dict[str, frozenset[int]]:
+    return {m.address: frozenset(s) for m, s in zip(SEVEN, sets, strict=False)}
+
+
+def test_a_batch_is_signed_when_its_signers_meet_every_items_threshold() -> None:
+    signers = [m.address for m in SEVEN[:5]]
+    # 5 of 7 meet 5,000 and 7,000 bps, not 7,500
+    assert is_batch_signed(SEVEN, [5_000, 7_000], signers)
+    assert not is_batch_signed(SEVEN, [5_000, 7_500], signers)
+    # a stranger's name adds nothing
+    assert not is_batch_signed(SEVEN, [5_000], [m.address for m in SEVEN[:3]] + ["0x" + "ee" * 20])
+
+
+def test_every_item_accepted_by_all_is_the_whole_batch() -> None:
+    accepted = _accepting([{0, 1, 2}] * 7)
+    assert compute_signable_items(SEVEN, [6_000] * 3, accepted) == {0, 1, 2}
+
+
+def test_an_item_one_member_refuses_is_signed_without_it_when_the_rest_still_reach() -> None:
+    # given item 1 refused by one member of seven, at 6,000 bps (5 of 7 needed)
+    accepted = _accepting([{0, 2}] + [{0, 1, 2}] * 6)
+    # then all three are signable: six members accept {0, 1, 2}, seven accept {0, 2}
+    assert compute_signable_items(SEVEN, [6_000] * 3, accepted) == {0, 1, 2}
+    # and at 9,000 bps item 1 cannot be signed, the others can, by all seven
+    assert compute_signable_items(SEVEN, [6_000, 9_000, 6_000], accepted) == {0, 2}
+
+
+def test_members_refusing_different_items_leave_the_largest_set_that_reaches() -> None:
+    # three members refuse item 0, two others item 1: at 5,000 bps (4 of 7)
+    accepted = _accepting([{1, 2}] * 3 + [{0, 2}] * 2 + [{0, 1, 2}] * 2)
+    chosen = compute_signable_items(SEVEN, [5_000] * 3, accepted)
+    # {1, 2} has five supporters, {0, 2} four, {0, 1, 2} two: both pairs reach, the one with
+    # more stake behind it wins
+    assert chosen == {1, 2}
+
+
+def test_nothing_is_signable_without_a_majority() -> None:
+    accepted = _accepting([{0}] * 3 + [set()] * 4)
+    assert compute_signable_items(SEVEN, [1], accepted) == frozenset()
+    assert compute_signable_items(SEVEN, [1], {}) == frozenset()
+
+
+@given(
+    sets=st.lists(st.sets(st.integers(0, 5)), min_size=7, max_size=7),
+    bps=st.lists(st.integers(0, 10_000), min_size=6, max_size=6),
+)
+def test_property_the_chosen_set_is_signed_by_the_members_whose_sets_contain_it(
+    sets: list[set[int]], bps: list[int]
+) -> None:
+    accepted = _accepting(sets)
+    chosen = compute_signable_items(SEVEN, bps, accepted)
+    if chosen:
+        signers = [a for a, s in accepted.items() if chosen <= s]
+        assert is_batch_signed(SEVEN, [bps[i] for i in chosen], signers)
+    # and no single item signable alone is lost when nothing at all was chosen
+    alone = [
+        i
+        for i in range(6)
+        if is_batch_signed(SEVEN, [bps[i]], [a for a, s in accepted.items() if i in s])
+    ]
+    assert bool(chosen) == bool(alone)
