@@ -10,7 +10,7 @@ touched.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Any
@@ -314,5 +314,22 @@ def compute_doom_reason(report: Report, job_round: int | None, head: int) -> str
     if job_round is not None and job_round > report.round:
         return "round_closed"
     if head >= report.deadline:
+        return "deadline_passed"
+    return None
+
+
+def compute_batch_doom_reason(
+    batch: Batch, job_rounds: Mapping[int, int | None], head: int
+) -> str | None:
+    """Why an `execute` of `batch` still unmined at `head` can no longer do anything, or None
+    while it still can: every item's round closed (`job_rounds`: each job's round now, None
+    for a job the store does not know, which never counts as closed), or the next block is
+    past the batch's deadline. While one item can still run, the batch is worth its gas."""
+    if all(
+        (round_ := job_rounds.get(item.jobId)) is not None and round_ > item.round
+        for item in batch.items
+    ):
+        return "round_closed"
+    if head >= batch.header.deadline:
         return "deadline_passed"
     return None

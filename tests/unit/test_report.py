@@ -1,4 +1,5 @@
-"""The EIP-712 Report: digest, signing, recovery, and what counts as equivocation."""
+"""The EIP-712 Batch (a report is its batch of one): digest, signing, recovery, and what
+counts as equivocation."""
 
 from __future__ import annotations
 
@@ -15,12 +16,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from keeper.core.report import (
-    REPORT_TYPES,
+    BATCH_TYPES,
+    MAX_BATCH_ITEMS,
+    Batch,
+    BatchHeader,
     Domain,
     Report,
+    compute_batch_digest,
+    compute_batch_digest_of,
+    compute_item_hash,
     compute_payload_hash,
     compute_report_digest,
+    recover_batch_signer,
     recover_report_signer,
+    sign_batch,
     sign_report,
 )
 
@@ -43,7 +52,25 @@ reports = st.builds(
     payloadHash=word,
     executor=address,
     deadline=uint64,
+    quorum=st.integers(0, 2**16 - 1),
 )
+
+
+def batch_message(batch: Batch) -> dict[str, Any]:
+    """The batch in eth_account's typed-data message form."""
+    header = batch.header
+    return {
+        "epoch": header.epoch,
+        "quorum": header.quorum,
+        "checkBlock": header.checkBlock,
+        "checkBlockHash": header.checkBlockHash,
+        "executor": header.executor,
+        "deadline": header.deadline,
+        "items": [
+            {"jobId": r.jobId, "round": r.round, "cursor": r.cursor, "payloadHash": r.payloadHash}
+            for r in batch.items
+        ],
+    }
 
 
 def a_report(**kw: Any) -> Report:
@@ -61,8 +88,9 @@ def a_report(**kw: Any) -> Report:
     return replace(base, **kw)
 
 
-def manual_digest(report: Report, domain: Domain) -> bytes:
-    """EIP-712 from its definition, without eth_account's typed-data encoder."""
+def manual_digest(batch: Batch, domain: Domain) -> bytes:
+    """EIP-712 from its definition (array of structs: keccak of the items' struct hashes),
+    without eth_account's typed-data encoder."""
     domain_type = keccak(
         text="EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
     )
@@ -78,48 +106,92 @@ def manual_digest(report: Report, domain: Domain) -> bytes:
             ],
         )
     )
-    report_type = keccak(
-        text="Report(uint256 jobId,uint64 round,uint64 epoch,uint256 cursor,uint64 checkBlock,"
-        "bytes32 checkBlockHash,bytes32 payloadHash,address executor,uint64 deadline)"
+    item_type = "Item(uint256 jobId,uint64 round,uint256 cursor,bytes32 payloadHash)"
+    batch_type = keccak(
+        text="Batch(uint64 epoch,uint16 quorum,uint64 checkBlock,bytes32 checkBlockHash,"
+        "address executor,uint64 deadline,Item[] items)" + item_type
+    )
+    items = b"".join(
+        keccak(
+            abi_encode(
+                ["bytes32", "uint256", "uint64", "uint256", "bytes32"],
+                [keccak(text=item_type), *r.item_tuple()],
+            )
+        )
+        for r in batch.items
     )
     struct = keccak(
         abi_encode(
-            [
-                "bytes32",
-                "uint256",
-                "uint64",
-                "uint64",
-                "uint256",
-                "uint64",
-                "bytes32",
-                "bytes32",
-                "address",
-                "uint64",
-            ],
-            [report_type, *report.as_tuple()],
+            ["bytes32", "uint64", "uint16", "uint64", "bytes32", "address", "uint64", "bytes32"],
+            [batch_type, *batch.header.as_tuple(), keccak(items)],
         )
     )
     return keccak(b"\x19\x01" + separator + struct)
 
 
+def same_header(report: Report, header: BatchHeader) -> Report:
+    return replace(
+        report,
+        epoch=header.epoch,
+        quorum=header.quorum,
+        checkBlock=header.checkBlock,
+        checkBlockHash=header.checkBlockHash,
+        executor=header.executor,
+        deadline=header.deadline,
+    )
+
+
+batches = st.lists(reports, min_size=1, max_size=5).map(
+    lambda rs: Batch.of([same_header(r, rs[0].header) for r in rs])
+)
+
+
+@settings(max_examples=50, deadline=None)
+@given(batch=batches)
+def test_digest_matches_the_eip712_definition(batch: Batch) -> None:
+    assert compute_batch_digest(batch, DOMAIN) == manual_digest(batch, DOMAIN)
+    hashes = [compute_item_hash(r) for r in batch.items]
+    assert compute_batch_digest_of(batch.header, hashes, DOMAIN) == manual_digest(batch, DOMAIN)
+
+
 @settings(max_examples=50, deadline=None)
 @given(report=reports)
-def test_digest_matches_the_eip712_definition(report: Report) -> None:
-    assert compute_report_digest(report, DOMAIN) == manual_digest(report, DOMAIN)
+def test_a_report_alone_is_its_batch_of_one(report: Report) -> None:
+    assert compute_report_digest(report, DOMAIN) == manual_digest(Batch.of([report]), DOMAIN)
 
 
-@settings(max_examples=50, deadline=None)
-@given(report=reports, key_index=st.integers(0, len(KEYS) - 1))
-def test_digest_and_signature_match_eth_accounts_typed_data(report: Report, key_index: int) -> None:
-    # The node hashes and signs reports with its own code for speed: eth_account's generic
+@settings(max_examples=30, deadline=None)
+@given(batch=batches, key_index=st.integers(0, len(KEYS) - 1))
+def test_digest_and_signature_match_eth_accounts_typed_data(batch: Batch, key_index: int) -> None:
+    # The node hashes and signs batches with its own code for speed: eth_account's generic
     # EIP-712 encoder is the reference it must agree with, byte for byte.
-    signable = encode_typed_data(DOMAIN.as_dict(), REPORT_TYPES, report.as_message())
+    message = batch_message(batch)
+    signable = encode_typed_data(DOMAIN.as_dict(), BATCH_TYPES, message)
     reference = keccak(b"\x19" + signable.version + signable.header + signable.body)
-    assert compute_report_digest(report, DOMAIN) == reference
-    signed = Account.sign_typed_data(
-        KEYS[key_index], DOMAIN.as_dict(), REPORT_TYPES, report.as_message()
+    assert compute_batch_digest(batch, DOMAIN) == reference
+    signed = Account.sign_typed_data(KEYS[key_index], DOMAIN.as_dict(), BATCH_TYPES, message)
+    assert sign_batch(KEYS[key_index], batch, DOMAIN) == bytes(signed.signature)
+    assert recover_batch_signer(batch, DOMAIN, bytes(signed.signature)) == (
+        Account.from_key(KEYS[key_index]).address
     )
-    assert sign_report(KEYS[key_index], report, DOMAIN) == bytes(signed.signature)
+
+
+def test_a_batch_shares_one_header_and_holds_one_to_the_limit_of_items() -> None:
+    one = a_report()
+    with pytest.raises(ValueError):
+        Batch.of([])
+    with pytest.raises(ValueError):
+        Batch.of([one] * (MAX_BATCH_ITEMS + 1))
+    with pytest.raises(ValueError):
+        Batch.of([one, a_report(jobId=8, deadline=141)])
+    batch = Batch.of([one, a_report(jobId=8), a_report(jobId=9)])
+    # a subset keeps the batch's order, whatever order its indices come in
+    assert batch.subset([2, 0]).items == (one, a_report(jobId=9))
+    # and a signature over one item set is not one over another
+    signature = sign_batch(KEYS[0], batch, DOMAIN)
+    signer = Account.from_key(KEYS[0]).address
+    assert recover_batch_signer(batch, DOMAIN, signature) == signer
+    assert recover_batch_signer(batch.subset([0, 1]), DOMAIN, signature) != signer
 
 
 @pytest.mark.parametrize(
@@ -173,19 +245,17 @@ def test_recover_rejects_a_signature_of_the_wrong_length(length: int) -> None:
         recover_report_signer(a_report(), DOMAIN, b"\x01" * length)
 
 
-def test_as_tuple_is_the_solidity_field_order() -> None:
-    report = a_report()
-    assert report.as_tuple() == (
-        7,
-        3,
+def test_header_and_item_tuples_are_the_solidity_field_order() -> None:
+    report = a_report(quorum=3)
+    assert report.header.as_tuple() == (
         2,
-        1_700_000_060,
+        3,
         120,
         keccak(b"block 120"),
-        keccak(b"payload"),
         to_checksum_address("0x" + "cd" * 20),
         140,
     )
+    assert report.item_tuple() == (7, 3, 1_700_000_060, keccak(b"payload"))
     assert compute_payload_hash(b"payload") == keccak(b"payload")
 
 
