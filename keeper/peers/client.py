@@ -1,10 +1,10 @@
-"""Calls other members' peer APIs: ask for report signatures, read a node's status.
+"""Calls other members' peer APIs: ask for batch signatures, read a node's status.
 
 aiohttp errors never leave this module: a peer that answered with a 4xx is `PeerRejected`
 (status, reason and code from its JSON error), everything else that went wrong between us and
 the peer (connection, timeout, 5xx, an answer that does not decode) is `PeerError`.
 
-The response's report signature is returned unchecked: verifying it needs the EIP-712 domain
+The response's batch signature is returned unchecked: verifying it needs the EIP-712 domain
 and the expected member, which the agree loop has and this transport does not.
 """
 
@@ -18,15 +18,11 @@ from eth_account import Account
 from keeper.core.addresses import checksum_address
 from keeper.core.messages import (
     SIGNATURE_HEADER,
+    BatchRequest,
     BatchResponse,
     MessageError,
-    ReportBatch,
-    ReportRequest,
-    ReportResponse,
     decode_batch_response,
-    decode_response,
     encode_batch,
-    encode_request,
     format_signature_header,
     load_untrusted_json,
     sign_body,
@@ -73,41 +69,27 @@ class PeerClient:
         if session is not None:
             await session.close()
 
-    def sign_request(self, req: ReportRequest) -> SignedRequest:
-        """Encodes and signs `req` once, to be posted to every member of the quorum."""
+    def sign_batch(self, req: BatchRequest) -> SignedRequest:
+        """Encodes and signs `req` once, to be posted to every member it is for."""
         if checksum_address(req.sender) != self._sender:
-            raise ValueError("request sender is not this client's sender")
-        body = encode_request(req)
-        return SignedRequest(body, format_signature_header(sign_body(self._key, body)))
-
-    def sign_batch(self, batch: ReportBatch) -> SignedRequest:
-        """Encodes and signs `batch` once, to be posted to every member it is for."""
-        if checksum_address(batch.sender) != self._sender:
             raise ValueError("batch sender is not this client's sender")
-        body = encode_batch(batch)
+        body = encode_batch(req)
         return SignedRequest(body, format_signature_header(sign_body(self._key, body)))
 
     async def request_signatures(
-        self, endpoint: str, signed: SignedRequest, items: int
+        self, endpoint: str, signed: BatchRequest | SignedRequest, items: int | None = None
     ) -> BatchResponse:
-        """POST a signed batch of `items` reports to the member at `endpoint` and return its
-        answers, one per item (signatures unverified)."""
+        """POST a (signed) batch of `items` items to the member at `endpoint` and return its
+        answers, one per item, and its batch signature (unverified)."""
+        if isinstance(signed, BatchRequest):
+            items = len(signed.items)
+            signed = self.sign_batch(signed)
+        if items is None:
+            raise ValueError("a signed body needs its item count")
         headers = {"Content-Type": "application/json", SIGNATURE_HEADER: signed.signature_header}
         data = await self._call("POST", _url(endpoint, "/v1/reports/batch"), signed.body, headers)
         try:
             return decode_batch_response(data, items)
-        except MessageError as exc:
-            raise PeerError(f"peer {endpoint} sent an invalid response: {exc.reason}") from exc
-
-    async def request_signature(
-        self, endpoint: str, req: ReportRequest | SignedRequest
-    ) -> ReportResponse:
-        """POST `req` to the member at `endpoint` and return its (unverified) answer."""
-        signed = req if isinstance(req, SignedRequest) else self.sign_request(req)
-        headers = {"Content-Type": "application/json", SIGNATURE_HEADER: signed.signature_header}
-        data = await self._call("POST", _url(endpoint, "/v1/reports"), signed.body, headers)
-        try:
-            return decode_response(data)
         except MessageError as exc:
             raise PeerError(f"peer {endpoint} sent an invalid response: {exc.reason}") from exc
 

@@ -1,5 +1,5 @@
-"""The node's two HTTP listeners. The peer port serves only the peer API, `POST /v1/reports`
-and `POST /v1/reports/batch` (every report a leader leads at one head, answered item by item);
+"""The node's two HTTP listeners. The peer port serves only the peer API, `POST /v1/reports/batch`
+(a leader's batch of the rounds it leads at one head, answered item by item and signed once);
 status, health, metrics, the job views (`GET /v1/jobs`, `/v1/jobs/{id}`, `/v1/network`) and
 the read-only dashboard (`/dashboard/`) are on the admin port (loopback by default), so nothing
 the node shows about itself reaches the network the peers are on.
@@ -31,15 +31,11 @@ from keeper.core.messages import (
     BAD_SIGNATURE,
     MAX_REASON_CHARS,
     SIGNATURE_HEADER,
+    BatchRequest,
     BatchResponse,
     MessageError,
-    ReportBatch,
-    ReportRequest,
-    ReportResponse,
     decode_batch,
-    decode_request,
     encode_batch_response,
-    encode_response,
     parse_signature_header,
     recover_body_signer,
 )
@@ -75,13 +71,9 @@ _Answer = TypeVar("_Answer")
 class PeerHandler(Protocol):
     """What the node provides behind the API; the server owns HTTP, the handler the protocol."""
 
-    async def handle_report(self, req: ReportRequest) -> ReportResponse:
-        """Sign `req.report` or raise `PeerRejected(status, reason, code)`."""
-        ...
-
-    async def handle_batch(self, batch: ReportBatch) -> BatchResponse:
-        """Answer each item as `handle_report` would (a signature or a `Refusal`), or raise
-        `PeerRejected` to refuse the whole batch."""
+    async def handle_batch(self, req: BatchRequest) -> BatchResponse:
+        """Answer each item (accepted, or a `Refusal`) and sign the accepted ones once, or raise
+        `PeerRejected(status, reason, code)` to refuse the whole batch."""
         ...
 
     async def status(self) -> dict[str, Any]:
@@ -204,11 +196,6 @@ class _Routes:
             return error_response(401, BAD_SIGNATURE, exc.reason)
         return body, signer
 
-    async def post_report(self, request: web.Request) -> web.Response:
-        return await self._post(
-            request, decode_request, self._handler.handle_report, encode_response
-        )
-
     async def post_batch(self, request: web.Request) -> web.Response:
         return await self._post(
             request, decode_batch, self._handler.handle_batch, encode_batch_response
@@ -283,7 +270,6 @@ def create_app(
     unlimited)."""
     app = web.Application(client_max_size=max_body, middlewares=[_json_errors])
     routes = _Routes(handler, max_body, rate_limit, clock, ip_rate_limit)
-    app.router.add_post("/v1/reports", routes.post_report)
     app.router.add_post("/v1/reports/batch", routes.post_batch)
     return app
 

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 import keeper.peers.server as server_module
-from keeper.core.messages import SIGNATURE_HEADER, encode_request
+from keeper.core.messages import SIGNATURE_HEADER, encode_batch
 from keeper.core.ratelimit import RateLimit, compute_client_key
 from keeper.monitor.metrics import NodeMetrics
 from keeper.peers.server import PeerServer
@@ -76,13 +76,13 @@ async def post_from(
     timeout = aiohttp.ClientTimeout(total=10)
     async with (
         aiohttp.ClientSession(connector=connector, timeout=timeout) as http,
-        http.post(url + "/v1/reports", data=body, headers=headers) as resp,
+        http.post(url + "/v1/reports/batch", data=body, headers=headers) as resp,
     ):
         return resp.status, json.loads(await resp.text()), resp.headers.get("Retry-After")
 
 
 async def test_an_unsigned_flood_from_one_address_is_capped_before_any_work(port: Port) -> None:
-    body = encode_request(a_request())
+    body = encode_batch(a_request())
     # given one address posting unsigned bodies, then bodies signed by a stranger's key
     answers = [await post_from("127.0.0.1", port.url, body, JSON) for _ in range(BURST)]
     assert [(s, a["error"]) for s, a, _ in answers] == [(401, "Unsigned")] * BURST
@@ -96,7 +96,7 @@ async def test_an_unsigned_flood_from_one_address_is_capped_before_any_work(port
 
 
 async def test_another_address_is_served_and_the_cap_refills(port: Port) -> None:
-    body = encode_request(a_request())
+    body = encode_batch(a_request())
     headers = signed(body)
     for _ in range(BURST):
         await post_from("127.0.0.1", port.url, body, {**JSON, SIGNATURE_HEADER: "0x00"})

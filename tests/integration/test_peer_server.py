@@ -20,12 +20,12 @@ from hypothesis import strategies as st
 
 from keeper.core.messages import (
     SIGNATURE_HEADER,
-    ReportRequest,
-    ReportResponse,
-    encode_request,
+    BatchRequest,
+    BatchResponse,
+    encode_batch,
     sign_body,
 )
-from keeper.core.report import Domain, Report, recover_report_signer, sign_report
+from keeper.core.report import Batch, Domain, Report, recover_batch_signer, sign_batch
 from keeper.errors import PeerError, PeerRejected
 from keeper.monitor.metrics import NodeMetrics
 from keeper.peers.client import PeerClient
@@ -40,7 +40,8 @@ DOMAIN = Domain(chain_id=1337, verifying_contract="0x" + "ab" * 20)
 JSON = {"Content-Type": "application/json"}
 
 
-def a_request(payload: bytes = b"\xca\xfe") -> ReportRequest:
+def a_request(payload: bytes = b"\xca\xfe") -> BatchRequest:
+    """A leader's batch of one item, signed by it."""
     report = Report(
         jobId=1,
         round=0,
@@ -52,28 +53,29 @@ def a_request(payload: bytes = b"\xca\xfe") -> ReportRequest:
         executor=LEADER,
         deadline=140,
     )
-    return ReportRequest(LEADER, 123, report, payload, sign_report(LEADER_KEY, report, DOMAIN))
+    batch = Batch.of([report])
+    return BatchRequest.of(LEADER, 123, batch, [payload], sign_batch(LEADER_KEY, batch, DOMAIN))
 
 
 class RecordingHandler:
     """A member that signs whatever it is asked, records calls, and can refuse or crash."""
 
     def __init__(self, metrics: NodeMetrics) -> None:
-        self.calls: list[ReportRequest] = []
+        self.calls: list[BatchRequest] = []
         self.rejection: PeerRejected | None = None
         self.crash = False
         self.healthy = True
         self.node_metrics = metrics
 
-    async def handle_report(self, req: ReportRequest) -> ReportResponse:
+    async def handle_batch(self, req: BatchRequest) -> BatchResponse:
         self.calls.append(req)
         if self.crash:
             raise RuntimeError("secret internal detail")
         if self.rejection is not None:
             raise self.rejection
         self.node_metrics.reports_signed.inc()
-        signature = sign_report(MEMBER_KEY, req.report, DOMAIN)
-        return ReportResponse(signer=MEMBER, signature=signature, overloaded=False)
+        signature = sign_batch(MEMBER_KEY, req.batch, DOMAIN)
+        return BatchResponse(MEMBER, False, (True,) * len(req.items), signature)
 
     async def status(self) -> dict[str, Any]:
         return {"epoch": 1, "signed": len(self.calls)}
@@ -130,7 +132,7 @@ def signed(body: bytes, key: bytes = LEADER_KEY) -> dict[str, str]:
 async def post(
     http: aiohttp.ClientSession, endpoint: str, body: Any, headers: dict[str, str]
 ) -> tuple[int, dict[str, Any]]:
-    async with http.post(endpoint + "/v1/reports", data=body, headers=headers) as resp:
+    async with http.post(endpoint + "/v1/reports/batch", data=body, headers=headers) as resp:
         assert resp.content_type == "application/json"
         text = await resp.text()
         assert "Traceback" not in text
@@ -145,12 +147,13 @@ async def test_given_a_signed_request_then_the_member_signs_the_report(
 ) -> None:
     req = a_request()
 
-    resp = await client.request_signature(endpoint, req)
+    resp = await client.request_signatures(endpoint, req)
 
     assert handler.calls == [req]
     assert resp.signer == MEMBER
     assert not resp.overloaded
-    assert recover_report_signer(req.report, DOMAIN, resp.signature) == MEMBER
+    assert resp.results == (True,) and resp.signature is not None
+    assert recover_batch_signer(req.batch, DOMAIN, resp.signature) == MEMBER
 
 
 async def test_status_is_served_on_the_admin_listener(
@@ -175,8 +178,8 @@ async def test_the_peer_port_shows_nothing_of_the_node(
 async def test_the_admin_listener_serves_no_peer_api(
     admin: str, http: aiohttp.ClientSession, handler: RecordingHandler
 ) -> None:
-    body = encode_request(a_request())
-    async with http.post(admin + "/v1/reports", data=body, headers=signed(body)) as resp:
+    body = encode_batch(a_request())
+    async with http.post(admin + "/v1/reports/batch", data=body, headers=signed(body)) as resp:
         assert resp.status == 404
     assert handler.calls == []
 
@@ -186,7 +189,7 @@ async def test_a_maximal_payload_fits_the_default_body_limit(
 ) -> None:
     req = a_request(payload=b"\xff" * 4096)
 
-    await client.request_signature(endpoint, req)
+    await client.request_signatures(endpoint, req)
 
     assert handler.calls == [req]
 
@@ -197,7 +200,7 @@ async def test_a_maximal_payload_fits_the_default_body_limit(
 async def test_given_another_content_type_then_415(
     endpoint: str, http: aiohttp.ClientSession, handler: RecordingHandler
 ) -> None:
-    body = encode_request(a_request())
+    body = encode_batch(a_request())
     headers = {**signed(body), "Content-Type": "text/plain"}
 
     status, error = await post(http, endpoint, body, headers)
@@ -209,7 +212,7 @@ async def test_given_another_content_type_then_415(
 async def test_given_json_with_another_charset_then_415_and_utf8_is_fine(
     endpoint: str, http: aiohttp.ClientSession, handler: RecordingHandler
 ) -> None:
-    body = encode_request(a_request())
+    body = encode_batch(a_request())
     latin1 = {**signed(body), "Content-Type": "application/json; charset=latin-1"}
     utf8 = {**signed(body), "Content-Type": "application/json; charset=UTF-8"}
 
@@ -252,7 +255,7 @@ async def test_given_a_chunked_body_over_the_limit_then_413(
 async def test_given_no_signature_then_401_unsigned(
     endpoint: str, http: aiohttp.ClientSession, handler: RecordingHandler
 ) -> None:
-    status, error = await post(http, endpoint, encode_request(a_request()), JSON)
+    status, error = await post(http, endpoint, encode_batch(a_request()), JSON)
 
     assert (status, error["error"]) == (401, "Unsigned")
     assert handler.calls == []
@@ -267,7 +270,7 @@ async def test_given_a_malformed_signature_then_401_bad_signature(
 ) -> None:
     headers = {**JSON, SIGNATURE_HEADER: header}
 
-    status, error = await post(http, endpoint, encode_request(a_request()), headers)
+    status, error = await post(http, endpoint, encode_batch(a_request()), headers)
 
     assert (status, error["error"]) == (401, "BadSignature")
     assert handler.calls == []
@@ -276,7 +279,7 @@ async def test_given_a_malformed_signature_then_401_bad_signature(
 async def test_given_a_signature_by_someone_else_then_401_bad_signature(
     endpoint: str, http: aiohttp.ClientSession, handler: RecordingHandler
 ) -> None:
-    body = encode_request(a_request())
+    body = encode_batch(a_request())
 
     status, error = await post(http, endpoint, body, signed(body, STRANGER_KEY))
 
@@ -288,7 +291,7 @@ async def test_given_a_signature_by_someone_else_then_401_bad_signature(
 async def test_given_a_signature_of_another_body_then_401_bad_signature(
     endpoint: str, http: aiohttp.ClientSession, handler: RecordingHandler
 ) -> None:
-    body = encode_request(a_request())
+    body = encode_batch(a_request())
     tampered = body.replace(b'"sentBlock":123', b'"sentBlock":124')
 
     status, error = await post(http, endpoint, tampered, signed(body))
@@ -312,9 +315,9 @@ async def test_given_a_body_that_is_not_json_then_400_malformed(
 async def test_given_a_field_of_the_wrong_type_then_400_malformed(
     endpoint: str, http: aiohttp.ClientSession, handler: RecordingHandler
 ) -> None:
-    obj = json.loads(encode_request(a_request()))
+    obj = json.loads(encode_batch(a_request()))
     obj["sentBlock"] = "123"
-    obj["report"]["round"] = True
+    obj["items"][0]["round"] = True
     body = json.dumps(obj).encode()
 
     status, error = await post(http, endpoint, body, signed(body))
@@ -331,7 +334,7 @@ async def test_given_deeply_nested_json_then_400_and_the_node_survives(
     status, error = await post(http, endpoint, body, signed(body))
 
     assert (status, error["error"]) == (400, "Malformed")
-    await client.request_signature(endpoint, a_request())
+    await client.request_signatures(endpoint, a_request())
     assert len(handler.calls) == 1
 
 
@@ -341,7 +344,7 @@ async def test_unknown_routes_are_404_and_wrong_methods_405(
     async with http.get(endpoint + "/v1/nothing") as resp:
         assert resp.status == 404
         assert (await resp.json())["error"] == "NotFound"
-    async with http.get(endpoint + "/v1/reports") as resp:
+    async with http.get(endpoint + "/v1/reports/batch") as resp:
         assert resp.status == 405
         assert (await resp.json())["error"] == "MethodNotAllowed"
         assert "POST" in resp.headers["Allow"]
@@ -359,7 +362,7 @@ async def test_given_the_handler_refuses_then_its_status_and_code_reach_the_clie
     handler.rejection = PeerRejected(403, "sender is not in quorum 0\nof epoch 1", "NotInQuorum")
 
     with pytest.raises(PeerRejected) as info:
-        await client.request_signature(endpoint, a_request())
+        await client.request_signatures(endpoint, a_request())
 
     assert (info.value.status, info.value.code) == (403, "NotInQuorum")
     assert info.value.reason == "sender is not in quorum 0 of epoch 1"
@@ -374,14 +377,16 @@ async def test_given_the_handler_crashes_then_500_without_a_traceback(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     handler.crash = True
-    body = encode_request(a_request())
+    body = encode_batch(a_request())
 
     with caplog.at_level(logging.ERROR, logger="keeper.peers.server"):
-        async with http.post(endpoint + "/v1/reports", data=body, headers=signed(body)) as resp:
+        async with http.post(
+            endpoint + "/v1/reports/batch", data=body, headers=signed(body)
+        ) as resp:
             text = await resp.text()
             assert resp.status == 500
     with pytest.raises(PeerError) as info:
-        await client.request_signature(endpoint, a_request())
+        await client.request_signatures(endpoint, a_request())
 
     assert json.loads(text) == {"error": "InternalError", "reason": "internal error"}
     assert "secret" not in text
@@ -394,14 +399,14 @@ async def test_given_a_response_that_does_not_decode_then_peer_error(
     client: PeerClient, handler: RecordingHandler
 ) -> None:
     class Broken(RecordingHandler):
-        async def handle_report(self, req: ReportRequest) -> ReportResponse:
-            return ReportResponse(signer=MEMBER, signature=b"\x00" * 3, overloaded=False)
+        async def handle_batch(self, req: BatchRequest) -> BatchResponse:
+            return BatchResponse(MEMBER, False, (True,), b"\x00" * 3)
 
     server = PeerServer(Broken(NodeMetrics()))
     port = await server.start("127.0.0.1", 0)
     try:
         with pytest.raises(PeerError, match="invalid response"):
-            await client.request_signature(f"http://127.0.0.1:{port}", a_request())
+            await client.request_signatures(f"http://127.0.0.1:{port}", a_request())
     finally:
         await server.stop()
 
@@ -412,7 +417,7 @@ async def test_given_nobody_listens_then_peer_error(client: PeerClient) -> None:
     await server.stop()
 
     with pytest.raises(PeerError) as info:
-        await client.request_signature(f"http://127.0.0.1:{port}", a_request())
+        await client.request_signatures(f"http://127.0.0.1:{port}", a_request())
 
     assert not isinstance(info.value, PeerRejected)
 
@@ -439,7 +444,7 @@ async def test_healthz_is_200_when_healthy_and_503_when_not(
 async def test_metrics_are_prometheus_text_of_the_node_registry(
     endpoint: str, admin: str, client: PeerClient, http: aiohttp.ClientSession
 ) -> None:
-    await client.request_signature(endpoint, a_request())
+    await client.request_signatures(endpoint, a_request())
 
     async with http.get(admin + "/metrics") as resp:
         text = await resp.text()
