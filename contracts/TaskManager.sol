@@ -49,17 +49,48 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
         uint64 maxGasPrice;
     }
 
-    /// @notice The EIP-712 message a quorum signs for one execution.
-    struct Report {
-        uint256 jobId;
-        uint64 round;
+    /// @notice What every item of a batch shares: the EIP-712 `Batch` a quorum signs is this
+    ///         header and its items' `SignedItem` hashes.
+    struct BatchHeader {
         uint64 epoch;
-        uint256 cursor;
+        uint16 quorum;
         uint64 checkBlock;
         bytes32 checkBlockHash;
-        bytes32 payloadHash;
         address executor;
         uint64 deadline;
+    }
+
+    /// @notice One round of one job in a batch, as `execute` carries it.
+    struct Item {
+        uint256 jobId;
+        uint64 round;
+        uint256 cursor;
+        bytes payload;
+    }
+
+    /// @notice One item as signed (EIP-712 `Item`): the payload by its hash.
+    struct SignedItem {
+        uint256 jobId;
+        uint64 round;
+        uint256 cursor;
+        bytes32 payloadHash;
+    }
+
+    /// @notice One signed item with the batch it was signed in: half a proof of equivocation.
+    struct EquivocationProof {
+        BatchHeader header;
+        bytes32[] itemHashes;
+        uint256 index; // of `item` in `itemHashes`
+        SignedItem item;
+        bytes signature;
+    }
+
+    /// @dev What an executed item leaves for the settlement after the loop.
+    struct Outcome {
+        uint256 paid; // its own gas, calldata and premium, already taken from the job
+        uint256 gasUsed; // of the call into the forwarder
+        uint256 maxGasPrice; // the job's (0 = none)
+        bool success;
     }
 
     /// @dev Slot read and written by every execution.
@@ -136,46 +167,54 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
         uint8 maxFailures;
     }
 
-    bytes32 public constant REPORT_TYPEHASH = keccak256(
-        "Report(uint256 jobId,uint64 round,uint64 epoch,uint256 cursor,uint64 checkBlock,"
-        "bytes32 checkBlockHash,bytes32 payloadHash,address executor,uint64 deadline)"
+    bytes32 private constant ITEM_TYPEHASH =
+        keccak256("Item(uint256 jobId,uint64 round,uint256 cursor,bytes32 payloadHash)");
+    bytes32 private constant BATCH_TYPEHASH = keccak256(
+        "Batch(uint64 epoch,uint16 quorum,uint64 checkBlock,bytes32 checkBlockHash,address executor,"
+        "uint64 deadline,Item[] items)Item(uint256 jobId,uint64 round,uint256 cursor,bytes32 payloadHash)"
     );
-    uint32 public constant MIN_GAS_LIMIT = 10_000;
-    uint32 public constant MAX_GAS_LIMIT = 5_000_000;
-    uint64 public constant MIN_INTERVAL = 10; // seconds, Time jobs
-    uint16 public constant MAX_CONFIRMATIONS = 64; // Event jobs
-    uint256 public constant MAX_CALLDATA = 4096; // bytes of a job's callData or resolver calldata
-    uint256 public constant MAX_CRON_LENGTH = 128;
+    /// @notice The most items one `execute` carries.
+    uint256 public constant MAX_BATCH_ITEMS = 64;
+    uint32 private constant MIN_GAS_LIMIT = 10_000;
+    uint32 private constant MAX_GAS_LIMIT = 5_000_000;
+    uint64 private constant MIN_INTERVAL = 10; // seconds, Time jobs
+    uint16 private constant MAX_CONFIRMATIONS = 64; // Event jobs
+    uint256 private constant MAX_CALLDATA = 4096; // bytes of a job's callData or resolver calldata
+    uint256 private constant MAX_CRON_LENGTH = 128;
     /// @notice Blocks a report's checkBlock may lag. Also the delay after `cancel` before the
     ///         balance can be withdrawn: every report signed before the cancel has expired by then.
     uint64 public constant MAX_CHECK_AGE = 128;
     /// @notice Cron fire times are whole minutes: no quorum can fire a Cron job more often.
-    uint64 public constant CRON_GRID = 60;
-    uint256 public constant MAX_MEMBERS = 256; // one bit each in signerBitmap
+    uint64 private constant CRON_GRID = 60;
+    uint256 private constant MAX_MEMBERS = 256; // one bit each in signerBitmap
     /// @notice Blocks after a rotation during which reports of the previous epoch stay valid
     ///         (KeeperRegistry.EPOCH_GRACE_BLOCKS).
     uint64 public constant EPOCH_GRACE_BLOCKS = 20;
     /// @notice Gas reserved for the work after the target returns (payment, event).
-    uint256 public constant POST_CALL_GAS = 30_000;
+    uint256 private constant POST_CALL_GAS = 30_000;
     /// @notice Gas billed on top of what `execute` measures: the transaction base and calldata.
-    uint256 public constant BILLING_BASE_GAS = 21_000;
-    /// @notice Gas of the work after the payment is computed (credit update, log), warm credit.
-    uint256 public constant POST_PAYMENT_GAS = 8_000;
+    uint256 private constant BILLING_BASE_GAS = 21_000;
+    /// @notice Gas of a batch's work after its shared part is measured (the executor's credit
+    ///         write, warm credit, and the settlement loop's own opcodes).
+    uint256 private constant POST_PAYMENT_GAS = 5_000;
+    /// @notice Gas billed to an executed item beyond what is measured around it: its balance
+    ///         write and its settlement after the loop (the share, `JobExecuted`, the funding check).
+    uint256 private constant ITEM_SETTLE_GAS = 6_000;
     /// @notice Extra gas when the executor's credit slot goes from zero to non-zero.
-    uint256 public constant FRESH_CREDIT_GAS = 17_100;
+    uint256 private constant FRESH_CREDIT_GAS = 17_100;
     /// @notice Worst-case gas of `execute` beyond the target's, used for the funding check: a
     ///         16-member quorum's 11 signatures cost about 120,000 (docs/benchmarks.md). A larger
     ///         quorum's executor may be paid less than its gas on a job's last execution, never
     ///         more than the balance.
     uint256 public constant MAX_EXECUTION_OVERHEAD_GAS = 150_000;
     /// @notice Gas the forwarder may spend besides the target's (cold target, copy, call).
-    uint256 public constant FORWARDER_GAS = 5_000;
+    uint256 private constant FORWARDER_GAS = 5_000;
     /// @notice Failed executions in a row after which a new job pauses itself (`setMaxFailures`).
     uint8 public constant DEFAULT_MAX_FAILURES = 3;
     uint8 private constant NEVER_PAUSE = type(uint8).max;
     /// @notice Bytes of a failed target call's revert data kept in `JobFailed`.
-    uint256 public constant MAX_REASON_BYTES = 256;
-    bytes4 private constant PERFORM_UPKEEP_SELECTOR = 0x4585e33b; // performUpkeep(bytes)
+    uint256 private constant MAX_REASON_BYTES = 256;
+    uint256 private constant PERFORM_UPKEEP_SELECTOR_WORD = 0x4585e33b; // performUpkeep(bytes)
 
     KeeperRegistry public immutable registry;
     /// @notice Highest gas price an execution is billed at.
@@ -232,6 +271,10 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
     event JobUnderfunded(uint256 indexed jobId, uint256 balance, uint256 required);
     event MaxFailuresSet(uint256 indexed jobId, uint8 maxFailures);
     event EarningsWithdrawn(address indexed keeper, uint256 amount);
+    /// @notice An item of a batch was not executed; `reason` is the selector of the named error
+    ///         that says why (e.g. `WrongRound`: the round was executed already). Nothing of
+    ///         the job changed, and the item was billed to no one.
+    event JobSkipped(uint256 indexed jobId, uint64 round, bytes4 reason);
     event EquivocationProven(address indexed keeper, address indexed reporter, uint256 indexed jobId, uint64 round);
 
     // createJob validation
@@ -274,7 +317,6 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
     error CheckBlockInFuture(uint64 checkBlock, uint256 blockNumber);
     error StaleCheckBlock(uint64 checkBlock, uint256 blockNumber);
     error CheckBlockHashMismatch(uint64 checkBlock);
-    error PayloadHashMismatch();
     error PayloadMismatch();
     error CursorOutOfRange(uint256 cursor);
     error CursorNotRaised(uint256 cursor, uint64 lastCursor);
@@ -300,9 +342,13 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
     error TooFewSigners(uint256 signers, uint256 members);
     error InsufficientStake(uint256 signedStake, uint256 totalStake, uint16 thresholdBps);
     error InsufficientGasForTarget(uint256 available, uint256 required);
+    error EmptyBatch();
+    error TooManyItems(uint256 count, uint256 max);
+    error NothingExecuted();
     // equivocation
     error NotEquivocation();
     error DifferentSigners(address a, address b);
+    error ItemHashMismatch(uint256 index);
 
     /// @param registry_ the KeeperRegistry whose quorums sign reports
     /// @param gasPriceCap_ highest gas price (wei) an execution is billed at
@@ -493,72 +539,157 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
 
     // ------------------------------------------------------------------ keepers
 
-    /// @notice Executes one round of a job, proven by the threshold signatures of its quorum.
-    /// @param report the signed report; `msg.sender` must be `report.executor`
-    /// @param payload calldata for the target (Condition mode 1: the `performData`)
+    /// @notice Executes a batch of rounds of one quorum's jobs, proven by the threshold
+    ///         signatures of that quorum over the header and every item. Items run in order,
+    ///         each on the state the earlier ones left; an item that is no longer valid (its
+    ///         round closed, its job paused or out of funds, a cursor rule) is skipped with
+    ///         `JobSkipped` and changes nothing. Each executed item pays its own gas and
+    ///         calldata plus an even share of the batch's shared gas, and the premium.
+    /// @param header the batch's shared fields; `msg.sender` must be `header.executor`
+    /// @param items the rounds to execute, at most MAX_BATCH_ITEMS, all of `header.quorum`'s jobs
     /// @param members the quorum's member words (`address << 96 | weight`), sorted, as committed
     /// @param signerBitmap bit i set when members[i] signed
     /// @param signatures 65-byte signatures, one per set bit, in member order
+    /// @return executed bit i set when items[i] ran (its target succeeded or failed)
     function execute(
-        Report calldata report,
-        bytes calldata payload,
+        BatchHeader calldata header,
+        Item[] calldata items,
         bytes32[] calldata members,
         uint256 signerBitmap,
         bytes calldata signatures
-    ) external nonReentrant {
+    ) external nonReentrant returns (uint256 executed) {
         uint256 startGas = gasleft();
+        uint256 n = items.length;
+        if (n == 0) revert EmptyBatch();
+        if (n > MAX_BATCH_ITEMS) revert TooManyItems(n, MAX_BATCH_ITEMS);
+        _checkHeader(header);
+        (bytes32[] memory payloadHashes, uint256 itemBytes, bytes32 itemsHash) = _hashItems(header, items);
         // Calldata is billed by length: padding it must not raise the bill.
-        _checkCanonicalCalldata(payload.length, members.length, signatures.length);
-        uint256 jobId = report.jobId;
+        _checkCanonicalCalldata(itemBytes, members.length, signatures.length);
+        (uint256 signedStake, uint256 totalStake) =
+            _checkSignatures(header, itemsHash, members, signerBitmap, signatures);
+
+        Outcome[] memory outcomes = new Outcome[](n);
+        uint256 loopGas; // measured around the items, executed and skipped
+        uint256 count;
+        for (uint256 i = 0; i < n; ++i) {
+            uint256 itemStart = gasleft();
+            Item calldata item = items[i];
+            Outcome memory out = outcomes[i];
+            bytes4 reason = _runItem(header, item, payloadHashes[i], signedStake * 10_000, totalStake, out);
+            if (reason != 0) {
+                emit JobSkipped(item.jobId, item.round, reason);
+            } else {
+                executed |= 1 << i;
+                ++count;
+                uint256 price = _billedGasPrice(out.maxGasPrice);
+                uint256 ownGas = itemStart - gasleft() + ITEM_SETTLE_GAS + 16 * _itemBytes(item.payload.length);
+                out.paid = _charge(item.jobId, ownGas * price + premium);
+            }
+            loopGas += itemStart - gasleft();
+        }
+        if (count == 0) revert NothingExecuted();
+
+        uint256 earned = earnings[msg.sender];
+        // The shared part: the base, the header, the signatures, members' and signatures'
+        // calldata, the loop and the credit write (a fresh slot costs 20,000 more), evenly.
+        uint256 share = (
+            startGas - gasleft() - loopGas + BILLING_BASE_GAS + 16 * (msg.data.length - itemBytes)
+                + (earned == 0 ? POST_PAYMENT_GAS + FRESH_CREDIT_GAS : POST_PAYMENT_GAS)
+        ) / count;
+        uint256 total;
+        for (uint256 i = 0; i < n; ++i) {
+            if ((executed >> i) & 1 != 0) total += _settle(items[i], outcomes[i], share);
+        }
+        earnings[msg.sender] = earned + total;
+    }
+
+    /// @dev One item: its checks (the first that fails skips it, named by its error's
+    ///      selector), then its round spent and its target called. Returns 0 when it ran.
+    function _runItem(
+        BatchHeader calldata header,
+        Item calldata item,
+        bytes32 payloadHash,
+        uint256 signedStake10k,
+        uint256 totalStake,
+        Outcome memory out
+    ) private returns (bytes4 reason) {
+        uint256 jobId = item.jobId;
         Job storage job = _jobs[jobId];
         JobState memory s = job.state;
-        uint256 maxGasPrice = _checkReportContext(report, s, job);
+        uint256 maxGasPrice;
+        (reason, maxGasPrice) = _jobSkipReason(header.checkBlock, item, s, job);
+        if (reason != 0) return reason;
         JobConfig memory cfg = job.config;
-        if (payload.length > MAX_CALLDATA) revert PayloadTooLong(payload.length, MAX_CALLDATA);
-        bytes32 payloadHash = keccak256(payload);
-        if (payloadHash != report.payloadHash) revert PayloadHashMismatch();
-        if (s.kind != TriggerKind.Condition && payloadHash != job.callDataHash) revert PayloadMismatch();
-        _checkCursor(report, s, cfg);
-        _checkSignatures(report, members, signerBitmap, signatures, s.thresholdBps);
+        if (s.kind != TriggerKind.Condition && payloadHash != job.callDataHash) return PayloadMismatch.selector;
+        reason = _cursorSkipReason(header.checkBlock, item.cursor, s, cfg);
+        if (reason != 0) return reason;
+        // The job's own threshold against the stake that signed the batch.
+        if (signedStake10k < totalStake * s.thresholdBps) return InsufficientStake.selector;
 
         // Effects before the interaction: the round and cursor are spent whatever the target does.
         s.round += 1;
-        s.lastCursor = uint64(report.cursor);
+        s.lastCursor = uint64(item.cursor);
         job.state = s;
+        (bool success, uint256 gasUsed) = _callTarget(s, cfg, item.payload);
+        // Billed to the job: the record of a failure, and the pause that stops failures costing.
+        if (!success || s.failing) _recordOutcome(jobId, job, s.round - 1, success);
+        out.success = success;
+        out.gasUsed = gasUsed;
+        out.maxGasPrice = maxGasPrice;
+    }
 
+    /// @dev The call into the job's forwarder: the gas word, then the payload (Condition mode 1:
+    ///      `performUpkeep(payload)`), built past the free memory pointer. Copies no return data.
+    function _callTarget(JobState memory s, JobConfig memory cfg, bytes calldata payload)
+        private
+        returns (bool success, uint256 gasUsed)
+    {
         uint256 gasLimit = s.gasLimit;
         uint256 forwarderGas = (gasLimit * 64) / 63 + FORWARDER_GAS;
         uint256 needed = (forwarderGas * 64) / 63 + POST_CALL_GAS;
         if (gasleft() < needed) revert InsufficientGasForTarget(gasleft(), needed);
-        bytes memory data = s.kind == TriggerKind.Condition && cfg.mode == 1
-            ? abi.encodePacked(gasLimit, abi.encodeWithSelector(PERFORM_UPKEEP_SELECTOR, payload))
-            : abi.encodePacked(gasLimit, payload);
+        bool upkeep = s.kind == TriggerKind.Condition && cfg.mode == 1;
         address forwarder = cfg.forwarder;
-        bool success;
-        uint256 before = gasleft();
         assembly ("memory-safe") {
-            success := call(forwarderGas, forwarder, 0, add(data, 0x20), mload(data), 0, 0)
+            let p := mload(0x40)
+            mstore(p, gasLimit)
+            let size := add(0x20, payload.length)
+            switch upkeep
+            case 0 { calldatacopy(add(p, 0x20), payload.offset, payload.length) }
+            default {
+                mstore(add(p, 0x20), shl(224, PERFORM_UPKEEP_SELECTOR_WORD))
+                mstore(add(p, 0x24), 0x20)
+                mstore(add(p, 0x44), payload.length)
+                calldatacopy(add(p, 0x64), payload.offset, payload.length)
+                mstore(add(add(p, 0x64), payload.length), 0)
+                size := add(0x64, and(add(payload.length, 31), not(31)))
+            }
+            let before := gas()
+            success := call(forwarderGas, forwarder, 0, p, size, 0, 0)
+            gasUsed := sub(before, gas())
         }
-        uint256 gasUsed = before - gasleft();
-        // Billed to the job: the record of a failure, and the pause that stops failures costing.
-        if (!success || s.failing) _recordOutcome(jobId, job, s.round - 1, success);
+    }
 
-        uint256 price = _billedGasPrice(maxGasPrice);
-        uint256 earned = earnings[msg.sender];
-        // Gas spent after this measurement is billed as a constant: the credit below (a fresh
-        // slot costs 20,000 more than a warm one) and the JobExecuted log.
-        uint256 afterGas = earned == 0 ? POST_PAYMENT_GAS + FRESH_CREDIT_GAS : POST_PAYMENT_GAS;
-        uint256 payment =
-            (startGas - gasleft() + afterGas + BILLING_BASE_GAS + 16 * msg.data.length) * price + premium;
-        // Read again: a top-up the target made while it ran is kept.
-        uint256 balance = job.state.balance;
-        if (payment > balance) payment = balance;
-        balance -= payment;
-        job.state.balance = uint88(balance);
-        earnings[msg.sender] = earned + payment;
-        emit JobExecuted(jobId, s.round - 1, report.cursor, msg.sender, success, gasUsed, payment);
-        uint256 required = _minBalance(s.gasLimit, maxGasPrice);
-        if (balance < required) emit JobUnderfunded(jobId, balance, required);
+    /// @dev Takes up to `amount` from the job's balance (read again: a top-up the target made
+    ///      while it ran is kept); returns what it took.
+    function _charge(uint256 jobId, uint256 amount) private returns (uint256) {
+        JobState storage s = _jobs[jobId].state;
+        uint256 balance = s.balance;
+        if (amount > balance) amount = balance;
+        s.balance = uint88(balance - amount);
+        return amount;
+    }
+
+    /// @dev After the loop: the item's share of the batch's shared gas, `JobExecuted` with its
+    ///      whole payment, and `JobUnderfunded` when one more execution is not covered.
+    function _settle(Item calldata item, Outcome memory out, uint256 share) private returns (uint256 payment) {
+        uint256 jobId = item.jobId;
+        payment = out.paid + _charge(jobId, share * _billedGasPrice(out.maxGasPrice));
+        emit JobExecuted(jobId, item.round, item.cursor, msg.sender, out.success, out.gasUsed, payment);
+        JobState storage s = _jobs[jobId].state;
+        uint256 required = _minBalance(s.gasLimit, out.maxGasPrice);
+        if (s.balance < required) emit JobUnderfunded(jobId, s.balance, required);
     }
 
     /// @dev After a failed call: JobFailed with the revert data (bounded), one more failure in a
@@ -593,20 +724,30 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
         }
     }
 
-    /// @notice Proves that one keeper signed two conflicting reports for the same
-    ///         (jobId, round, checkBlock, checkBlockHash); slashes it and rewards the caller.
-    function slashEquivocation(Report calldata a, bytes calldata sigA, Report calldata b, bytes calldata sigB)
-        external
-    {
+    /// @notice Proves that one keeper signed two conflicting items for the same
+    ///         (jobId, round, checkBlock, checkBlockHash), each in a batch of its own or in the
+    ///         same one; slashes it and rewards the caller. A proof is the batch's header, its
+    ///         item hashes, the item and its index, and the signature over the batch.
+    function slashEquivocation(EquivocationProof calldata a, EquivocationProof calldata b) external {
+        SignedItem calldata x = a.item;
+        SignedItem calldata y = b.item;
         if (
-            a.jobId != b.jobId || a.round != b.round || a.checkBlock != b.checkBlock
-                || a.checkBlockHash != b.checkBlockHash || (a.cursor == b.cursor && a.payloadHash == b.payloadHash)
+            x.jobId != y.jobId || x.round != y.round || a.header.checkBlock != b.header.checkBlock
+                || a.header.checkBlockHash != b.header.checkBlockHash
+                || (x.cursor == y.cursor && x.payloadHash == y.payloadHash)
         ) revert NotEquivocation();
-        address signerA = _recoverOrRevert(hashReport(a), sigA, 0);
-        address signerB = _recoverOrRevert(hashReport(b), sigB, 1);
+        address signerA = _recoverOrRevert(_proofDigest(a), a.signature, 0);
+        address signerB = _recoverOrRevert(_proofDigest(b), b.signature, 1);
         if (signerA != signerB) revert DifferentSigners(signerA, signerB);
-        emit EquivocationProven(signerA, msg.sender, a.jobId, a.round);
+        emit EquivocationProven(signerA, msg.sender, x.jobId, x.round);
         registry.slash(signerA, msg.sender);
+    }
+
+    /// @dev The digest a proof's signature signs, once its item is the one hashed at its index.
+    function _proofDigest(EquivocationProof calldata p) private view returns (bytes32) {
+        bytes32[] calldata hashes = p.itemHashes;
+        if (p.index >= hashes.length || hashes[p.index] != _hashItem(p.item)) revert ItemHashMismatch(p.index);
+        return _hashBatch(p.header, keccak256(abi.encodePacked(hashes)));
     }
 
     /// @notice Pays out what the caller earned by executing jobs.
@@ -620,13 +761,22 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
 
     // ------------------------------------------------------------------ views
 
-    /// @notice The EIP-712 digest keepers sign for `report`.
-    function hashReport(Report calldata report) public view returns (bytes32) {
-        return _hashTypedDataV4(keccak256(abi.encode(REPORT_TYPEHASH, report)));
+    /// @notice The EIP-712 struct hash of one signed item (`Item`).
+    function hashItem(SignedItem calldata item) external pure returns (bytes32) {
+        return _hashItem(item);
     }
 
-    function domainSeparator() external view returns (bytes32) {
-        return _domainSeparatorV4();
+    /// @notice The EIP-712 digest keepers sign for a batch: its header and its items' hashes.
+    function hashBatch(BatchHeader calldata header, bytes32[] calldata itemHashes) external view returns (bytes32) {
+        return _hashBatch(header, keccak256(abi.encodePacked(itemHashes)));
+    }
+
+    function _hashItem(SignedItem calldata item) private pure returns (bytes32) {
+        return keccak256(abi.encode(ITEM_TYPEHASH, item));
+    }
+
+    function _hashBatch(BatchHeader calldata header, bytes32 itemsHash) private view returns (bytes32) {
+        return _hashTypedDataV4(keccak256(abi.encode(BATCH_TYPEHASH, header, itemsHash)));
     }
 
     /// @notice Smallest balance with which a job may execute: one worst-case execution.
@@ -757,101 +907,146 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
         jobOfForwarder[forwarder] = jobId;
     }
 
-    /// @dev `execute`'s calldata must be exactly the standard ABI encoding of its arguments.
-    function _checkCanonicalCalldata(uint256 payloadLength, uint256 memberCount, uint256 signaturesLength)
+    /// @dev `execute`'s calldata must be exactly the standard ABI encoding of its arguments:
+    ///      the selector, 10 head words (6 of the header, 3 offsets, the bitmap), three length
+    ///      words, the items' own bytes, the members and the signatures.
+    function _checkCanonicalCalldata(uint256 itemBytes, uint256 memberCount, uint256 signaturesLength)
         private
         pure
     {
-        // selector, 13 head words (9 of the report, 3 offsets, the bitmap), three length words
-        uint256 canonical = 4 + 16 * 32 + ((payloadLength + 31) & ~uint256(31)) + memberCount * 32
-            + ((signaturesLength + 31) & ~uint256(31));
+        uint256 canonical =
+            4 + 13 * 32 + itemBytes + memberCount * 32 + ((signaturesLength + 31) & ~uint256(31));
         if (msg.data.length != canonical) revert NonCanonicalCalldata(msg.data.length, canonical);
     }
 
-    /// @dev Status, executor, deadline, round, limits, funding and the check block. Returns the
-    ///      job's maximum gas price (0 = none).
-    function _checkReportContext(Report calldata report, JobState memory s, Job storage job)
-        private
-        view
-        returns (uint256 maxGasPrice)
-    {
-        if (s.status != JobStatus.Active) {
-            if (s.status == JobStatus.None) revert UnknownJob(report.jobId);
-            // A report checked before the pause or cancel was signed in good faith: it stays valid.
-            if (report.checkBlock >= job.limits.haltBlock) {
-                if (s.status == JobStatus.Paused) revert JobIsPaused(report.jobId);
-                revert JobIsCancelled(report.jobId);
-            }
-        }
-        if (msg.sender != report.executor) revert NotExecutor(msg.sender, report.executor);
-        if (block.number > report.deadline) revert ReportExpired(report.deadline, block.number);
-        if (report.round != s.round) revert WrongRound(s.round, report.round);
-        if (s.limited) {
-            JobLimits memory l = job.limits;
-            if (l.maxExecutions != 0 && s.round >= l.maxExecutions) revert MaxExecutionsReached(l.maxExecutions);
-            if (l.endTime != 0 && block.timestamp > l.endTime) {
-                // A Time or Cron slot at or before the end may still be executed late.
-                if (s.kind != TriggerKind.Time && s.kind != TriggerKind.Cron) revert JobExpired(l.endTime);
-                if (report.cursor > l.endTime) revert JobExpired(l.endTime);
-            }
-            maxGasPrice = l.maxGasPrice;
-        }
-        uint256 required = _minBalance(s.gasLimit, maxGasPrice);
-        if (s.balance < required) revert InsufficientBalance(s.balance, required);
-        uint64 checkBlock = report.checkBlock;
+    /// @dev An item's bytes in the canonical calldata: its offset word, its four head words,
+    ///      its payload's length word and the payload, padded.
+    function _itemBytes(uint256 payloadLength) private pure returns (uint256) {
+        return 6 * 32 + ((payloadLength + 31) & ~uint256(31));
+    }
+
+    /// @dev Executor, deadline and the check block: what every item shares.
+    function _checkHeader(BatchHeader calldata header) private view {
+        if (msg.sender != header.executor) revert NotExecutor(msg.sender, header.executor);
+        if (block.number > header.deadline) revert ReportExpired(header.deadline, block.number);
+        uint64 checkBlock = header.checkBlock;
         if (checkBlock >= block.number) revert CheckBlockInFuture(checkBlock, block.number);
         if (block.number - checkBlock > MAX_CHECK_AGE) revert StaleCheckBlock(checkBlock, block.number);
-        if (blockhash(checkBlock) != report.checkBlockHash) revert CheckBlockHashMismatch(checkBlock);
+        if (blockhash(checkBlock) != header.checkBlockHash) revert CheckBlockHashMismatch(checkBlock);
     }
 
-    /// @dev The trigger rule of the job's kind.
-    function _checkCursor(Report calldata report, JobState memory s, JobConfig memory cfg) private view {
-        uint256 cursor = report.cursor;
-        if (cursor > type(uint64).max) revert CursorOutOfRange(cursor);
-        if (cursor <= s.lastCursor) revert CursorNotRaised(cursor, s.lastCursor);
+    /// @dev Every item's job must be served by `header.quorum` in `header.epoch`. Returns the
+    ///      payloads' hashes, the items' canonical calldata bytes and the hash of the items'
+    ///      EIP-712 struct hashes (the `items` member of `Batch`).
+    function _hashItems(BatchHeader calldata header, Item[] calldata items)
+        private
+        view
+        returns (bytes32[] memory payloadHashes, uint256 itemBytes, bytes32 itemsHash)
+    {
+        EpochHeader memory h = _epochOf(header.epoch);
+        uint256 n = items.length;
+        payloadHashes = new bytes32[](n);
+        bytes32[] memory itemHashes = new bytes32[](n);
+        for (uint256 i = 0; i < n; ++i) {
+            Item calldata item = items[i];
+            uint256 jobId = item.jobId;
+            // keccak256(abi.encode(seed, jobId)) % count, as KeeperRegistry.quorumOf computes it.
+            if (uint256(keccak256(abi.encode(bytes32(h.seed), jobId))) % h.count != header.quorum) {
+                revert JobNotInQuorum(jobId, header.quorum);
+            }
+            bytes calldata payload = item.payload;
+            bytes32 payloadHash;
+            assembly ("memory-safe") {
+                let p := mload(0x40)
+                calldatacopy(p, payload.offset, payload.length)
+                payloadHash := keccak256(p, payload.length)
+            }
+            payloadHashes[i] = payloadHash;
+            itemHashes[i] = keccak256(abi.encode(ITEM_TYPEHASH, jobId, item.round, item.cursor, payloadHash));
+            itemBytes += _itemBytes(payload.length);
+        }
+        assembly ("memory-safe") {
+            itemsHash := keccak256(add(itemHashes, 0x20), mul(n, 0x20))
+        }
+    }
+
+    /// @dev Status, round, limits and funding of the item's job: the selector of the first
+    ///      check that fails (0: none), and the job's maximum gas price (0 = none).
+    function _jobSkipReason(uint64 checkBlock, Item calldata item, JobState memory s, Job storage job)
+        private
+        view
+        returns (bytes4, uint256 maxGasPrice)
+    {
+        if (s.status != JobStatus.Active) {
+            if (s.status == JobStatus.None) return (UnknownJob.selector, 0);
+            // A report checked before the pause or cancel was signed in good faith: it stays valid.
+            if (checkBlock >= job.limits.haltBlock) {
+                return (s.status == JobStatus.Paused ? JobIsPaused.selector : JobIsCancelled.selector, 0);
+            }
+        }
+        if (item.round != s.round) return (WrongRound.selector, 0);
+        if (s.limited) {
+            JobLimits memory l = job.limits;
+            if (l.maxExecutions != 0 && s.round >= l.maxExecutions) return (MaxExecutionsReached.selector, 0);
+            // A Time or Cron slot at or before the end may still be executed late.
+            if (
+                l.endTime != 0 && block.timestamp > l.endTime
+                    && ((s.kind != TriggerKind.Time && s.kind != TriggerKind.Cron) || item.cursor > l.endTime)
+            ) return (JobExpired.selector, 0);
+            maxGasPrice = l.maxGasPrice;
+        }
+        if (s.balance < _minBalance(s.gasLimit, maxGasPrice)) return (InsufficientBalance.selector, 0);
+        if (item.payload.length > MAX_CALLDATA) return (PayloadTooLong.selector, 0);
+        return (0, maxGasPrice);
+    }
+
+    /// @dev The trigger rule of the job's kind: the selector of the broken rule, 0 when none.
+    function _cursorSkipReason(uint64 checkBlock, uint256 cursor, JobState memory s, JobConfig memory cfg)
+        private
+        view
+        returns (bytes4)
+    {
+        if (cursor > type(uint64).max) return CursorOutOfRange.selector;
+        if (cursor <= s.lastCursor) return CursorNotRaised.selector;
         TriggerKind kind = s.kind;
         if (kind == TriggerKind.Time || kind == TriggerKind.Cron) {
-            // (A slot after endTime is caught in _checkReportContext: it would lie in the future.)
-            if (cursor > block.timestamp) revert CursorInFuture(cursor, block.timestamp);
-            if (cursor < cfg.startTime) revert CursorBeforeStart(cursor, cfg.startTime);
-            if (kind == TriggerKind.Time && (cursor - cfg.startTime) % cfg.interval != 0) revert CursorOffGrid(cursor);
-            if (kind == TriggerKind.Cron && cursor % CRON_GRID != 0) revert CursorOffGrid(cursor);
-            return;
+            // (A slot after endTime is caught in _jobSkipReason: it would lie in the future.)
+            if (cursor > block.timestamp) return CursorInFuture.selector;
+            if (cursor < cfg.startTime) return CursorBeforeStart.selector;
+            if (kind == TriggerKind.Time && (cursor - cfg.startTime) % cfg.interval != 0) return CursorOffGrid.selector;
+            if (kind == TriggerKind.Cron && cursor % CRON_GRID != 0) return CursorOffGrid.selector;
+            return 0;
         }
-        if (block.timestamp < cfg.startTime) revert JobNotStarted(cfg.startTime);
+        if (block.timestamp < cfg.startTime) return JobNotStarted.selector;
         if (kind == TriggerKind.Event) {
-            uint256 logBlock = cursor >> 32;
-            if (logBlock + cfg.interval > report.checkBlock) {
-                revert LogNotConfirmed(logBlock, report.checkBlock, cfg.interval);
-            }
-            return;
+            if ((cursor >> 32) + cfg.interval > checkBlock) return LogNotConfirmed.selector;
+            return 0;
         }
         // Condition: the cursor is the check block, spaced by minInterval.
-        if (cursor != report.checkBlock) revert CursorMismatch(cursor, report.checkBlock);
-        if (s.lastCursor != 0 && cursor < uint256(s.lastCursor) + cfg.interval) {
-            revert ConditionTooSoon(cursor, s.lastCursor, cfg.interval);
-        }
+        if (cursor != checkBlock) return CursorMismatch.selector;
+        if (s.lastCursor != 0 && cursor < uint256(s.lastCursor) + cfg.interval) return ConditionTooSoon.selector;
+        return 0;
     }
 
-    /// @dev Members against the committed quorum, then one signature per set bit, then stake.
+    /// @dev Members against the quorum's commitment, then one signature per set bit over the
+    ///      batch, and a majority by count. Returns the signed and the total stake: each item's
+    ///      job checks them against its own threshold.
     function _checkSignatures(
-        Report calldata report,
+        BatchHeader calldata header,
+        bytes32 itemsHash,
         bytes32[] calldata members,
         uint256 bitmap,
-        bytes calldata signatures,
-        uint16 thresholdBps
-    ) private view {
+        bytes calldata signatures
+    ) private view returns (uint256 signedStake, uint256 totalStake) {
         uint256 n = members.length;
         if (n > MAX_MEMBERS) revert TooManyMembers(n);
-        (uint16 quorum, uint16 quorums) = _quorumOf(report.epoch, report.jobId);
-        bytes32 committed = _quorumHash[report.epoch][quorum];
         bytes32 membersHash;
         assembly ("memory-safe") {
             let ptr := mload(0x40)
             calldatacopy(ptr, members.offset, mul(n, 0x20))
             membersHash := keccak256(ptr, mul(n, 0x20))
         }
-        if (membersHash != committed) _revertQuorumMismatch(report, membersHash, quorum, quorums);
+        if (membersHash != _quorumHash[header.epoch][header.quorum]) revert QuorumMismatch();
         if (n < 256 && bitmap >> n != 0) revert BitmapOutOfRange();
         uint256 count = _popcount(bitmap);
         // A majority of members by count as well as the stake threshold: no single large
@@ -859,9 +1054,7 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
         if (count * 2 <= n) revert TooFewSigners(count, n);
         if (signatures.length != count * 65) revert SignatureCountMismatch(count * 65, signatures.length);
 
-        bytes32 digest = hashReport(report);
-        uint256 totalStake;
-        uint256 signedStake;
+        bytes32 digest = _hashBatch(header, itemsHash);
         uint256 sigIndex;
         for (uint256 i = 0; i < n; ++i) {
             uint256 word = uint256(members[i]);
@@ -891,38 +1084,18 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
             signedStake += stake;
             ++sigIndex;
         }
-        if (signedStake * 10_000 < totalStake * thresholdBps) {
-            revert InsufficientStake(signedStake, totalStake, thresholdBps);
-        }
     }
 
-    /// @dev The quorum serving `jobId` in `epoch` (current, or previous within the grace period)
-    ///      and the epoch's quorum count: keccak256(abi.encode(seed, jobId)) % count, as
-    ///      KeeperRegistry.quorumOf computes it.
-    function _quorumOf(uint64 epoch, uint256 jobId) private view returns (uint16 quorum, uint16 count) {
-        EpochHeader memory h = _epochNow;
+    /// @dev The epoch a batch names (current, or previous within the grace period), with a quorum.
+    function _epochOf(uint64 epoch) private view returns (EpochHeader memory h) {
+        h = _epochNow;
         if (epoch != h.epoch || epoch == 0) {
             if (epoch == 0 || epoch + 1 != h.epoch || block.number > uint256(h.startBlock) + EPOCH_GRACE_BLOCKS) {
                 revert EpochNotActive(epoch, h.epoch);
             }
             h = _epochBefore;
         }
-        count = h.count;
-        if (count == 0) revert NoQuorums(epoch);
-        quorum = uint16(uint256(keccak256(abi.encode(bytes32(h.seed), jobId))) % count);
-    }
-
-    /// @dev Failure path only: tells a member list of another quorum from a tampered one.
-    function _revertQuorumMismatch(Report calldata report, bytes32 membersHash, uint16 quorum, uint16 count)
-        private
-        view
-    {
-        for (uint16 q = 0; q < count; ++q) {
-            if (q != quorum && _quorumHash[report.epoch][q] == membersHash) {
-                revert JobNotInQuorum(report.jobId, q);
-            }
-        }
-        revert QuorumMismatch();
+        if (h.count == 0) revert NoQuorums(epoch);
     }
 
     /// @dev Failure path only: names what is wrong with the signature at `sigIndex`.

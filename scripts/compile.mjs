@@ -28,7 +28,7 @@ export const NODE_MODULES = path.join(ROOT, "node_modules");
 export const SETTINGS = {
   evmVersion: "prague",
   viaIR: true,
-  optimizer: { enabled: true, runs: 10000 },
+  optimizer: { enabled: true, runs: 5000 },
   metadata: { bytecodeHash: "none", appendCBOR: false },
   outputSelection: {
     "*": {
