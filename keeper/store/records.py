@@ -181,6 +181,8 @@ def report_from_dict(m: dict[str, Any]) -> Report:
         payloadHash=to_bytes(m["payloadHash"]),
         executor=checksum_address(m["executor"]),
         deadline=int(m["deadline"]),
+        # a row stored before reports named their quorum reads as quorum 0
+        quorum=int(m.get("quorum", 0)),
     )
 
 

@@ -15,7 +15,7 @@ from eth_utils.crypto import keccak
 
 from keeper.core.jobs import JobStatus
 from keeper.core.quorum import pack_member
-from keeper.core.report import Domain, Report, compute_report_digest
+from keeper.core.report import Batch, Domain, Report, compute_batch_digest, compute_report_digest
 from keeper.errors import StoreError, StoreMismatch
 from keeper.store.db import ChainEvent, Store
 from keeper.store.schema import SCHEMA_VERSION
@@ -151,6 +151,28 @@ async def test_same_result_may_be_signed_again_for_another_executor(tmp_path: Pa
     signed = await store.signed_for(7, 3, 120, b"\xaa" * 32)
     assert sorted(s.report.executor for s in signed) == sorted([report().executor, again.executor])
     assert await store.signature_count() == 2
+    await store.close()
+
+
+async def test_the_items_of_two_batches_with_the_same_results_are_both_kept(
+    tmp_path: Path,
+) -> None:
+    store = await open_store(tmp_path / "keeper.db")
+    # given an item signed in a batch of two (one row per item, the batch's digest on each)
+    item, other = report(quorum=2), report(jobId=8, quorum=2)
+    pair = Batch.of([item, other])
+    digest = compute_batch_digest(pair, DOMAIN)
+    assert await store.record_signatures([(item, digest, SIG), (other, digest, SIG)]) == [
+        True,
+        True,
+    ]
+    # when the same item is signed again in a subset of that batch (another digest)
+    alone = compute_batch_digest(pair.subset([0]), DOMAIN)
+    # then it is no conflict: the same result, and both rows are kept with their quorum
+    assert await store.record_signatures([(item, alone, SIG)]) == [True]
+    signed = await store.signed_for(7, 3, 120, b"\xaa" * 32)
+    assert [s.report for s in signed] == [item, item]
+    assert {s.report.quorum for s in signed} == {2}
     await store.close()
 
 
