@@ -1,8 +1,10 @@
-"""The member side of agreement: re-derive the leader's result at its check block, then sign.
+"""The member side of agreement: re-derive the leader's results at its check block, then sign.
 
-A member signs only what it computed itself at the same block, stores the signature before it
-leaves the node, and never signs a different result for the same (jobId, round, checkBlock,
-checkBlockHash), restarts included. Every refusal is a PeerRejected with its own 4xx.
+A member signs only what it computed itself at the same block, the batch of the items it
+accepts, once; stores one guard row per item before the signature leaves the node, and never
+signs a different result for the same (jobId, round, checkBlock, checkBlockHash), restarts
+included. A refusal of the whole batch is a PeerRejected with its own 4xx; a refused item is
+answered with the status and code it got, and the others are signed without it.
 """
 
 from __future__ import annotations
@@ -10,32 +12,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from eth_utils.crypto import keccak
 
 from keeper.core.equivocation import Equivocation, EvidenceBook
 from keeper.core.jobs import Job
-from keeper.core.messages import (
-    BatchResponse,
-    Refusal,
-    ReportBatch,
-    ReportRequest,
-    ReportResponse,
-)
-from keeper.core.quorum import is_turn_started, rank_members
+from keeper.core.messages import BatchRequest, BatchResponse, Refusal
+from keeper.core.quorum import Member, is_turn_started, rank_batch_members
 from keeper.core.report import (
     MAX_CHECK_AGE,
+    BatchHeader,
     Report,
-    compute_report_digest,
-    recover_report_signer,
-    sign_report,
+    compute_batch_digest,
+    recover_batch_signer,
+    sign_digest,
 )
 from keeper.errors import PeerRejected, RpcUnavailable
 from keeper.monitor.metrics import NodeMetrics
 from keeper.monitor.repeats import RoundLog
-from keeper.node.context import NodeContext, QuorumView
+from keeper.node.context import NodeContext
 from keeper.node.evaluate import Evaluator, Proposal
 
 log = logging.getLogger(__name__)
@@ -57,17 +54,18 @@ _UNANSWERED = Refusal(500, "InternalError", "item not answered")
 
 
 @dataclass(frozen=True)
-class _Approved:
-    """A report that passed every check, with this node's signature not yet stored."""
+class _Envelope:
+    """What the whole batch passed: the quorum it names (this node and the sender in it), the
+    head it was checked at, and the time spent syncing to its check block."""
 
-    report: Report
-    digest: bytes
-    signature: bytes
+    quorum: int
+    members: tuple[Member, ...]
+    head: int
     synced_ms: float
 
 
 class MemberService:
-    """Answers `POST /v1/reports` and `POST /v1/reports/batch` for one node."""
+    """Answers `POST /v1/reports/batch` for one node."""
 
     def __init__(
         self,
@@ -92,147 +90,169 @@ class MemberService:
         # A leader retrying a round at every head is answered every time, logged once per kind.
         self._round_log = RoundLog(log)
 
-    async def handle_report(self, req: ReportRequest) -> ReportResponse:
+    async def handle_batch(self, req: BatchRequest) -> BatchResponse:
+        """Checks the batch as a whole (a failure refuses all of it), then each item on its own;
+        signs the accepted items once, as the batch of them in order, after storing one guard
+        row per accepted item (none leaves the node unstored). A refused item does not touch
+        the others."""
         began = time.monotonic()
         try:
-            ok = await self._approve_reachable(req, began)
-            if not await self._ctx.store.record_signature(ok.report, ok.digest, ok.signature):
-                raise _conflict()
+            envelope = await self._check_envelope(req, began)
+        except RpcUnavailable as exc:
+            # Without its RPC a member can check nothing: it answers 503, as its /healthz does,
+            # rather than a 500 with a traceback for an outage it already reports.
+            rejected = _reject(503, "RpcUnavailable", str(exc))
+            self._note_rejection(req.sender, req.items, rejected)
+            raise rejected from exc
         except PeerRejected as exc:
-            self._note_rejection(req, exc)
+            self._note_rejection(req.sender, req.items, exc)
             raise
-        self._note_signed(req, ok, began)
-        return ReportResponse(
-            signer=self._ctx.address, signature=ok.signature, overloaded=self._is_overloaded()
-        )
-
-    async def handle_batch(self, batch: ReportBatch) -> BatchResponse:
-        """Answers every item of `batch` as `handle_report` would, storing the signatures of
-        all of them in at most two trips to the database (none leaves the node unstored); a
-        refusal of one item does not touch the others."""
-        began = time.monotonic()
-        results: list[bytes | Refusal] = [_UNANSWERED] * len(batch.items)
-        approved: list[tuple[int, _Approved]] = []
+        results: list[bool | Refusal] = [_UNANSWERED] * len(req.items)
+        approved: list[int] = []
 
         async def approve(index: int) -> None:
-            req = batch.request(index)
             try:
-                approved.append((index, await self._approve_reachable(req, began)))
+                try:
+                    await self._check_item(req, index, envelope)
+                except RpcUnavailable as exc:
+                    raise _reject(503, "RpcUnavailable", str(exc)) from exc
+                approved.append(index)
             except PeerRejected as exc:
-                self._note_rejection(req, exc)
+                self._note_rejection(req.sender, [req.items[index]], exc)
                 results[index] = Refusal(exc.status, exc.code, exc.reason)
 
+        duplicates = self._refuse_duplicates(req, results)
         # The items are checked concurrently: each Condition item's resolver is an eth_call at
         # its check block, and one at a time a full batch waited for a hundred round trips.
-        await asyncio.gather(*(approve(index) for index in range(len(batch.items))))
-        approved.sort(key=lambda pair: pair[0])
-        stored = await self._ctx.store.record_signatures(
-            [(ok.report, ok.digest, ok.signature) for _, ok in approved]
-        )
-        for (index, ok), fresh in zip(approved, stored, strict=True):
-            req = batch.request(index)
-            if fresh:
-                self._note_signed(req, ok, began)
-                results[index] = ok.signature
-            else:
+        await asyncio.gather(*(approve(i) for i in range(len(req.items)) if i not in duplicates))
+        accepted, signature = await self._sign_accepted(req, sorted(approved), results)
+        for index in accepted:
+            results[index] = True
+            self._note_signed(req.sender, req.items[index], began, envelope.synced_ms)
+        return BatchResponse(self._ctx.address, self._is_overloaded(), tuple(results), signature)
+
+    def _refuse_duplicates(self, req: BatchRequest, results: list[bool | Refusal]) -> set[int]:
+        """A round may appear once in a batch: later copies are refused."""
+        seen: set[tuple[int, int]] = set()
+        duplicates: set[int] = set()
+        for index, item in enumerate(req.items):
+            key = (item.jobId, item.round)
+            if key in seen:
+                duplicates.add(index)
+                exc = _reject(422, "DuplicateItem", f"job {item.jobId} round {item.round} twice")
+                self._note_rejection(req.sender, [item], exc)
+                results[index] = Refusal(exc.status, exc.code, exc.reason)
+            seen.add(key)
+        return duplicates
+
+    async def _sign_accepted(
+        self, req: BatchRequest, approved: list[int], results: list[bool | Refusal]
+    ) -> tuple[list[int], bytes | None]:
+        """This node's signature over the batch of the `approved` items, stored first as one
+        guard row per item (the signed batch's digest). An item whose row the guard refuses
+        (this node signed another result for its key) is refused, and the rest signed again
+        without it; the rows of a signature that never left the node are the same results, so
+        they guard as well as any."""
+        ctx = self._ctx
+        accepted = approved
+        while accepted:
+            subset = req.batch.subset(accepted)
+            digest = compute_batch_digest(subset, ctx.domain)
+            signature = sign_digest(ctx.account.key, digest)
+            stored = await ctx.store.record_signatures(
+                [(item, digest, signature) for item in subset.items]
+            )
+            refused = [i for i, fresh in zip(accepted, stored, strict=True) if not fresh]
+            if not refused:
+                return accepted, signature
+            for index in refused:
                 conflict = _conflict()
-                self._note_rejection(req, conflict)
+                self._note_rejection(req.sender, [req.items[index]], conflict)
                 results[index] = Refusal(conflict.status, conflict.code, conflict.reason)
-        return BatchResponse(self._ctx.address, self._is_overloaded(), tuple(results))
+            accepted = [i for i in accepted if i not in refused]
+        return [], None
 
-    def _note_rejection(self, req: ReportRequest, exc: PeerRejected) -> None:
+    def _note_rejection(self, sender: str, items: Sequence[Report], exc: PeerRejected) -> None:
         self._metrics.record_rejection(exc.code)
-        self._round_log.log(
-            [(req.report.jobId, req.report.round)],
-            f"peer.rejected:{req.sender.lower()}:{exc.code}",
-            logging.INFO,
-            "peer.rejected code=%s job=%d round=%d from=%s reason=%s",
-            exc.code,
-            req.report.jobId,
-            req.report.round,
-            req.sender,
-            exc.reason,
-        )
+        for item in items:
+            self._round_log.log(
+                [(item.jobId, item.round)],
+                f"peer.rejected:{sender.lower()}:{exc.code}",
+                logging.INFO,
+                "peer.rejected code=%s job=%d round=%d from=%s reason=%s",
+                exc.code,
+                item.jobId,
+                item.round,
+                sender,
+                exc.reason,
+            )
 
-    def _note_signed(self, req: ReportRequest, ok: _Approved, began: float) -> None:
+    def _note_signed(self, sender: str, report: Report, began: float, synced_ms: float) -> None:
         self._metrics.reports_signed.inc()
-        report = req.report
         self._round_log.log(
             [(report.jobId, report.round)],
-            f"report.signed:{req.sender.lower()}",
+            f"report.signed:{sender.lower()}",
             logging.INFO,
             "report.signed job=%d round=%d cursor=%d check_block=%d leader=%s ms=%.1f sync_ms=%.1f",
             report.jobId,
             report.round,
             report.cursor,
             report.checkBlock,
-            req.sender,
+            sender,
             (time.monotonic() - began) * 1000,
-            ok.synced_ms,
+            synced_ms,
         )
 
-    async def _approve_reachable(self, req: ReportRequest, began: float) -> _Approved:
-        # Without its RPC a member can check nothing: it answers 503, as its /healthz does,
-        # rather than a 500 with a traceback for an outage it already reports.
-        try:
-            return await self._approve(req, began)
-        except RpcUnavailable as exc:
-            raise _reject(503, "RpcUnavailable", str(exc)) from exc
-
-    async def _approve(self, req: ReportRequest, began: float) -> _Approved:
-        """Every check of `req` and this node's signature of its report, not yet stored."""
-        ctx, report = self._ctx, req.report
+    async def _check_envelope(self, req: BatchRequest, began: float) -> _Envelope:
+        """Every check of what the items share (sender, header, the leader's signature); a
+        failure refuses the whole batch."""
+        ctx, header = self._ctx, req.header
         store = ctx.store
         head = await self._head()
         if req.sent_block + ctx.options.stale_blocks < head:
             raise _reject(422, "Stale", f"message from block {req.sent_block}, head is {head}")
-        if report.executor.lower() != req.sender.lower():
-            raise _reject(422, "ExecutorMismatch", "the report's executor is not the sender")
+        if header.executor.lower() != req.sender.lower():
+            raise _reject(422, "ExecutorMismatch", "the batch's executor is not the sender")
         # Who is asking is settled from the store before any RPC work: a stranger's request
         # never makes this node sync (spend its RPC quota) towards a check block it names.
-        job = await store.job(report.jobId)
-        if job is None:
-            raise _reject(404, "UnknownJob", f"job {report.jobId} is unknown")
-        if not await ctx.is_epoch_usable(report.epoch, head):
-            raise _reject(409, "WrongEpoch", f"epoch {report.epoch} is not current")
-        quorum = await ctx.quorum_for(report.jobId, report.epoch)
-        if quorum is None:
-            raise _reject(409, "WrongEpoch", f"epoch {report.epoch} has no quorums here")
-        if not quorum.has(req.sender):
-            raise _reject(403, "NotMember", f"{req.sender} is not in job {report.jobId}'s quorum")
-        if not quorum.has(ctx.address):
-            raise _reject(403, "NotMyQuorum", f"this node does not serve job {report.jobId}")
+        if not await ctx.is_epoch_usable(header.epoch, head):
+            raise _reject(409, "WrongEpoch", f"epoch {header.epoch} is not current")
+        quorums = await ctx.epoch_quorums(header.epoch)
+        if quorums is None:
+            raise _reject(409, "WrongEpoch", f"epoch {header.epoch} has no quorums here")
+        if header.quorum >= len(quorums.quorums):
+            raise _reject(
+                409, "UnknownQuorum", f"epoch {header.epoch} has no quorum {header.quorum}"
+            )
+        members = tuple(quorums.quorums[header.quorum])
+        addresses = {m.address.lower() for m in members}
+        if req.sender.lower() not in addresses:
+            raise _reject(403, "NotMember", f"{req.sender} is not in quorum {header.quorum}")
+        if ctx.address.lower() not in addresses:
+            raise _reject(403, "NotMyQuorum", f"this node is not in quorum {header.quorum}")
 
         synced_ms = 0.0
-        if report.checkBlock > head:
-            head = await self._sync_now(report.checkBlock)
+        if header.checkBlock > head:
+            head = await self._sync_now(header.checkBlock)
             synced_ms = (time.monotonic() - began) * 1000
-            if report.checkBlock > head:
-                raise _reject(425, "TooEarly", f"not synced to block {report.checkBlock} yet")
-        if not head - MAX_CHECK_AGE <= report.checkBlock:
-            raise _reject(422, "StaleCheckBlock", f"check block {report.checkBlock} is too old")
-        chain_head = self._chain_head() if self._chain_head is not None else head
-        if report.checkBlock + MAX_CHECK_AGE < chain_head:
-            # This node (or the leader) is catching up: a report at a head that old is stale
-            # on the chain as it is now, whatever this node's store has reached.
-            raise _reject(422, "StaleCheckBlock", f"check block {report.checkBlock} is too old")
-        if not head <= report.deadline <= report.checkBlock + MAX_CHECK_AGE:
-            raise _reject(422, "BadDeadline", f"deadline {report.deadline} out of range")
-        if not await ctx.is_epoch_usable(report.epoch, head):
-            raise _reject(409, "WrongEpoch", f"epoch {report.epoch} is no longer current")
+            if header.checkBlock > head:
+                raise _reject(425, "TooEarly", f"not synced to block {header.checkBlock} yet")
+        self._check_age(header, head)
+        if not await ctx.is_epoch_usable(header.epoch, head):
+            raise _reject(409, "WrongEpoch", f"epoch {header.epoch} is no longer current")
         if self._observe_peer is not None:
             self._observe_peer(req.sender, head)
 
         try:
-            leader = recover_report_signer(report, ctx.domain, req.leader_signature)
+            leader = recover_batch_signer(req.batch, ctx.domain, req.leader_signature)
         except ValueError as exc:
             raise _reject(401, "BadLeaderSignature", str(exc)) from exc
         if leader.lower() != req.sender.lower():
-            raise _reject(401, "BadLeaderSignature", "the report is not signed by the sender")
-        # Whatever the checks below decide, a leader's signed report is evidence: two different
+            raise _reject(401, "BadLeaderSignature", "the batch is not signed by the sender")
+        # Whatever the checks below decide, a leader's signed batch is evidence: two different
         # results for one round key are proof of equivocation, which this node then submits.
-        proof = self._evidence.observe(report, leader, req.leader_signature)
-        if proof is not None:
+        for proof in self._evidence.observe_batch(req.batch, leader, req.leader_signature):
+            report = proof.second.report
             log.warning(
                 "equivocation.seen signer=%s job=%d round=%d check_block=%d",
                 leader,
@@ -243,40 +263,64 @@ class MemberService:
             if self._on_equivocation is not None:
                 self._on_equivocation(proof)
 
+        block_hash = await store.block_hash(header.checkBlock)
+        if block_hash != header.checkBlockHash:
+            raise _reject(409, "BlockHashMismatch", f"block {header.checkBlock} differs here")
+        if await store.block_timestamp(header.checkBlock) is None:
+            raise _reject(425, "TooEarly", f"block {header.checkBlock} is not stored")
+        return _Envelope(header.quorum, members, head, synced_ms)
+
+    def _check_age(self, header: BatchHeader, head: int) -> None:
+        if not head - MAX_CHECK_AGE <= header.checkBlock:
+            raise _reject(422, "StaleCheckBlock", f"check block {header.checkBlock} is too old")
+        chain_head = self._chain_head() if self._chain_head is not None else head
+        if header.checkBlock + MAX_CHECK_AGE < chain_head:
+            # This node (or the leader) is catching up: a batch at a head that old is stale
+            # on the chain as it is now, whatever this node's store has reached.
+            raise _reject(422, "StaleCheckBlock", f"check block {header.checkBlock} is too old")
+        if not head <= header.deadline <= header.checkBlock + MAX_CHECK_AGE:
+            raise _reject(422, "BadDeadline", f"deadline {header.deadline} out of range")
+
+    async def _check_item(self, req: BatchRequest, index: int, envelope: _Envelope) -> None:
+        """Every check of one item: its job, quorum and round, this node's own result at the
+        check block, and the leader's turn for it."""
+        ctx, report, payload = self._ctx, req.items[index], req.payloads[index]
+        store = ctx.store
+        job = await store.job(report.jobId)
+        if job is None:
+            raise _reject(404, "UnknownJob", f"job {report.jobId} is unknown")
+        quorum = await ctx.quorum_for(report.jobId, report.epoch)
+        if quorum is None or quorum.index != envelope.quorum:
+            raise _reject(
+                409, "WrongQuorum", f"job {report.jobId} is not in quorum {envelope.quorum}"
+            )
         if report.round != job.round:
             code = "RoundDone" if report.round < job.round else "WrongRound"
             raise _reject(409, code, f"job {job.job_id} is at round {job.round}")
-        block_hash = await store.block_hash(report.checkBlock)
-        if block_hash != report.checkBlockHash:
-            raise _reject(409, "BlockHashMismatch", f"block {report.checkBlock} differs here")
         check_ts = await store.block_timestamp(report.checkBlock)
         if check_ts is None:
             raise _reject(425, "TooEarly", f"block {report.checkBlock} is not stored")
-
         proposal = await self._evaluator.due(job, report.checkBlock, check_ts)
         if proposal is None:
             raise _reject(422, "NotDue", f"job {job.job_id} is not due at {report.checkBlock}")
         if proposal.cursor != report.cursor:
             raise _reject(422, "CursorMismatch", f"expected cursor {proposal.cursor}")
-        if keccak(proposal.payload) != report.payloadHash or proposal.payload != req.payload:
+        if keccak(proposal.payload) != report.payloadHash or proposal.payload != payload:
             raise _reject(422, "PayloadMismatch", "the payload differs from this node's result")
-        await self._check_turn(req, job, quorum, proposal, head)
-
-        signature = sign_report(ctx.account.key, report, ctx.domain)
-        return _Approved(report, compute_report_digest(report, ctx.domain), signature, synced_ms)
+        await self._check_turn(req.sender, report, job, envelope, proposal)
 
     async def _check_turn(
-        self, req: ReportRequest, job: Job, quorum: QuorumView, proposal: Proposal, head: int
+        self, sender: str, report: Report, job: Job, envelope: _Envelope, proposal: Proposal
     ) -> None:
-        """Refuses a leader whose turn has not come (protocol: leader turns).
+        """Refuses a leader whose turn for this item has not come (protocol: leader turns).
 
         The due block is the one this node's leader service stored for the round, else the
         block every node derives the same way (`Evaluator.opened_at_many`, store reads only);
         a round neither tells (a Condition job this node has not yet seen due) is accepted, as
-        this node has no clock to judge that turn by. The ranking is the plain one: an
-        overloaded leader steps back, so it only ever leads later than its plain turn.
+        this node has no clock to judge that turn by. The ranking is the plain one, per
+        (epoch, quorum, due block): an overloaded leader steps back, so it only ever leads
+        later than its plain turn.
         """
-        report = req.report
         state = await self._ctx.store.round_state(report.jobId, report.round)
         if state is not None:
             due_block: int | None = state[1]
@@ -286,15 +330,18 @@ class MemberService:
             return
         ranked = [
             a.lower()
-            for a in rank_members(report.jobId, report.round, [m.address for m in quorum.members])
+            for a in rank_batch_members(
+                report.epoch, envelope.quorum, due_block, [m.address for m in envelope.members]
+            )
         ]
-        rank = ranked.index(req.sender.lower())
+        rank = ranked.index(sender.lower())
         turn_blocks = self._ctx.turn_blocks
-        if not is_turn_started(due_block, rank, turn_blocks, head, TURN_SLACK_BLOCKS):
+        if not is_turn_started(due_block, rank, turn_blocks, envelope.head, TURN_SLACK_BLOCKS):
             raise _reject(
                 409,
                 "NotYourTurn",
-                f"rank {rank} leads from block {due_block + rank * turn_blocks}, head is {head}",
+                f"rank {rank} leads from block {due_block + rank * turn_blocks}, "
+                f"head is {envelope.head}",
             )
 
     async def _head(self) -> int:

@@ -7,7 +7,9 @@ has executed once (so a past round exists). Tests never let the nodes tick while
 the head and no leader closes the round under the test's feet.
 
 Requests are built exactly as keeper/node/leader.py builds them, but from the chain alone (the
-slot grid, the block hash, the job's round), so the tests do not trust the code they test.
+slot grid, the block hash, the job's round), so the tests do not trust the code they test. Most
+cases post a batch of one item: `post_raw` reads a refusal of that one item as the answer's
+status and code, the way a refusal of the whole batch comes.
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 
-from keeper.core.messages import SIGNATURE_HEADER, ReportRequest, encode_request, sign_body
-from keeper.core.quorum import rank_members
-from keeper.core.report import Report, compute_report_digest, sign_report
+from keeper.core.messages import SIGNATURE_HEADER, BatchRequest, encode_batch, sign_body
+from keeper.core.quorum import rank_batch_members
+from keeper.core.report import Batch, Report, compute_report_digest, sign_batch, sign_report
 from keeper.node.context import NodeOptions
 from keeper.node.node import KeeperNode
 from tests.harness import ETHER, TIME, selector, time_trigger
@@ -52,6 +54,8 @@ class World:
     members: list[int]  # the job's quorum
     outsiders: list[int]  # the other quorum
     http: aiohttp.ClientSession
+    quorum: int = 0  # the index of the job's quorum
+    due_block: int = 0  # the block `make_due` last made the job due at
 
     def node(self, i: int) -> KeeperNode:
         return self.network.nodes[i]
@@ -102,12 +106,12 @@ async def _with_a_job(network: Network) -> World:
     await network.step_until(executed_once, max_blocks=20)
     await sync_all(network)
     assert [len(q) for q in await net.quorums()] == [4, 4]
-    _, members = await net.quorum_for_job(job_id)
+    quorum, members = await net.quorum_for_job(job_id)
     addresses = [k.address.lower() for k in net.keepers]
     in_quorum = sorted(addresses.index(m.address.lower()) for m in members)
     outside = sorted(set(range(8)) - set(in_quorum))
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
-    return World(network, job_id, in_quorum, outside, http)
+    return World(network, job_id, in_quorum, outside, http, quorum)
 
 
 @contextlib.asynccontextmanager
@@ -126,15 +130,19 @@ async def make_due(world: World) -> int:
     net = world.network.net
     net.time_travel(await net.timestamp() + INTERVAL)
     await sync_all(world.network)
-    return await net.block_number()
+    world.due_block = await net.block_number()
+    return world.due_block
 
 
 async def leaders_in_order(world: World) -> list[int]:
-    """The job's quorum (node indices) in leader order for its current round: the first leads
-    from the round's due block, the next one turn later (members refuse a turn not yet come)."""
-    round_ = int((await world.network.net.job(world.job_id))["round"])
+    """The job's quorum (node indices) in leader order for the rounds due at the block
+    `make_due` left: the first leads from that block, the next one turn later (members refuse
+    a turn not yet come)."""
+    epoch = await world.network.net.epoch()
     by_address = {world.key(i).address.lower(): i for i in world.members}
-    ranked = rank_members(world.job_id, round_, [world.key(i).address for i in world.members])
+    ranked = rank_batch_members(
+        epoch, world.quorum, world.due_block, [world.key(i).address for i in world.members]
+    )
     return [by_address[a.lower()] for a in ranked]
 
 
@@ -147,7 +155,7 @@ async def mine_to_turn(world: World, rank: int) -> int:
     return await net.block_number()
 
 
-async def given_an_honest_request(world: World) -> tuple[LocalAccount, int, ReportRequest]:
+async def given_an_honest_request(world: World) -> tuple[LocalAccount, int, BatchRequest]:
     """A due round; its primary (rank 0, whose turn it is) is about to ask the next member."""
     await make_due(world)
     leader_index, receiver = (await leaders_in_order(world))[:2]
@@ -187,6 +195,7 @@ async def honest_report(world: World, executor: int, check_block: int | None = N
         payloadHash=keccak(CALL_DATA),
         executor=world.key(executor).address,
         deadline=head + DEADLINE_BLOCKS,
+        quorum=world.quorum,
     )
 
 
@@ -198,34 +207,76 @@ def request_for(
     payload: bytes = CALL_DATA,
     leader: LocalAccount | None = None,
     sent_block: int | None = None,
-) -> ReportRequest:
-    """`report` sent by `sender`, signed by `leader` (default: the sender, as leaders do)."""
-    signature = sign_report((leader or sender).key, report, world.network.net.domain)
-    return ReportRequest(
-        sender=sender.address,
-        sent_block=report.checkBlock if sent_block is None else sent_block,
-        report=report,
-        payload=payload,
-        leader_signature=signature,
+) -> BatchRequest:
+    """`report` alone (a batch of one) sent by `sender`, signed by `leader` (default: the
+    sender, as leaders do)."""
+    return batch_for(
+        world, sender, [report], payloads=[payload], leader=leader, sent_block=sent_block
     )
 
 
+def batch_for(
+    world: World,
+    sender: LocalAccount,
+    reports: list[Report],
+    *,
+    payloads: list[bytes] | None = None,
+    leader: LocalAccount | None = None,
+    sent_block: int | None = None,
+) -> BatchRequest:
+    """The batch of `reports` (one header) sent by `sender`, signed by `leader` (default: the
+    sender); every payload is the job's callData unless given."""
+    batch = Batch.of(reports)
+    signature = sign_batch((leader or sender).key, batch, world.network.net.domain)
+    return BatchRequest.of(
+        sender.address,
+        reports[0].checkBlock if sent_block is None else sent_block,
+        batch,
+        payloads if payloads is not None else [CALL_DATA] * len(reports),
+        signature,
+    )
+
+
+def the_report(req: BatchRequest) -> Report:
+    """The one item of a batch of one."""
+    (report,) = req.items
+    return report
+
+
 def with_report(
-    req: ReportRequest, sender: LocalAccount, world: World, **changes: Any
-) -> ReportRequest:
-    """`req` with report fields changed and the leader signature made again by `sender`."""
-    report = replace(req.report, **changes)
-    return request_for(world, sender, report, payload=req.payload, sent_block=req.sent_block)
+    req: BatchRequest, sender: LocalAccount, world: World, **changes: Any
+) -> BatchRequest:
+    """`req` (a batch of one) with report fields changed and the leader signature made again
+    by `sender`."""
+    report = replace(the_report(req), **changes)
+    return request_for(world, sender, report, payload=req.payloads[0], sent_block=req.sent_block)
 
 
 def signed_headers(body: bytes, signer: LocalAccount) -> dict[str, str]:
     return {**JSON_TYPE, SIGNATURE_HEADER: "0x" + sign_body(signer.key, body).hex()}
 
 
+REPORTS_PATH = "/v1/reports/batch"
+
+
 async def post_raw(
-    world: World, node: int, body: Any, headers: dict[str, str], path: str = "/v1/reports"
+    world: World, node: int, body: Any, headers: dict[str, str], path: str = REPORTS_PATH
 ) -> tuple[int, dict[str, Any]]:
-    """POSTs to `path` (/v1/reports) of `nodes[node]`; every answer, 200 or not, is JSON."""
+    """POSTs to `path` of `nodes[node]`; every answer, 200 or not, is JSON. The answer to a
+    batch of one whose item was refused reads as that item's status and error body."""
+    status, answer = await post_batch_raw(world, node, body, headers, path)
+    results = answer.get("results") if status == 200 else None
+    if isinstance(results, list) and len(results) == 1 and isinstance(results[0], dict):
+        assert answer["signature"] is None, answer
+        refusal = results[0]
+        return int(refusal["status"]), {"error": refusal["error"], "reason": refusal["reason"]}
+    return status, answer
+
+
+async def post_batch_raw(
+    world: World, node: int, body: Any, headers: dict[str, str], path: str = REPORTS_PATH
+) -> tuple[int, dict[str, Any]]:
+    """POSTs to `path` of `nodes[node]`: the status and the JSON answer as they came."""
     url = world.node(node).endpoint + path
     async with world.http.post(url, data=body, headers=headers) as resp:
         text = await resp.text()
@@ -235,9 +286,9 @@ async def post_raw(
 
 
 async def post_request(
-    world: World, node: int, req: ReportRequest, signer: LocalAccount
+    world: World, node: int, req: BatchRequest, signer: LocalAccount
 ) -> tuple[int, dict[str, Any]]:
-    body = encode_request(req)
+    body = encode_batch(req)
     return await post_raw(world, node, body, signed_headers(body, signer))
 
 
@@ -262,7 +313,7 @@ async def snapshot(world: World, node: int) -> Snapshot:
 
 
 async def expect_refused(
-    world: World, node: int, body: Any, headers: dict[str, str], path: str = "/v1/reports"
+    world: World, node: int, body: Any, headers: dict[str, str], path: str = REPORTS_PATH
 ) -> tuple[int, str]:
     """Posts and returns (status, error code), asserting the node's state did not change."""
     before = await snapshot(world, node)

@@ -1,11 +1,13 @@
-"""POST /v1/reports of a live node refuses every bad message with its own 4xx and changes nothing.
+"""POST /v1/reports/batch of a live node refuses every bad message with its own 4xx and changes
+nothing.
 
 Protocol step 6: a peer message is accepted only if its sender signed it and is a member of the
 job's quorum in a usable epoch; unsigned, malformed, foreign or stale messages get a clear 4xx.
 Step 4: a member signs only the result it derives itself at the leader's check block. Each case
 starts from the request an honest leader would send (the signing tests show it is accepted),
 changes one thing, and checks the status, the error code and that the receiving node's
-signatures and rounds are exactly as before.
+signatures and rounds are exactly as before. The requests are batches of one: a refusal of the
+item reads as the answer's status and code (tests/node/peer_api_support.py `post_raw`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import pytest_asyncio
 from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 
-from keeper.core.messages import ReportRequest, encode_request
+from keeper.core.messages import BatchRequest, encode_batch
+from keeper.core.report import Report
 from keeper.peers.server import DEFAULT_MAX_BODY
 from tests.node.peer_api_support import (
     INTERVAL,
@@ -36,6 +39,7 @@ from tests.node.peer_api_support import (
     post_raw,
     request_for,
     signed_headers,
+    the_report,
     with_report,
 )
 
@@ -59,17 +63,21 @@ class Given:
     leader: LocalAccount
     receiver: int
     other: int
-    req: ReportRequest
+    req: BatchRequest
 
-    def signed(self, req: ReportRequest, signer: LocalAccount | None = None) -> Posted:
-        body = encode_request(req)
+    def signed(self, req: BatchRequest, signer: LocalAccount | None = None) -> Posted:
+        body = encode_batch(req)
         return Posted(self.receiver, body, signed_headers(body, signer or self.leader))
+
+    @property
+    def report(self) -> Report:
+        return the_report(self.req)
 
     def report_changed(self, **changes: Any) -> Posted:
         return self.signed(with_report(self.req, self.leader, self.world, **changes))
 
     def json_changed(self, edit: Callable[[dict[str, Any]], None]) -> Posted:
-        obj = json.loads(encode_request(self.req))
+        obj = json.loads(encode_batch(self.req))
         edit(obj)
         body = json.dumps(obj).encode()
         return Posted(self.receiver, body, signed_headers(body, self.leader))
@@ -104,7 +112,7 @@ BAD_V = b"\x01" * 64 + b"\x05"
 
 
 async def unsigned(g: Given) -> Posted:
-    return Posted(g.receiver, encode_request(g.req), dict(JSON_TYPE))
+    return Posted(g.receiver, encode_batch(g.req), dict(JSON_TYPE))
 
 
 async def signed_by_another_member(g: Given) -> Posted:
@@ -112,21 +120,22 @@ async def signed_by_another_member(g: Given) -> Posted:
 
 
 async def oversized(g: Given) -> Posted:
-    body = encode_request(g.req) + b" " * DEFAULT_MAX_BODY
+    body = encode_batch(g.req) + b" " * DEFAULT_MAX_BODY
     return Posted(g.receiver, body, signed_headers(body, g.leader))
 
 
 async def not_json(g: Given) -> Posted:
-    body = encode_request(g.req)[:-7]
+    body = encode_batch(g.req)[:-7]
     return Posted(g.receiver, body, signed_headers(body, g.leader))
 
 
 def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
     def edit(obj: dict[str, Any]) -> None:
+        target: Any = obj
         *parents, leaf = path.split(".")
         for key in parents:
-            obj = obj[key]
-        obj[leaf] = value
+            target = target[int(key)] if key.isdigit() else target[key]
+        target[leaf] = value
 
     return edit
 
@@ -152,12 +161,12 @@ async def text_plain(g: Given) -> Posted:
 
 async def from_the_other_quorum(g: Given) -> Posted:
     outsider = g.world.key(g.world.outsiders[0])
-    report = replace(g.req.report, executor=outsider.address)
+    report = replace(g.report, executor=outsider.address)
     return g.signed(request_for(g.world, outsider, report), signer=outsider)
 
 
 async def from_an_unregistered_key(g: Given) -> Posted:
-    report = replace(g.req.report, executor=STRANGER.address)
+    report = replace(g.report, executor=STRANGER.address)
     return g.signed(request_for(g.world, STRANGER, report), signer=STRANGER)
 
 
@@ -182,25 +191,25 @@ async def wrong_check_block_hash(g: Given) -> Posted:
 
 
 async def next_epoch(g: Given) -> Posted:
-    return g.report_changed(epoch=g.req.report.epoch + 1)
+    return g.report_changed(epoch=g.report.epoch + 1)
 
 
 async def next_round(g: Given) -> Posted:
-    return g.report_changed(round=g.req.report.round + 1)
+    return g.report_changed(round=g.report.round + 1)
 
 
 async def past_round(g: Given) -> Posted:
-    assert g.req.report.round >= 1, "the fixture executed round 0"
-    return g.report_changed(round=g.req.report.round - 1)
+    assert g.report.round >= 1, "the fixture executed round 0"
+    return g.report_changed(round=g.report.round - 1)
 
 
 async def leader_signed_by_another(g: Given) -> Posted:
     other = g.world.key(g.other)
-    return g.signed(request_for(g.world, g.leader, g.req.report, leader=other))
+    return g.signed(request_for(g.world, g.leader, g.report, leader=other))
 
 
 async def leader_signed_another_report(g: Given) -> Posted:
-    signed_other = with_report(g.req, g.leader, g.world, cursor=g.req.report.cursor + 1)
+    signed_other = with_report(g.req, g.leader, g.world, cursor=g.report.cursor + 1)
     return g.signed(replace(g.req, leader_signature=signed_other.leader_signature))
 
 
@@ -212,11 +221,11 @@ def leader_signature(signature: bytes) -> Builder:
 
 
 async def next_slot(g: Given) -> Posted:
-    return g.report_changed(cursor=g.req.report.cursor + INTERVAL)
+    return g.report_changed(cursor=g.report.cursor + INTERVAL)
 
 
 async def off_grid(g: Given) -> Posted:
-    return g.report_changed(cursor=g.req.report.cursor - 1)
+    return g.report_changed(cursor=g.report.cursor - 1)
 
 
 async def at_the_block_of_the_last_execution(g: Given) -> Posted:
@@ -230,8 +239,17 @@ async def at_the_block_of_the_last_execution(g: Given) -> Posted:
 
 async def another_payload(g: Given) -> Posted:
     payload = b"\xde\xad\xbe\xef"
-    report = replace(g.req.report, payloadHash=keccak(payload))
+    report = replace(g.report, payloadHash=keccak(payload))
     return g.signed(request_for(g.world, g.leader, report, payload=payload))
+
+
+async def another_quorum(g: Given) -> Posted:
+    other = next(i for i in range(2) if i != g.world.quorum)
+    return g.report_changed(quorum=other)
+
+
+async def unknown_quorum(g: Given) -> Posted:
+    return g.report_changed(quorum=7)
 
 
 async def unknown_job(g: Given) -> Posted:
@@ -249,10 +267,12 @@ CASES: list[tuple[str, Builder, int, str]] = [
     ("oversized body", oversized, 413, "BodyTooLarge"),
     ("malformed JSON", not_json, 400, "Malformed"),
     ("sentBlock as a string", wrong_type(_set("sentBlock", "12")), 400, "Malformed"),
-    ("round as a boolean", wrong_type(_set("report.round", True)), 400, "Malformed"),
-    ("negative jobId", wrong_type(_set("report.jobId", -1)), 400, "Malformed"),
-    ("payload without 0x", wrong_type(_set("payload", "c0ffee")), 400, "Malformed"),
-    ("report as a list", wrong_type(_set("report", [1, 2])), 400, "Malformed"),
+    ("round as a boolean", wrong_type(_set("items.0.round", True)), 400, "Malformed"),
+    ("negative jobId", wrong_type(_set("items.0.jobId", -1)), 400, "Malformed"),
+    ("payload without 0x", wrong_type(_set("items.0.payload", "c0ffee")), 400, "Malformed"),
+    ("header as a list", wrong_type(_set("header", [1, 2])), 400, "Malformed"),
+    ("no items", wrong_type(_set("items", [])), 400, "Malformed"),
+    ("quorum too large", wrong_type(_set("header.quorum", 2**16)), 400, "Malformed"),
     ("short leader signature", wrong_type(_set("leaderSignature", "0x00")), 400, "Malformed"),
     ("an unknown field", wrong_type(_set("extra", 1)), 400, "Malformed"),
     ("a missing field", wrong_type(_drop("sentBlock")), 400, "Malformed"),
@@ -261,6 +281,8 @@ CASES: list[tuple[str, Builder, int, str]] = [
     ("sender of the other quorum", from_the_other_quorum, 403, "NotMember"),
     ("unregistered sender", from_an_unregistered_key, 403, "NotMember"),
     ("receiver of the other quorum", to_a_node_of_the_other_quorum, 403, "NotMyQuorum"),
+    ("a header naming the other quorum", another_quorum, 403, "NotMember"),
+    ("a header naming no quorum", unknown_quorum, 409, "UnknownQuorum"),
     # node: freshness and the report's fields
     ("stale sentBlock", stale, 422, "Stale"),
     ("executor is not the sender", executor_not_sender, 422, "ExecutorMismatch"),

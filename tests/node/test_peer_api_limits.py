@@ -17,7 +17,7 @@ from dataclasses import replace
 import pytest
 import pytest_asyncio
 
-from keeper.core.messages import decode_response, encode_request
+from keeper.core.messages import decode_batch_response, encode_batch
 from tests.node.peer_api_support import (
     World,
     expect_refused,
@@ -30,6 +30,7 @@ from tests.node.peer_api_support import (
     post_request,
     request_for,
     signed_headers,
+    the_report,
 )
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -54,8 +55,8 @@ async def test_a_backup_leading_before_its_turn_is_refused_and_accepted_from_its
     receiver, backup = order[1], order[2]
     key = world.key(backup)
     early = request_for(world, key, await honest_report(world, backup))
-    assert early.report.checkBlock == due
-    body = encode_request(early)
+    assert the_report(early).checkBlock == due
+    body = encode_batch(early)
 
     # when it asks a member to sign, then the member refuses: not its turn (nothing changes)
     status, code = await expect_refused(world, receiver, body, signed_headers(body, key))
@@ -64,7 +65,7 @@ async def test_a_backup_leading_before_its_turn_is_refused_and_accepted_from_its
     # and still one turn and a block short of its turn (beyond the one block of slack)
     near = await mine_to_turn(world, 1)
     assert near + 1 < due + 2 * world.network.turn_blocks
-    body = encode_request(request_for(world, key, await honest_report(world, backup)))
+    body = encode_batch(request_for(world, key, await honest_report(world, backup)))
     status, code = await expect_refused(world, receiver, body, signed_headers(body, key))
     assert (status, code) == (409, "NotYourTurn")
 
@@ -80,11 +81,11 @@ async def test_a_flooding_peer_is_rate_limited_and_another_is_still_served(world
     flooder = world.key((await leaders_in_order(world))[2])
     options = world.node(receiver).options
     # given a member posting stale requests (each refused cheaply) as fast as it can
-    stale = request_for(world, flooder, replace(honest.report, executor=flooder.address))
+    stale = request_for(world, flooder, replace(the_report(honest), executor=flooder.address))
     stale = replace(stale, sent_block=0)
-    body = encode_request(stale)
+    body = encode_batch(stale)
     headers = signed_headers(body, flooder)
-    url = world.node(receiver).endpoint + "/v1/reports"
+    url = world.node(receiver).endpoint + "/v1/reports/batch"
 
     async def post() -> tuple[int, str | None, str]:
         async with world.http.post(url, data=body, headers=headers) as resp:
@@ -107,4 +108,6 @@ async def test_a_flooding_peer_is_rate_limited_and_another_is_still_served(world
     # and another member's honest request is still answered, and signed
     status, answer = await post_request(world, receiver, honest, leader)
     assert status == 200, answer
-    assert decode_response(json.dumps(answer).encode()).signer == world.key(receiver).address
+    assert (
+        decode_batch_response(json.dumps(answer).encode(), 1).signer == world.key(receiver).address
+    )

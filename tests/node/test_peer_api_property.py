@@ -1,10 +1,12 @@
-"""Property: whatever body reaches POST /v1/reports of a live member, signed or not, the answer
-is a 4xx (never a 5xx, never a signature) and the node's signatures and rounds do not change.
+"""Property: whatever body reaches POST /v1/reports/batch of a live member, signed or not, the
+answer is a 4xx (never a 5xx, never a signature) and the node's signatures and rounds do not
+change.
 
 Bodies are random bytes, random JSON, objects with the request's own keys, and the honest
-request with one field replaced, dropped or added. A replaced report field keeps the original
-leader signature, so the only acceptable message is the honest one; re-encodings that decode to
-exactly the honest request (say, an address in lower case) are the same message and are skipped.
+request (a batch of one) with one field replaced, dropped or added. A replaced header or item
+field keeps the original leader signature, so the only acceptable message is the honest one;
+re-encodings that decode to exactly the honest request (say, an address in lower case) are the
+same message and are skipped. A refusal of the one item reads as the answer's status and code.
 """
 
 from __future__ import annotations
@@ -19,17 +21,13 @@ from eth_account.signers.local import LocalAccount
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from keeper.core.messages import (
-    MessageError,
-    ReportRequest,
-    decode_request,
-    encode_request,
-)
+from keeper.core.messages import BatchRequest, MessageError, decode_batch, encode_batch
 from tests.node.peer_api_support import (
     JSON_TYPE,
     STALE_BLOCKS,
     STRANGER,
     World,
+    batch_for,
     expect_refused,
     honest_report,
     leaders_in_order,
@@ -42,20 +40,15 @@ from tests.node.peer_api_support import (
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-REQUEST_KEYS = ["type", "sender", "sentBlock", "report", "payload", "leaderSignature"]
-REPORT_KEYS = [
-    "jobId",
-    "round",
-    "epoch",
-    "cursor",
-    "checkBlock",
-    "checkBlockHash",
-    "payloadHash",
-    "executor",
-    "deadline",
-]
-# The report's fields weigh double: most of the node's checks are about them.
-MUTABLE_PATHS = REQUEST_KEYS + [f"report.{k}" for k in REPORT_KEYS] * 2
+REQUEST_KEYS = ["type", "sender", "sentBlock", "header", "items", "leaderSignature"]
+HEADER_KEYS = ["epoch", "quorum", "checkBlock", "checkBlockHash", "executor", "deadline"]
+ITEM_KEYS = ["jobId", "round", "cursor", "payload"]
+# The header's and the item's fields weigh double: most of the node's checks are about them.
+MUTABLE_PATHS = (
+    REQUEST_KEYS
+    + [f"header.{k}" for k in HEADER_KEYS] * 2
+    + [f"items.0.{k}" for k in ITEM_KEYS] * 2
+)
 ERROR_CODES = {
     "Unsigned",
     "BadSignature",
@@ -77,6 +70,8 @@ ERROR_CODES = {
     "CursorMismatch",
     "PayloadMismatch",
     "NotYourTurn",
+    "UnknownQuorum",
+    "WrongQuorum",
 }
 
 
@@ -87,7 +82,7 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def honest(world: World) -> ReportRequest:
+async def honest(world: World) -> BatchRequest:
     """The request the job's primary (rank 0, in its turn) sends for the due round."""
     await make_due(world)
     leader = (await leaders_in_order(world))[0]
@@ -106,7 +101,7 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner),
     max_leaves=12,
 )
-UINT_FIELDS = {"jobId", "round", "epoch", "cursor", "checkBlock", "deadline"}
+UINT_FIELDS = {"jobId", "round", "epoch", "quorum", "cursor", "checkBlock", "deadline"}
 
 
 def _hex(size: int) -> st.SearchStrategy[str]:
@@ -124,17 +119,17 @@ def _encode(obj: Any) -> bytes:
 
 
 @st.composite
-def mutated(draw: st.DrawFn, world: World, honest: ReportRequest) -> bytes:
+def mutated(draw: st.DrawFn, world: World, honest: BatchRequest) -> bytes:
     """The honest request (as JSON) with one field replaced by a well-typed or random value,
-    dropped, or an unknown one added. A changed report is signed again by the leader
-    (except its deadline, with which the same result is legitimately signable) or not."""
-    obj = json.loads(encode_request(honest))
+    dropped, or an unknown one added. A changed batch is signed again by the leader (except
+    for its deadline, with which the same result is legitimately signable) or not."""
+    obj = json.loads(encode_batch(honest))
     addresses = [k.address for k in world.network.net.keepers] + [STRANGER.address]
     path = draw(st.sampled_from(MUTABLE_PATHS), label="path")
     *parents, leaf = path.split(".")
-    target = obj
+    target: Any = obj
     for key in parents:
-        target = target[key]
+        target = target[int(key)] if key.isdigit() else target[key]
     action = draw(st.sampled_from(["typed"] * 5 + ["random", "drop", "add"]))
     if action == "drop":
         del target[leaf]
@@ -154,15 +149,15 @@ def mutated(draw: st.DrawFn, world: World, honest: ReportRequest) -> bytes:
     elif leaf == "leaderSignature":
         zero_signature = st.just("0x" + "00" * 65)  # r = s = 0: recovers to no one
         target[leaf] = draw(_hex(65) | zero_signature)
-    elif leaf in {"checkBlockHash", "payloadHash"}:
+    elif leaf == "checkBlockHash":
         target[leaf] = draw(_hex(32))
-    else:  # type, payload (its hash no longer matches), the whole report
+    else:  # type, payload (no longer the job's callData), the whole header or item list
         target[leaf] = draw(st.text(max_size=12) | _hex(4))
     body = _encode(obj)
-    resign = path.startswith("report.") and leaf != "deadline" and draw(st.booleans())
+    resign = path.startswith(("header.", "items.")) and leaf != "deadline" and draw(st.booleans())
     if resign:
         try:
-            req = decode_request(body)
+            req = decode_batch(body)
         except MessageError:
             return body
         leader = leader_key(world, honest)
@@ -171,22 +166,22 @@ def mutated(draw: st.DrawFn, world: World, honest: ReportRequest) -> bytes:
     return body
 
 
-def leader_key(world: World, honest: ReportRequest) -> LocalAccount:
+def leader_key(world: World, honest: BatchRequest) -> LocalAccount:
     """The key of the honest request's leader."""
     return next(k for k in world.network.net.keepers if k.address == honest.sender)
 
 
-def receiver_of(world: World, honest: ReportRequest) -> int:
+def receiver_of(world: World, honest: BatchRequest) -> int:
     """The member the honest request goes to: the first one that is not its leader."""
     return next(i for i in world.members if world.key(i).address != honest.sender)
 
 
-def encode_leader_signature(world: World, leader: LocalAccount, req: ReportRequest) -> str:
-    signed = request_for(world, leader, req.report, payload=req.payload)
+def encode_leader_signature(world: World, leader: LocalAccount, req: BatchRequest) -> str:
+    signed = batch_for(world, leader, list(req.items), payloads=list(req.payloads))
     return "0x" + signed.leader_signature.hex()
 
 
-def bodies(world: World, honest: ReportRequest) -> st.SearchStrategy[bytes]:
+def bodies(world: World, honest: BatchRequest) -> st.SearchStrategy[bytes]:
     """Mostly mutations of the honest request (they reach the node's checks), some noise."""
     keyed = st.dictionaries(st.sampled_from(REQUEST_KEYS) | st.text(max_size=8), json_values)
     noise = st.binary(max_size=400) | json_values.map(_encode) | keyed.map(_encode)
@@ -205,9 +200,9 @@ def claimed_sender(body: bytes) -> str | None:
     return sender.lower() if isinstance(sender, str) else None
 
 
-def is_the_honest_message(body: bytes, honest: ReportRequest) -> bool:
+def is_the_honest_message(body: bytes, honest: BatchRequest) -> bool:
     try:
-        return decode_request(body) == honest
+        return decode_batch(body) == honest
     except MessageError:
         return False
 
@@ -222,7 +217,7 @@ def is_the_honest_message(body: bytes, honest: ReportRequest) -> bool:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 async def test_property_any_body_gets_a_4xx_and_changes_nothing(
-    world: World, honest: ReportRequest, data: st.DataObject
+    world: World, honest: BatchRequest, data: st.DataObject
 ) -> None:
     # given any body, unsigned, signed by the key of the sender it claims (when it is one we
     # hold), by the leader, or by a stranger
@@ -244,7 +239,7 @@ async def test_property_any_body_gets_a_4xx_and_changes_nothing(
 
 
 async def test_after_the_property_the_honest_request_is_signed(
-    world: World, honest: ReportRequest
+    world: World, honest: BatchRequest
 ) -> None:
     # when the honest message itself is posted after all the bodies above
     status, answer = await post_request(

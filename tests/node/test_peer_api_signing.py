@@ -1,5 +1,5 @@
 """A live node signs the honest report, never a second result for the same key, and reports its
-view: POST /v1/reports (protocol step 4) on the peer port; GET /v1/status, /healthz, /metrics
+view: POST /v1/reports/batch (protocol step 4) on the peer port; GET /v1/status, /healthz, /metrics
 on the admin listener only (node interfaces).
 """
 
@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from keeper.core.messages import decode_response, encode_request
-from keeper.core.report import Report, recover_report_signer
+from keeper.core.messages import decode_batch_response, encode_batch
+from keeper.core.report import Report, recover_batch_signer
 from tests.node.peer_api_support import (
     INTERVAL,
     STRANGER,
@@ -32,6 +32,7 @@ from tests.node.peer_api_support import (
     signed_headers,
     snapshot,
     store_an_earlier_result,
+    the_report,
 )
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -63,19 +64,20 @@ async def test_given_the_honest_request_then_the_member_signs_and_stores_it(
     # when the leader posts it over HTTP
     status, answer = await post_request(world, receiver, req, leader)
 
-    # then the answer is the member's EIP-712 signature of exactly that report
+    # then the answer is the member's EIP-712 signature of exactly that batch
     assert status == 200
-    response = decode_response(json.dumps(answer).encode())
+    response = decode_batch_response(json.dumps(answer).encode(), 1)
     assert response.signer == node.address
     assert not response.overloaded
-    assert recover_report_signer(req.report, world.network.net.domain, response.signature) == (
+    assert response.results == (True,) and response.signature is not None
+    assert recover_batch_signer(req.batch, world.network.net.domain, response.signature) == (
         node.address
     )
     # and it was stored before it left the node
     after = await snapshot(world, receiver)
     assert after.signature_count == before.signature_count + 1
     assert after.round_counts == before.round_counts
-    assert await signed_reports(world, receiver, req.report) == [req.report]
+    assert await signed_reports(world, receiver, the_report(req)) == [the_report(req)]
     assert await metric(world, receiver, "keeper_reports_signed_total") == signed_before + 1
 
 
@@ -87,21 +89,21 @@ async def test_given_a_signed_result_then_another_cursor_is_refused_but_a_view_c
 
     # when the same leader asks again for the same (job, round, checkBlock, checkBlockHash)
     # with another cursor
-    other = replace(req.report, cursor=req.report.cursor - INTERVAL)
-    body = encode_request(request_for(world, leader, other))
+    other = replace(the_report(req), cursor=the_report(req).cursor - INTERVAL)
+    body = encode_batch(request_for(world, leader, other))
     status, code = await expect_refused(world, receiver, body, signed_headers(body, leader))
 
     # then the node refuses (it derives the cursor itself, so the equivocation never reaches
     # its signature store) and signed nothing new
     assert (status, code) == (422, "CursorMismatch")
-    assert await signed_reports(world, receiver, req.report) == [req.report]
+    assert await signed_reports(world, receiver, the_report(req)) == [the_report(req)]
 
     # when the same result comes again with a later deadline, and from a backup leader in its
     # turn (members refuse a backup before it)
-    later = replace(req.report, deadline=req.report.deadline + 1)
+    later = replace(the_report(req), deadline=the_report(req).deadline + 1)
     backup = world.key((await leaders_in_order(world))[2])
     await mine_to_turn(world, 2)
-    by_backup = replace(req.report, executor=backup.address)
+    by_backup = replace(the_report(req), executor=backup.address)
     status_later, _ = await post_request(world, receiver, request_for(world, leader, later), leader)
     status_backup, _ = await post_request(
         world, receiver, request_for(world, backup, by_backup), backup
@@ -109,10 +111,10 @@ async def test_given_a_signed_result_then_another_cursor_is_refused_but_a_view_c
 
     # then both are signed: the same result may be signed for any executor and deadline
     assert (status_later, status_backup) == (200, 200)
-    stored = await signed_reports(world, receiver, req.report)
-    assert sorted(stored, key=repr) == sorted([req.report, later, by_backup], key=repr)
+    stored = await signed_reports(world, receiver, the_report(req))
+    assert sorted(stored, key=repr) == sorted([the_report(req), later, by_backup], key=repr)
     assert {(r.cursor, r.payloadHash) for r in stored} == {
-        (req.report.cursor, req.report.payloadHash)
+        (the_report(req).cursor, the_report(req).payloadHash)
     }
 
 
@@ -122,15 +124,15 @@ async def test_given_the_node_signed_another_result_for_the_key_then_409_conflic
     leader, receiver, req = await given_an_honest_request(world)
     # given the node's signature store already holds a different result for this key (as an
     # earlier run of the node, with another view of the job, would have left it)
-    earlier = await store_an_earlier_result(world, receiver, req.report)
+    earlier = await store_an_earlier_result(world, receiver, the_report(req))
 
     # when the leader asks it to sign the result it derives now
-    body = encode_request(req)
+    body = encode_batch(req)
     status, code = await expect_refused(world, receiver, body, signed_headers(body, leader))
 
     # then it refuses: signing would be equivocation, restarts included
     assert (status, code) == (409, "Conflict")
-    assert await signed_reports(world, receiver, req.report) == [earlier]
+    assert await signed_reports(world, receiver, the_report(req)) == [earlier]
 
 
 # ---------------------------------------------------------------------------- metrics
@@ -144,8 +146,8 @@ async def test_the_rejections_caused_are_counted_by_code_in_metrics(world: World
     # when a keeper of the other quorum and an unregistered key each ask for a signature
     outsider = world.key(world.outsiders[0])
     for sender in (outsider, STRANGER):
-        report = replace(req.report, executor=sender.address)
-        body = encode_request(request_for(world, sender, report))
+        report = replace(the_report(req), executor=sender.address)
+        body = encode_batch(request_for(world, sender, report))
         assert await expect_refused(world, receiver, body, signed_headers(body, sender)) == (
             403,
             "NotMember",
@@ -213,8 +215,10 @@ async def test_unknown_paths_are_404_and_the_api_is_on_loopback_only(world: Worl
     async with world.http.get(node.endpoint + "/v1/nothing") as resp:
         assert resp.status == 404
         assert (await resp.json())["error"] == "NotFound"
-    async with world.http.get(node.endpoint + "/v1/reports") as resp:
+    async with world.http.get(node.endpoint + "/v1/reports/batch") as resp:
         assert resp.status == 405
+    async with world.http.post(node.endpoint + "/v1/reports", data=b"{}") as resp:
+        assert resp.status == 404  # the single-report route is gone: a batch of one it is
     status, answer = await post_raw(world, world.members[0], b"{}", {})
     assert (status, answer["error"]) == (415, "UnsupportedMediaType")
 
@@ -234,7 +238,7 @@ async def test_the_peer_port_shows_nothing_and_the_admin_listener_is_on_loopback
         async with world.http.get(node.admin_endpoint + path) as resp:
             assert resp.status in ((200, 503) if path == "/healthz" else (200,)), path
     # and the admin listener takes no peer requests
-    async with world.http.post(node.admin_endpoint + "/v1/reports", data=b"{}") as resp:
+    async with world.http.post(node.admin_endpoint + "/v1/reports/batch", data=b"{}") as resp:
         assert resp.status == 404
 
 
