@@ -1,9 +1,11 @@
-"""The leader side of agreement: propose, collect threshold signatures, submit once.
+"""The leader side of agreement: propose a batch, collect threshold signatures, submit once.
 
-Members are ranked per (jobId, round); rank k leads from dueBlock + k * turnBlocks, so the
-primary goes first and the others are active backups that act only if the round is still open
-when their turn comes. The contract's round and cursor make a second execution impossible; the
-turns keep backups from wasting gas while the primary is healthy.
+Members are ranked per (epoch, quorum, dueBlock); rank k leads from dueBlock + k * turnBlocks,
+so the primary goes first and the others are active backups that act only if the round is still
+open when their turn comes. Every round one quorum opened at one block has the same primary, and
+at a head a leader's rounds of one quorum go out as one batch: one request to each member, one
+signature from each, one `execute`. The contract's round and cursor make a second execution
+impossible; the turns keep backups from wasting gas while the primary is healthy.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,18 +22,21 @@ from eth_utils.crypto import keccak
 from keeper.chain.calls import KeeperCalls, compute_execute_gas
 from keeper.chain.sender import TxSender
 from keeper.core.jobs import Job, JobStatus
-from keeper.core.messages import MAX_BATCH_ITEMS, BatchItem, Refusal, ReportBatch, split_batch
+from keeper.core.messages import BatchRequest, BatchResponse, Refusal, split_batch
 from keeper.core.quorum import (
-    SignatureTally,
+    Member,
+    compute_signable_items,
     compute_turn_start,
+    is_batch_signed,
     pack_signatures,
-    rank_members,
+    rank_batch_members,
 )
 from keeper.core.report import (
+    Batch,
     Report,
-    compute_report_digest,
-    recover_report_signer,
-    sign_report,
+    compute_batch_digest,
+    recover_batch_signer,
+    sign_digest,
 )
 from keeper.errors import KeeperError, PeerError, PeerRejected, TooManyInFlight
 from keeper.monitor.metrics import NodeMetrics
@@ -43,8 +48,9 @@ from keeper.peers.client import PeerClient, SignedRequest
 log = logging.getLogger(__name__)
 
 MAX_CONCURRENT_ROUNDS = 32
-# Reverts that mean the round is already closed: someone else executed it.
-ROUND_CLOSED = {"WrongRound", "CursorNotRaised", "MaxExecutionsReached"}
+# Reverts that mean the batch is dead because its rounds are closed: someone else executed
+# them (`NothingExecuted`: every item was skipped).
+ROUND_CLOSED = {"NothingExecuted", "WrongRound", "CursorNotRaised", "MaxExecutionsReached"}
 
 
 # A round as stored: status (due | submitted | reopened), due block, data.
@@ -61,34 +67,45 @@ class DueRound:
     state: RoundState
 
 
+@dataclass(frozen=True)
+class _Answer:
+    """A member's signature over the batch of the items it accepted (indices into the led
+    batch, in order)."""
+
+    accepted: frozenset[int]
+    signature: bytes
+
+
 class _Led:
-    """A round this node leads at this head: its report, own signature and tally, and an
-    event set once the tally is settled (threshold met, or no member left to answer)."""
+    """A batch this node leads at this head: its rounds (one quorum), the batch, this node's
+    own signature, and the members' answers as they come."""
 
     def __init__(
-        self,
-        due: DueRound,
-        rank: int,
-        report: Report,
-        digest: bytes,
-        own: bytes,
-        tally: SignatureTally,
+        self, rounds: list[tuple[DueRound, int]], batch: Batch, own: bytes, me: str
     ) -> None:
-        self.due, self.rank, self.report, self.digest, self.own = due, rank, report, digest, own
-        self.tally = tally
-        self.settled = asyncio.Event()
+        self.rounds = rounds
+        self.batch = batch
+        self.own = own
+        self.quorum = rounds[0][0].quorum
+        self.members: list[Member] = self.quorum.members
+        self.thresholds = [due.job.threshold_bps for due, _ in rounds]
+        self.payloads = [due.proposal.payload for due, _ in rounds]
+        self.answers: dict[str, _Answer] = {me.lower(): _Answer(frozenset(self.everything), own)}
 
-    def add(self, member: str, signature: bytes) -> None:
-        self.tally.add(member, signature)
-        self._check()
+    @property
+    def everything(self) -> range:
+        return range(len(self.rounds))
 
-    def refuse(self, member: str) -> None:
-        self.tally.refuse(member)
-        self._check()
+    def signatures_over(self, items: frozenset[int]) -> dict[str, bytes]:
+        """The signatures whose batch is exactly `items`, by member."""
+        return {m: a.signature for m, a in self.answers.items() if a.accepted == items}
 
-    def _check(self) -> None:
-        if self.tally.settled:
-            self.settled.set()
+    def is_signed(self, items: frozenset[int]) -> bool:
+        """Whether the signatures over exactly `items` meet every item's threshold."""
+        signers = self.signatures_over(items)
+        return bool(items) and is_batch_signed(
+            self.members, (self.thresholds[i] for i in items), signers
+        )
 
 
 @dataclass(frozen=True)
@@ -127,7 +144,7 @@ class LeaderService:
         # Requests still in flight after their round reached threshold: they run to their end
         # (a cancelled HTTP exchange closes its keep-alive connection, and the next round to
         # that member would pay a new one); `close` cancels them.
-        self._stragglers: set[asyncio.Future[None]] = set()
+        self._stragglers: set[asyncio.Future[Any]] = set()
         # What members said of their load in their last answer: address -> (overloaded, block),
         # for status and metrics; rankings never use it (views of it differ between members).
         self.peer_load: dict[str, tuple[bool, int]] = {}
@@ -177,11 +194,16 @@ class LeaderService:
                 results.append(RoundResult(job.job_id, job.round, "waiting"))
             else:
                 leading.append((round_, rank))
-        # One batch request per member carries every round this node leads here (up to
-        # MAX_BATCH_ITEMS): at one head a leader often leads several, and each exchange costs
-        # both sides CPU that every other round of the block is waiting for.
+        # The rounds this node leads here go out as one batch per quorum (whatever their due
+        # blocks), split only past MAX_BATCH_ITEMS or the body limit: one request to each
+        # member, one signature from each, one execute.
+        by_quorum: dict[int, list[tuple[DueRound, int]]] = {}
+        for round_rank in leading:
+            by_quorum.setdefault(round_rank[0].quorum.index, []).append(round_rank)
         batches = [
-            leading[i : i + MAX_BATCH_ITEMS] for i in range(0, len(leading), MAX_BATCH_ITEMS)
+            [rounds[i] for i in part]
+            for rounds in by_quorum.values()
+            for part in split_batch([len(due.proposal.payload) for due, _ in rounds])
         ]
         for led in await asyncio.gather(*(self._guarded(b, head, head_hash) for b in batches)):
             results.extend(led)
@@ -242,7 +264,9 @@ class LeaderService:
         status, due_block, data = due.state
         if status == "submitted" and str(data.get("tx", "")) in self._pending:
             return None
-        ranked = rank_members(job.job_id, job.round, [m.address for m in quorum.members])
+        ranked = rank_batch_members(
+            quorum.epoch.epoch, quorum.index, due_block, [m.address for m in quorum.members]
+        )
         my_rank = next(i for i, a in enumerate(ranked) if a.lower() == me.lower())
         if self._is_overloaded():
             # Step back behind every member. Only the node itself moves: the others keep the
@@ -256,148 +280,215 @@ class LeaderService:
         return my_rank
 
     async def _guarded(
-        self, batch: list[tuple[DueRound, int]], head: int, head_hash: bytes
+        self, rounds: list[tuple[DueRound, int]], head: int, head_hash: bytes
     ) -> list[RoundResult]:
         # Slots are taken for the whole batch at once, one acquirer at a time: two batches each
         # holding part of what they need and waiting for the rest would wait forever.
         async with self._acquiring:
-            for _ in batch:
+            for _ in rounds:
                 await self._slots.acquire()
         try:
-            return await self._lead(batch, head, head_hash)
+            return await self._lead(rounds, head, head_hash)
         finally:
-            for _ in batch:
+            for _ in rounds:
                 self._slots.release()
 
     async def _lead(
-        self, batch: list[tuple[DueRound, int]], head: int, head_hash: bytes
+        self, rounds: list[tuple[DueRound, int]], head: int, head_hash: bytes
     ) -> list[RoundResult]:
-        """Proposes every round of `batch`, asks each member once for all of them, and takes
-        each round on to its transaction as soon as its own threshold is met."""
-        ctx = self._ctx
+        """Proposes the batch of `rounds` (one quorum), asks each member once, then submits
+        the largest item set the answers sign (asking again, in the same turn, those whose
+        signature covers another set); a refused item never holds up the rest."""
         led_at = self._clock()
-        led = [self._propose(due, rank, head, head_hash) for due, rank in batch]
-        stored = await ctx.store.record_signatures([(r.report, r.digest, r.own) for r in led])
         results: list[RoundResult] = []
-        live: list[_Led] = []
-        for r, fresh in zip(led, stored, strict=True):
-            job = r.due.job
-            if not fresh:
-                self._round_log.log(
-                    [(job.job_id, job.round)],
-                    "round.conflict",
-                    logging.WARNING,
-                    "round.conflict job=%d round=%d",
-                    job.job_id,
-                    job.round,
-                )
-                results.append(RoundResult(job.job_id, job.round, "failed"))
-                continue
+        kept = await self._sign_own(rounds, head, head_hash, results)
+        if not kept:
+            return results
+        led = kept
+        for due, rank in led.rounds:
             self._round_log.log(
-                [(job.job_id, job.round)],
+                [(due.job.job_id, due.job.round)],
                 "round.lead",
                 logging.INFO,
-                "round.lead job=%d round=%d rank=%d cursor=%d check_block=%d",
-                job.job_id,
-                job.round,
-                r.rank,
-                r.due.proposal.cursor,
+                "round.lead job=%d round=%d rank=%d cursor=%d check_block=%d items=%d",
+                due.job.job_id,
+                due.job.round,
+                rank,
+                due.proposal.cursor,
                 head,
+                len(led.rounds),
             )
-            live.append(r)
-        asks = await self._ask_members(live, head)
-        try:
-            results.extend(await asyncio.gather(*(self._finish(r, head, led_at) for r in live)))
-        finally:
-            self._let_finish(asks)
+        everything = frozenset(led.everything)
+        await self._collect(led, led.batch, led.own, head, lambda: led.is_signed(everything))
+        chosen = compute_signable_items(
+            led.members, led.thresholds, {m: a.accepted for m, a in led.answers.items()}
+        )
+        if chosen and not led.is_signed(chosen):
+            await self._ask_again(led, chosen, head)
+        agreed_at = self._clock()
+        if not chosen or not led.is_signed(chosen):
+            self._note_no_quorum(led, everything)
+            results.extend(self._outcomes(led, everything, "no_quorum"))
+            return results
+        if chosen != everything:
+            self._note_no_quorum(led, everything - chosen)
+            results.extend(self._outcomes(led, everything - chosen, "no_quorum"))
+        results.extend(await self._finish(led, chosen, head, (agreed_at - led_at) * 1000))
         return results
 
-    def _propose(self, due: DueRound, rank: int, head: int, head_hash: bytes) -> _Led:
+    async def _sign_own(
+        self,
+        rounds: list[tuple[DueRound, int]],
+        head: int,
+        head_hash: bytes,
+        results: list[RoundResult],
+    ) -> _Led | None:
+        """The batch of `rounds` with this node's own signature, stored first as one guard row
+        per item; a round whose row the guard refuses (this node signed another result for its
+        key, before a restart) is dropped as failed, and the rest signed again without it."""
         ctx = self._ctx
-        job = due.job
-        report = Report(
-            jobId=job.job_id,
-            round=job.round,
-            epoch=due.quorum.epoch.epoch,
-            cursor=due.proposal.cursor,
-            checkBlock=head,
-            checkBlockHash=head_hash,
-            payloadHash=keccak(due.proposal.payload),
-            executor=ctx.address,
-            deadline=head + ctx.options.deadline_blocks,
-        )
-        own = sign_report(ctx.account.key, report, ctx.domain)
-        digest = compute_report_digest(report, ctx.domain)
-        tally = SignatureTally(due.quorum.members, job.threshold_bps)
-        led = _Led(due, rank, report, digest, own, tally)
-        led.add(ctx.address, own)
-        return led
-
-    async def _ask_members(self, led: list[_Led], head: int) -> list[asyncio.Future[None]]:
-        """Sends each other member one batch (split only past MAX_BATCH_ITEMS or the body
-        limit) of the rounds it is asked to sign; the answers land in the rounds' tallies."""
-        me = self._ctx.address.lower()
-        wanted: dict[str, list[_Led]] = {}
-        for r in led:
-            if r.settled.is_set():  # this node's stake alone meets the threshold
-                continue
-            for m in r.due.quorum.members:
-                if m.address.lower() != me:
-                    wanted.setdefault(m.address, []).append(r)
-        signed: dict[tuple[int, ...], SignedRequest] = {}  # one body per set of rounds
-        asks: list[asyncio.Future[None]] = []
-        for member, rounds in wanted.items():
-            endpoint = await self._ctx.store.endpoint(member)
-            if not endpoint:
-                for r in rounds:
-                    r.refuse(member)
-                continue
-            for part in split_batch([len(r.due.proposal.payload) for r in rounds]):
-                chunk = [rounds[i] for i in part]
-                key = tuple(id(r) for r in chunk)
-                if key not in signed:
-                    items = tuple(BatchItem(r.report, r.due.proposal.payload, r.own) for r in chunk)
-                    signed[key] = self._client.sign_batch(
-                        ReportBatch(self._ctx.address, head, items)
-                    )
-                asks.append(
-                    asyncio.ensure_future(self._ask(endpoint, member, chunk, signed[key], head))
+        while rounds:
+            quorum = rounds[0][0].quorum
+            reports = [
+                Report(
+                    jobId=due.job.job_id,
+                    round=due.job.round,
+                    epoch=quorum.epoch.epoch,
+                    cursor=due.proposal.cursor,
+                    checkBlock=head,
+                    checkBlockHash=head_hash,
+                    payloadHash=keccak(due.proposal.payload),
+                    executor=ctx.address,
+                    deadline=head + ctx.options.deadline_blocks,
+                    quorum=quorum.index,
                 )
-        return asks
+                for due, _ in rounds
+            ]
+            batch = Batch.of(reports)
+            digest = compute_batch_digest(batch, ctx.domain)
+            own = sign_digest(ctx.account.key, digest)
+            stored = await ctx.store.record_signatures([(r, digest, own) for r in reports])
+            if all(stored):
+                return _Led(rounds, batch, own, ctx.address)
+            for (due, _), fresh in zip(rounds, stored, strict=True):
+                if not fresh:
+                    job = due.job
+                    self._round_log.log(
+                        [(job.job_id, job.round)],
+                        "round.conflict",
+                        logging.WARNING,
+                        "round.conflict job=%d round=%d",
+                        job.job_id,
+                        job.round,
+                    )
+                    results.append(RoundResult(job.job_id, job.round, "failed"))
+            rounds = [r for r, fresh in zip(rounds, stored, strict=True) if fresh]
+        return None
+
+    async def _collect(
+        self,
+        led: _Led,
+        batch: Batch,
+        own: bytes,
+        head: int,
+        done: Callable[[], bool],
+        members: Sequence[str] | None = None,
+    ) -> None:
+        """Asks each other member (or `members`) to sign `batch` (a subset of the led batch:
+        answers are mapped back to the led batch's indices) and records the answers in `led`
+        until every member answered or `done()`; requests still in flight then run on."""
+        me = self._ctx.address.lower()
+        wanted = (
+            [m.address for m in led.members if m.address.lower() != me]
+            if members is None
+            else list(members)
+        )
+        if done() or not wanted:
+            return
+        positions = [led.batch.items.index(item) for item in batch.items]
+        req = BatchRequest.of(
+            self._ctx.address, head, batch, [led.payloads[i] for i in positions], own
+        )
+        body = self._client.sign_batch(req)
+        asks: list[asyncio.Future[tuple[str, _Answer] | None]] = []
+        for member in wanted:
+            endpoint = await self._ctx.store.endpoint(member)
+            if endpoint:
+                asks.append(
+                    asyncio.ensure_future(self._ask(endpoint, member, batch, positions, body, head))
+                )
+        try:
+            for next_answer in asyncio.as_completed(asks):
+                answer = await next_answer
+                if answer is not None:
+                    led.answers[answer[0].lower()] = answer[1]
+                    if done():
+                        break
+        finally:
+            self._let_finish(asks)
+
+    async def _ask_again(self, led: _Led, chosen: frozenset[int], head: int) -> None:
+        """Asks the members whose accepted set holds `chosen` but whose signature covers
+        another set to sign the batch of `chosen`, in this same turn (this node signs it too,
+        its guard rows stored first)."""
+        ctx = self._ctx
+        subset = led.batch.subset(sorted(chosen))
+        digest = compute_batch_digest(subset, ctx.domain)
+        own = sign_digest(ctx.account.key, digest)
+        stored = await ctx.store.record_signatures([(r, digest, own) for r in subset.items])
+        if not all(stored):
+            return  # cannot happen: the same results as the batch already stored
+        me = ctx.address.lower()
+        led.answers[me] = _Answer(chosen, own)
+        again = [
+            m.address
+            for m in led.members
+            if m.address.lower() != me
+            and (a := led.answers.get(m.address.lower())) is not None
+            and chosen < a.accepted
+        ]
+        await self._collect(led, subset, own, head, lambda: led.is_signed(chosen), again)
 
     async def _ask(
-        self, endpoint: str, member: str, chunk: list[_Led], body: SignedRequest, head: int
-    ) -> None:
-        """One member's answers to one batch, each checked and counted in its round's tally;
-        whatever goes wrong (or if cancelled), the member counts as refusing what it did not
-        sign, so no round waits for it."""
-        rounds = [(r.report.jobId, r.report.round) for r in chunk]
+        self,
+        endpoint: str,
+        member: str,
+        batch: Batch,
+        positions: list[int],
+        body: SignedRequest,
+        head: int,
+    ) -> tuple[str, _Answer] | None:
+        """One member's answer to `batch`, its signature checked over the items it accepted
+        (their `positions` in the led batch); None whatever goes wrong, so nothing waits for
+        it."""
+        rounds = [(r.jobId, r.round) for r in batch.items]
         say = self._round_log.log
         try:
-            try:
-                response = await self._client.request_signatures(endpoint, body, len(chunk))
-            except PeerRejected as exc:
-                say(
-                    rounds,
-                    f"peer.refused:{member}:{exc.code}",
-                    logging.INFO,
-                    "peer.refused member=%s code=%s reason=%s",
-                    member,
-                    exc.code,
-                    exc.reason,
-                )
-                return
-            except PeerError as exc:
-                say(
-                    rounds,
-                    f"peer.unreachable:{member}",
-                    logging.INFO,
-                    "peer.unreachable member=%s error=%s",
-                    member,
-                    exc,
-                )
-                return
-            if response.signer.lower() != member.lower():
+            response = await self._client.request_signatures(endpoint, body, len(batch.items))
+        except PeerRejected as exc:
+            say(
+                rounds,
+                f"peer.refused:{member}:{exc.code}",
+                logging.INFO,
+                "peer.refused member=%s code=%s reason=%s",
+                member,
+                exc.code,
+                exc.reason,
+            )
+            return None
+        except PeerError as exc:
+            say(
+                rounds,
+                f"peer.unreachable:{member}",
+                logging.INFO,
+                "peer.unreachable member=%s error=%s",
+                member,
+                exc,
+            )
+            return None
+        self._note_refusals(member, batch, response)
+        if response.signature is None or response.signer.lower() != member.lower():
+            if response.signature is not None:
                 say(
                     rounds,
                     f"peer.bad_signature:{member}",
@@ -406,148 +497,168 @@ class LeaderService:
                     member,
                     response.signer,
                 )
-                return
-            self._observe(member, response.overloaded, head)
-            for r, result in zip(chunk, response.results, strict=True):
-                key = [(r.report.jobId, r.report.round)]
-                if isinstance(result, Refusal):
-                    say(
-                        key,
-                        f"peer.refused:{member}:{result.code}",
-                        logging.INFO,
-                        "peer.refused member=%s code=%s job=%d round=%d reason=%s",
-                        member,
-                        result.code,
-                        r.report.jobId,
-                        r.report.round,
-                        result.reason,
-                    )
-                    continue
-                try:
-                    signer = recover_report_signer(r.report, self._ctx.domain, result)
-                except ValueError:
-                    signer = ""
-                if signer.lower() != member.lower():
-                    say(
-                        key,
-                        f"peer.bad_signature:{member}",
-                        logging.WARNING,
-                        "peer.bad_signature member=%s job=%d",
-                        member,
-                        r.report.jobId,
-                    )
-                    continue
-                r.add(member, result)
-        finally:
-            for r in chunk:
-                r.refuse(member)
-
-    async def _finish(self, r: _Led, head: int, led_at: float) -> RoundResult:
-        """Waits for the round's threshold, then simulates and sends its execution."""
-        job = r.due.job
-        key = [(job.job_id, job.round)]
+            return None
+        self._observe(member, response.overloaded, head)
+        accepted = response.accepted
         try:
-            return await self._submit(r, head, led_at)
-        except TooManyInFlight as exc:
-            # Reached by rounds of this very head (the check in `on_head` saw room): the turn
-            # passes on, as when the whole head is deferred.
-            self._round_log.log(
-                key,
-                "round.deferred",
-                logging.WARNING,
-                "round.deferred job=%d round=%d error=%s",
-                job.job_id,
-                job.round,
-                exc,
+            signer = recover_batch_signer(
+                batch.subset(accepted), self._ctx.domain, response.signature
             )
-            return RoundResult(job.job_id, job.round, "deferred")
-        except KeeperError as exc:
-            self._metrics.rounds_failed.inc()
-            self._round_log.log(
-                key,
-                "round.failed",
+        except ValueError:
+            signer = ""
+        if signer.lower() != member.lower():
+            say(
+                rounds,
+                f"peer.bad_signature:{member}",
                 logging.WARNING,
-                "round.failed job=%d round=%d error=%s",
-                job.job_id,
-                job.round,
-                exc,
+                "peer.bad_signature member=%s items=%d",
+                member,
+                len(accepted),
             )
-            return RoundResult(job.job_id, job.round, "failed")
+            return None
+        return member, _Answer(frozenset(positions[i] for i in accepted), response.signature)
 
-    async def _submit(self, r: _Led, head: int, led_at: float) -> RoundResult:
-        ctx = self._ctx
-        job, quorum, proposal, report = r.due.job, r.due.quorum, r.due.proposal, r.report
-        await r.settled.wait()
-        # Agreement latency (benchmarks/latency.py reads it): from leading to threshold stake,
-        # taken when this round's own work goes on, where it was taken before batches.
-        agreed_at = self._clock()
-        tally = r.tally
-        key = [(job.job_id, job.round)]
-        if not tally.reached:
+    def _note_refusals(self, member: str, batch: Batch, response: BatchResponse) -> None:
+        for item, result in zip(batch.items, response.results, strict=True):
+            if isinstance(result, Refusal):
+                self._round_log.log(
+                    [(item.jobId, item.round)],
+                    f"peer.refused:{member}:{result.code}",
+                    logging.INFO,
+                    "peer.refused member=%s code=%s job=%d round=%d reason=%s",
+                    member,
+                    result.code,
+                    item.jobId,
+                    item.round,
+                    result.reason,
+                )
+
+    def _note_no_quorum(self, led: _Led, items: frozenset[int]) -> None:
+        for i in sorted(items):
+            job = led.rounds[i][0].job
+            supporters = [m for m, a in led.answers.items() if i in a.accepted]
             self._round_log.log(
-                key,
+                [(job.job_id, job.round)],
                 "round.no_quorum",
                 logging.INFO,
-                "round.no_quorum job=%d round=%d signed=%d total=%d",
+                "round.no_quorum job=%d round=%d accepted_by=%d members=%d",
                 job.job_id,
                 job.round,
-                tally.signed_stake,
-                tally.total_stake,
+                len(supporters),
+                len(led.members),
             )
-            return RoundResult(job.job_id, job.round, "no_quorum")
-        signatures = dict(tally.signatures)
-        self._round_log.log(
-            key,
-            "round.threshold",
-            logging.INFO,
-            "round.threshold job=%d round=%d rank=%d signers=%d ms=%.1f",
-            job.job_id,
-            job.round,
-            r.rank,
-            len(signatures),
-            (agreed_at - led_at) * 1000,
-        )
-        bitmap, packed = pack_signatures(quorum.members, signatures)
-        data = self._calls.execute_data(report, proposal.payload, quorum.members, bitmap, packed)
-        gas = compute_execute_gas(job.gas_limit, len(quorum.members))
-        tm = str(self._calls.task_manager.address)
-        revert = await self._calls.simulate(ctx.address, tm, data, gas)
-        if revert is not None:
-            if revert.error_name in ROUND_CLOSED:
-                return RoundResult(job.job_id, job.round, "closed")
+
+    @staticmethod
+    def _outcomes(led: _Led, items: Iterable[int], outcome: str) -> list[RoundResult]:
+        rounds = [led.rounds[i][0].job for i in sorted(items)]
+        return [RoundResult(job.job_id, job.round, outcome) for job in rounds]
+
+    async def _finish(
+        self, led: _Led, chosen: frozenset[int], head: int, agreed_ms: float
+    ) -> list[RoundResult]:
+        """Simulates and sends the execute of the signed `chosen` items."""
+        try:
+            return await self._submit(led, chosen, head, agreed_ms)
+        except TooManyInFlight as exc:
+            # Reached by batches of this very head (the check in `on_head` saw room): the turn
+            # passes on, as when the whole head is deferred.
             self._round_log.log(
-                key,
+                self._keys(led, chosen),
+                "round.deferred",
+                logging.WARNING,
+                "round.deferred items=%d error=%s",
+                len(chosen),
+                exc,
+            )
+            return self._outcomes(led, chosen, "deferred")
+        except KeeperError as exc:
+            self._metrics.rounds_failed.inc(len(chosen))
+            self._round_log.log(
+                self._keys(led, chosen),
+                "round.failed",
+                logging.WARNING,
+                "round.failed items=%d error=%s",
+                len(chosen),
+                exc,
+            )
+            return self._outcomes(led, chosen, "failed")
+
+    @staticmethod
+    def _keys(led: _Led, items: Iterable[int]) -> list[tuple[int, int]]:
+        return [(led.rounds[i][0].job.job_id, led.rounds[i][0].job.round) for i in sorted(items)]
+
+    async def _submit(
+        self, led: _Led, chosen: frozenset[int], head: int, agreed_ms: float
+    ) -> list[RoundResult]:
+        ctx = self._ctx
+        order = sorted(chosen)
+        batch = led.batch.subset(order)
+        keys = self._keys(led, order)
+        signatures = led.signatures_over(chosen)
+        # Agreement latency (benchmarks/latency.py reads it, one line per round): from leading
+        # to threshold stake.
+        for i in order:
+            due, rank = led.rounds[i]
+            self._round_log.log(
+                [(due.job.job_id, due.job.round)],
+                "round.threshold",
+                logging.INFO,
+                "round.threshold job=%d round=%d rank=%d signers=%d ms=%.1f items=%d",
+                due.job.job_id,
+                due.job.round,
+                rank,
+                len(signatures),
+                agreed_ms,
+                len(order),
+            )
+        bitmap, packed = pack_signatures(led.members, signatures)
+        payloads = [led.payloads[i] for i in order]
+        data = self._calls.execute_data(batch, payloads, led.members, bitmap, packed)
+        gas = compute_execute_gas([led.rounds[i][0].job.gas_limit for i in order], len(led.members))
+        tm = str(self._calls.task_manager.address)
+        executed, revert = await self._calls.simulate_execute(ctx.address, tm, data, gas)
+        if revert is not None and revert.error_name not in ROUND_CLOSED:
+            self._round_log.log(
+                keys,
                 "round.simulation_failed",
                 logging.WARNING,
-                "round.simulation_failed job=%d round=%d error=%s",
-                job.job_id,
-                job.round,
+                "round.simulation_failed items=%d error=%s",
+                len(order),
                 revert,
             )
-            self._metrics.rounds_failed.inc()
-            return RoundResult(job.job_id, job.round, "failed")
-        tx_hash = await self._sender.send(tm, data, gas, f"execute:{job.job_id}:{job.round}")
-        await ctx.store.save_round(
-            job.job_id,
-            job.round,
-            "submitted",
-            head,
-            {"tx": "0x" + tx_hash.hex(), "cursor": proposal.cursor, "signers": len(signatures)},
-        )
+            self._metrics.rounds_failed.inc(len(order))
+            return self._outcomes(led, order, "failed")
+        ran = [i for bit, i in enumerate(order) if revert is None and executed >> bit & 1]
+        skipped = [i for i in order if i not in ran]
+        results = self._outcomes(led, skipped, "closed")
+        if not ran:
+            return results
+        purpose = "execute:" + ",".join(f"{job}:{round_}" for job, round_ in keys)
+        tx_hash = await self._sender.send(tm, data, gas, purpose)
+        tx = "0x" + tx_hash.hex()
+        for i in ran:
+            due = led.rounds[i][0]
+            await ctx.store.save_round(
+                due.job.job_id,
+                due.job.round,
+                "submitted",
+                head,
+                {"tx": tx, "cursor": due.proposal.cursor, "signers": len(signatures)},
+            )
         self._metrics.executions_submitted.inc()
         self._round_log.log(
-            key,
+            self._keys(led, ran),
             "round.submitted",
             logging.INFO,
-            "round.submitted job=%d round=%d tx=0x%s signers=%d",
-            job.job_id,
-            job.round,
-            tx_hash.hex(),
+            "round.submitted items=%d tx=%s signers=%d skipped=%d",
+            len(ran),
+            tx,
             len(signatures),
+            len(skipped),
         )
-        return RoundResult(job.job_id, job.round, "submitted")
+        return results + self._outcomes(led, ran, "submitted")
 
-    def _let_finish(self, peers: Sequence[asyncio.Future[None]]) -> None:
+    def _let_finish(self, peers: Sequence[asyncio.Future[Any]]) -> None:
         for task in peers:
             if not task.done():
                 self._stragglers.add(task)

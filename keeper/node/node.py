@@ -34,11 +34,11 @@ from keeper.core.doom import (
 from keeper.core.equivocation import Equivocation
 from keeper.core.fees import FeePolicy
 from keeper.core.jobs import JobStatus
-from keeper.core.messages import BatchResponse, ReportBatch, ReportRequest, ReportResponse
+from keeper.core.messages import BatchRequest, BatchResponse
 from keeper.core.quorum import compute_turn_start, rank_members
 from keeper.core.ratelimit import RateLimit
 from keeper.core.redact import redact_urls
-from keeper.core.report import MAX_CHECK_AGE, Domain, compute_doom_reason
+from keeper.core.report import MAX_CHECK_AGE, Domain, compute_batch_doom_reason
 from keeper.core.types import Wei
 from keeper.errors import KeeperError, PeerRejected, RpcUnavailable, TooManyInFlight
 from keeper.monitor.health import HealthFacts, HealthLimits, assess_health
@@ -425,9 +425,9 @@ class KeeperNode:
 
     async def _doom_of(self, purpose: str, to: str | None, data: bytes, head: int) -> str | None:
         """The sender's doom check, from the store: why a transaction still unmined at `head`
-        can no longer succeed (`execute`: its round closed or its deadline passed; `rotate`:
-        a later epoch started; `slashEquivocation`: the signer is slashed or gone); None for
-        any other transaction, or while it still can."""
+        can no longer succeed (`execute`: every item's round closed, or its deadline passed;
+        `rotate`: a later epoch started; `slashEquivocation`: the signer is slashed or gone);
+        None for any other transaction, or while it still can."""
         rotate_epoch = get_rotate_epoch(purpose)
         if rotate_epoch is not None:
             latest = await self.store.latest_epoch()
@@ -439,11 +439,15 @@ class KeeperNode:
             return compute_slash_doom_reason(None if keeper is None else keeper.get("status"))
         if to is None or to.lower() != self.deployment.task_manager.lower():
             return None
-        report = self.calls.execute_report(data)
-        if report is None:
+        carried = self.calls.execute_batch(data)
+        if carried is None:
             return None
-        job = await self.store.job(report.jobId)
-        return compute_doom_reason(report, job.round if job is not None else None, head)
+        batch, _ = carried
+        rounds: dict[int, int | None] = {}
+        for job_id in {item.jobId for item in batch.items}:
+            job = await self.store.job(job_id)
+            rounds[job_id] = job.round if job is not None else None
+        return compute_batch_doom_reason(batch, rounds, head)
 
     def _on_equivocation(self, proof: Equivocation) -> None:
         """A peer signed two results for one round key: prove it on-chain, once per signer,
@@ -459,7 +463,7 @@ class KeeperNode:
     async def _prove(self, proof: Equivocation) -> None:
         """Sends `slashEquivocation` (the reporter's reward comes to this node)."""
         a, b = proof.first, proof.second
-        data = self.calls.slash_equivocation_data(a.report, a.signature, b.report, b.signature)
+        data = self.calls.slash_data(a, b)
         tm = str(self.calls.task_manager.address)
         try:
             revert = await self.calls.simulate(self.address, tm, data, SLASH_GAS)
@@ -492,15 +496,10 @@ class KeeperNode:
 
     # ------------------------------------------------------------------ peer API handler
 
-    async def handle_report(self, req: ReportRequest) -> ReportResponse:
+    async def handle_batch(self, req: BatchRequest) -> BatchResponse:
         if self.member is None:
             raise PeerRejected(425, "node is starting", "TooEarly")
-        return await self.member.handle_report(req)
-
-    async def handle_batch(self, batch: ReportBatch) -> BatchResponse:
-        if self.member is None:
-            raise PeerRejected(425, "node is starting", "TooEarly")
-        return await self.member.handle_batch(batch)
+        return await self.member.handle_batch(req)
 
     async def status(self) -> dict[str, Any]:
         """The node's view: identity, sync, epoch and quorums, jobs and rounds, load."""

@@ -11,8 +11,8 @@ from typing import Any
 from eth_utils.crypto import keccak
 from web3.contract import AsyncContract
 
-from keeper.core.quorum import rank_members
-from tests.nodes import Network
+from keeper.core.quorum import rank_batch_members
+from tests.nodes import BLOCK_SECONDS, Network
 
 DEMO_EVENT = keccak(text="DemoEvent(address,uint256,uint256)")
 
@@ -38,10 +38,41 @@ async def assert_exactly_once(network: Network, job_id: int) -> list[Any]:
     return executions
 
 
-async def ranking(network: Network, job_id: int, round_: int) -> list[str]:
-    """The quorum's leader order for one round, as every node computes it with idle loads."""
-    _, members = await network.net.quorum_for_job(job_id)
-    return rank_members(job_id, round_, [m.address for m in members])
+async def ranking(network: Network, job_id: int, due_block: int) -> list[str]:
+    """The leader order of the job's quorum for the rounds due at `due_block`, as every node
+    computes it with idle loads."""
+    epoch = await network.net.epoch()
+    quorum, members = await network.net.quorum_for_job(job_id)
+    return rank_batch_members(epoch, quorum, due_block, [m.address for m in members])
+
+
+async def first_block_at(network: Network, ts: int) -> int:
+    """The first block whose timestamp is at least `ts`: on chain, or the one `network.step`
+    will mine (blocks BLOCK_SECONDS apart)."""
+    net = network.net
+    head = await net.block_number()
+    head_ts = await block_timestamp(network, head)
+    if ts > head_ts:
+        return head + -(-(ts - head_ts) // BLOCK_SECONDS)
+    block = head
+    while block > 0 and await block_timestamp(network, block - 1) >= ts:
+        block -= 1
+    return block
+
+
+async def step_to_eve(network: Network, ts: int) -> int:
+    """Steps while the next block would still be before `ts`; returns the number of that next
+    block, the first at `ts` (`network.step` mines it before any node's transaction)."""
+    while await network.net.timestamp() + BLOCK_SECONDS < ts:
+        await network.step()
+    return await network.net.block_number() + 1
+
+
+async def due_block_of_round(network: Network, slot: int, opened_block: int) -> int:
+    """Where a Time job's round for `slot` fell due, as every node derives it
+    (`Evaluator.opened_at_many`): the first block at the slot, and not before the block after
+    `opened_block` (where the round opened: the job's creation, or its last execution)."""
+    return max(await first_block_at(network, slot), opened_block + 1)
 
 
 def node_index(network: Network, address: str) -> int:
@@ -67,3 +98,14 @@ async def executions_after(network: Network, job_id: int, count: int, max_blocks
 
     await network.step_until(enough, max_blocks=max_blocks)
     return await network.executions(job_id)
+
+
+async def round_zero_due(network: Network, job_id: int) -> int:
+    """Where a new Time job's first round falls due (its first slot, and not before the block
+    after its creation), read from the chain before any node has synced the job."""
+    net = network.net
+    (created,) = await net.tm.events.JobCreated().get_logs(
+        from_block=net.deployment.block, argument_filters={"jobId": job_id}
+    )
+    start = int((await net.job(job_id))["startTime"])
+    return max(await first_block_at(network, start), int(created["blockNumber"]) + 1)

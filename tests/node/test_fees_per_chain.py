@@ -17,7 +17,13 @@ from web3.exceptions import TransactionNotFound
 
 from keeper.errors import TooManyInFlight
 from tests.harness import TIME, selector, time_trigger
-from tests.node.support import assert_exactly_once, executions_after, node_index, ranking
+from tests.node.support import (
+    assert_exactly_once,
+    executions_after,
+    node_index,
+    ranking,
+    round_zero_due,
+)
 from tests.nodes import Network, start_network
 
 
@@ -41,7 +47,7 @@ async def test_an_execute_whose_round_another_keeper_closed_is_cancelled_not_res
 ) -> None:
     net = network.net
     job_id = await time_job(network)
-    primary, *_ = await ranking(network, job_id, 0)
+    primary, *_ = await ranking(network, job_id, await round_zero_due(network, job_id))
     node = network.nodes[node_index(network, primary)]
     # given the primary's RPC drops its execute of round 0 while that round is open on chain,
     # and takes everything once it is closed (so an execute re-sent then would be mined)
@@ -88,7 +94,7 @@ async def test_a_leader_at_its_in_flight_limit_lets_the_backups_lead(
     refused_at: str,
 ) -> None:
     job_id = await time_job(network)
-    primary, *_ = await ranking(network, job_id, 0)
+    primary, *_ = await ranking(network, job_id, await round_zero_due(network, job_id))
     node = network.nodes[node_index(network, primary)]
     # given the primary's sender has as many transactions in flight as it may: seen before
     # leading the head, or (rounds of one head racing for the last slot) only at the send

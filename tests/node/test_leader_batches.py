@@ -1,30 +1,37 @@
-"""A leader asks each member once per head for every round it leads there, and counts only
-the signatures each member really made.
+"""Rounds of one quorum due at one head go out as one batch: one request to each member, one
+signature from each, one execute transaction; a refused item does not hold up the rest.
 
-Protocol step 4: the rounds a leader leads at one head go to each other member of their quorum
-in one `POST /v1/reports/batch`, and each round still goes on to its transaction on its own
-threshold. Eight Time jobs due in the same block over a quorum of four: some member leads two
-or more of them, and no member is asked twice by the same leader for the same head. A batch
-answer is untrusted item by item: a signature that does not recover to the member is dropped.
+Protocol step 4: members are ranked per (epoch, quorum, due block), so every round one quorum
+opens at one block has the same primary, which asks each other member once for all of them and
+submits the largest item set the answers sign, in the same turn. A batch answer is untrusted:
+a signature that does not recover to the member over the items it accepted is dropped.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from eth_account import Account
 from eth_utils.crypto import keccak
 
-from keeper.core.messages import BatchResponse, ReportBatch, ReportRequest, ReportResponse
-from keeper.core.report import sign_report
+from keeper.core.messages import BatchRequest, BatchResponse, Refusal
+from keeper.core.report import sign_batch
 from keeper.node.context import NodeOptions
 from tests.harness import TIME, selector, time_trigger
-from tests.node.support import executions_after
+from tests.node.support import (
+    assert_exactly_once,
+    executions_after,
+    first_block_at,
+    node_index,
+    ranking,
+)
 from tests.nodes import Network, start_network
 
 JOBS = 8
@@ -39,36 +46,49 @@ async def network(tmp_path: Path) -> AsyncIterator[Network]:
     await network.stop()
 
 
-async def test_rounds_led_at_one_head_reach_each_member_in_one_request(network: Network) -> None:
-    # given every member records the batches it is asked (receiver, leader, head, jobs)
-    asked: list[tuple[str, str, int, tuple[int, ...]]] = []
-    singles: list[ReportRequest] = []
-    for node in network.nodes.values():
-        assert node.member is not None
-        answer_batch, answer_one = node.member.handle_batch, node.member.handle_report
-
-        async def recorded(
-            batch: ReportBatch, node_address: str = node.address, answer=answer_batch
-        ) -> BatchResponse:
-            jobs = tuple(item.report.jobId for item in batch.items)
-            asked.append((node_address, batch.sender, batch.sent_block, jobs))
-            return await answer(batch)
-
-        async def single(req: ReportRequest, answer=answer_one) -> ReportResponse:
-            singles.append(req)
-            return await answer(req)
-
-        node.member.handle_batch = recorded  # type: ignore[method-assign]
-        node.member.handle_report = single  # type: ignore[method-assign]
-    # and eight Time jobs whose first slot is the same second
+async def same_slot_jobs(network: Network, count: int) -> list[int]:
+    """`count` Time jobs whose first slot is the same second, a minute from now."""
     net = network.net
     start = await net.timestamp() + 60
-    jobs = [
+    return [
         await net.create_job(
             net.spec(TIME, time_trigger(3600), selector("onTime()"), start_time=start)
         )
-        for _ in range(JOBS)
+        for _ in range(count)
     ]
+
+
+def record_asks(network: Network) -> list[tuple[str, str, int, tuple[int, ...]]]:
+    """Every member records the batches it is asked: (receiver, leader, head, jobs)."""
+    asked: list[tuple[str, str, int, tuple[int, ...]]] = []
+    for node in network.nodes.values():
+        assert node.member is not None
+        answer_batch = node.member.handle_batch
+
+        async def recorded(
+            req: BatchRequest, node_address: str = node.address, answer: Any = answer_batch
+        ) -> BatchResponse:
+            jobs = tuple(item.jobId for item in req.items)
+            asked.append((node_address, req.sender, req.sent_block, jobs))
+            return cast(BatchResponse, await answer(req))
+
+        node.member.handle_batch = recorded  # type: ignore[method-assign]
+    return asked
+
+
+async def execute_transactions(network: Network, jobs: list[int]) -> set[str]:
+    """The transactions that executed the jobs' rounds."""
+    return {e["transactionHash"].hex() for job in jobs for e in await network.executions(job)}
+
+
+async def test_rounds_due_at_one_head_go_out_as_one_batch_and_one_transaction(
+    network: Network,
+) -> None:
+    # given every member records the batches it is asked, and eight Time jobs due together
+    asked = record_asks(network)
+    jobs = await same_slot_jobs(network, JOBS)
+    quorums = {(await network.net.quorum_for_job(j))[0] for j in jobs}
+    assert quorums == {0}, "one quorum serves every job of this network"
 
     # when the slot comes and the network runs until each job has executed once
     async def all_executed() -> bool:
@@ -76,14 +96,113 @@ async def test_rounds_led_at_one_head_reach_each_member_in_one_request(network: 
 
     await network.step_until(all_executed, max_blocks=30)
 
-    # then every job executed exactly once
+    # then every job executed exactly once, all of them in ONE execute transaction
     assert [len(await network.executions(j)) for j in jobs] == [1] * JOBS
-    # and each leader asked each member at most once per head, for all its rounds at once
+    assert len(await execute_transactions(network, jobs)) == 1
+    # and its one leader asked each other member once, for all the rounds in one request
     requests = Counter((receiver, leader, head) for receiver, leader, head, _ in asked)
     assert requests and max(requests.values()) == 1
-    assert max(len(job_ids) for *_, job_ids in asked) >= 2
-    assert {j for *_, job_ids in asked for j in job_ids} == set(jobs)
-    assert not singles
+    assert {leader for _, leader, _, _ in asked} == {next(iter(asked))[1]}
+    assert {job_ids for *_, job_ids in asked} == {tuple(jobs)}
+
+
+async def test_a_member_refusing_one_item_does_not_delay_the_rest(network: Network) -> None:
+    # given the 4-ether member refuses one job's item in every batch (its stake is needed for
+    # that job's 90% threshold, not for the others' 60%), and five Time jobs due together
+    picky = network.nodes[3]
+    assert picky.member is not None
+    answer = picky.member.handle_batch
+    net = network.net
+    start = await net.timestamp() + 60
+
+    def spec(threshold_bps: int) -> tuple[Any, ...]:
+        return net.spec(
+            TIME,
+            time_trigger(3600),
+            selector("onTime()"),
+            threshold_bps=threshold_bps,
+            start_time=start,
+        )
+
+    jobs = [await net.create_job(spec(6000)) for _ in range(4)]
+    refused = await net.create_job(spec(9000))
+    jobs.insert(2, refused)
+
+    async def refusing(req: BatchRequest) -> BatchResponse:
+        honest = await answer(req)
+        keep = [
+            i
+            for i, item in enumerate(req.items)
+            if item.jobId != refused and honest.results[i] is True
+        ]
+        results = tuple(
+            Refusal(422, "NotDue", "refused by this test") if item.jobId == refused else r
+            for item, r in zip(req.items, honest.results, strict=True)
+        )
+        signature = (
+            sign_batch(picky.ctx.account.key, req.batch.subset(keep), net.domain) if keep else None
+        )
+        return BatchResponse(honest.signer, honest.overloaded, results, signature)
+
+    picky.member.handle_batch = refusing  # type: ignore[method-assign]
+    others = [j for j in jobs if j != refused]
+    due = await first_block_at(network, start)
+
+    # when the slot comes
+    async def others_executed() -> bool:
+        return all([len(await network.executions(j)) >= 1 for j in others])
+
+    await network.step_until(others_executed, max_blocks=30)
+
+    # then the four others executed in one transaction sent at their due head by its primary:
+    # the refused item cost them no turn, and it alone is left (no quorum without 4 ether)
+    executions = [e for j in others for e in await network.executions(j)]
+    assert len({e["transactionHash"] for e in executions}) == 1
+    assert int(executions[0]["blockNumber"]) < due + network.turn_blocks
+    assert await network.executions(refused) == []
+
+
+async def test_a_leader_killed_mid_batch_is_replaced_by_its_backup_each_job_once(
+    network: Network,
+) -> None:
+    # given four Time jobs due together at a 60% threshold (met without any one member)
+    net = network.net
+    start = await net.timestamp() + 60
+    spec = net.spec(
+        TIME, time_trigger(3600), selector("onTime()"), threshold_bps=6000, start_time=start
+    )
+    jobs = [await net.create_job(spec) for _ in range(4)]
+    due = await first_block_at(network, start)
+    primary, backup, *_ = await ranking(network, jobs[0], due)
+    leader = network.nodes[node_index(network, primary)]
+    # and the primary dies at the moment it would send the batch its members signed
+    killed = asyncio.Event()
+
+    async def die(*args: Any, **kwargs: Any) -> bytes:
+        killed.set()
+        raise RuntimeError("killed mid-batch")
+
+    leader.sender.send = die  # type: ignore[method-assign]
+
+    async def is_killed() -> bool:
+        return killed.is_set()
+
+    await network.step_until(is_killed, max_blocks=10)
+    await network.stop_node(node_index(network, primary))
+
+    # when the network runs on
+    async def all_executed() -> bool:
+        return all([len(await network.executions(j)) >= 1 for j in jobs])
+
+    await network.step_until(all_executed, max_blocks=15)
+    await network.step(2)
+
+    # then the backup executed every job once, in one transaction, from its own turn on
+    executions = [e for j in jobs for e in await assert_exactly_once(network, j)]
+    assert len(executions) == len(jobs)
+    assert {e["args"]["executor"] for e in executions} == {backup}
+    assert len({e["transactionHash"] for e in executions}) == 1
+    assert int(executions[0]["blockNumber"]) > due + network.turn_blocks
 
 
 async def test_a_member_answering_with_signatures_not_its_own_is_not_counted(
@@ -97,15 +216,12 @@ async def test_a_member_answering_with_signatures_not_its_own_is_not_counted(
     answer = liar.member.handle_batch
     stranger = Account.from_key(keccak(b"not the liar"))
 
-    async def lying(batch: ReportBatch) -> BatchResponse:
-        honest = await answer(batch)
-        forged = tuple(
-            sign_report(stranger.key, item.report, network.net.domain)
-            if isinstance(result, bytes)
-            else result
-            for item, result in zip(batch.items, honest.results, strict=True)
-        )
-        return replace(honest, results=forged)
+    async def lying(req: BatchRequest) -> BatchResponse:
+        honest = await answer(req)
+        if honest.signature is None:
+            return honest
+        forged = sign_batch(stranger.key, req.batch.subset(honest.accepted), network.net.domain)
+        return replace(honest, signature=forged)
 
     liar.member.handle_batch = lying  # type: ignore[method-assign]
     net = network.net
