@@ -197,14 +197,15 @@ class SignAll:
 async def test_a_members_batch_items_are_checked_concurrently() -> None:
     from eth_account import Account
 
-    from keeper.core.messages import BatchItem, ReportBatch
-    from keeper.core.report import Domain, Report
+    from keeper.core.messages import BatchRequest
+    from keeper.core.report import Batch, Domain, Report, recover_batch_signer
     from keeper.monitor.metrics import NodeMetrics
     from keeper.node import member as member_module
     from keeper.node.member import MemberService
 
     account = Account.create()
-    ctx = NodeContext(account, Domain(1, "0x" + "22" * 20), cast(Store, SignAll()), NodeOptions())
+    domain = Domain(1, "0x" + "22" * 20)
+    ctx = NodeContext(account, domain, cast(Store, SignAll()), NodeOptions())
 
     async def sync_now(block: int) -> int:
         return block
@@ -215,7 +216,10 @@ async def test_a_members_batch_items_are_checked_concurrently() -> None:
     most = 0
     everyone_waiting = asyncio.Event()
 
-    async def approve(req: Any, began: float) -> Any:
+    async def envelope(req: Any, began: float) -> Any:
+        return member_module._Envelope(0, (), 9, 0.0)
+
+    async def check_item(req: Any, index: int, envelope: Any) -> None:
         # Stands in for the item's checks, resolver eth_call included: each waits until all
         # items are in flight at once, which only concurrent checking lets happen.
         nonlocal in_flight, most
@@ -225,18 +229,15 @@ async def test_a_members_batch_items_are_checked_concurrently() -> None:
             everyone_waiting.set()
         await asyncio.wait_for(everyone_waiting.wait(), 5)
         in_flight -= 1
-        return member_module._Approved(req.report, b"\x00" * 32, bytes([req.report.jobId]), 0.0)
 
-    service._approve_reachable = approve  # type: ignore[method-assign]
+    service._check_envelope = envelope  # type: ignore[method-assign]
+    service._check_item = check_item  # type: ignore[method-assign]
     report = Report(1, 0, 1, 5, 9, b"\x01" * 32, b"\x02" * 32, account.address, 40)
-    batch = ReportBatch(
-        account.address,
-        9,
-        tuple(
-            BatchItem(Report(**{**report.__dict__, "jobId": job}), b"", b"") for job in range(items)
-        ),
-    )
-    response = await service.handle_batch(batch)
+    batch = Batch.of([Report(**{**report.__dict__, "jobId": job}) for job in range(items)])
+    req = BatchRequest.of(account.address, 9, batch, [b""] * items, b"")
+    response = await service.handle_batch(req)
     assert most == items
-    # and the answers keep the items' order
-    assert list(response.results) == [bytes([job]) for job in range(items)]
+    # and every item is answered, in order, under one signature over all of them
+    assert response.results == (True,) * items
+    assert response.signature is not None
+    assert recover_batch_signer(batch, domain, response.signature) == account.address
