@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from keeper.core.quorum import rank_members
 from keeper.store.db import PendingTx
 from tests.harness import TIME, selector, time_trigger
+from tests.node.support import due_block_of_round, ranking
 from tests.nodes import Network
 
 INTERVAL = 60
@@ -108,9 +108,14 @@ def node_index(network: Network, address: str) -> int:
 
 
 async def primary_of(network: Network, job_id: int, round_: int) -> int:
-    """The node index ranked first for a round (idle loads, as in these tests)."""
-    _, members = await network.net.quorum_for_job(job_id)
-    return node_index(network, rank_members(job_id, round_, [m.address for m in members])[0])
+    """The node index ranked first for an executed round of a Time job (idle loads, as in
+    these tests): its quorum's order for the block the round fell due at, read off the chain
+    (the first block at its slot, not before the block after the previous execution)."""
+    executions = await network.executions(job_id)
+    slot = int(executions[round_]["args"]["cursor"])
+    opened = int(executions[round_ - 1]["blockNumber"])
+    due = await due_block_of_round(network, slot, opened)
+    return node_index(network, (await ranking(network, job_id, due))[0])
 
 
 async def chain_nonce(network: Network, i: int) -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from keeper.core.messages import BatchResponse, ReportBatch
+from keeper.core.messages import BatchRequest, BatchResponse
 from tests.harness import TIME, selector, time_trigger
 from tests.node.support import executions_after
 from tests.nodes import Network, start_network
@@ -49,7 +49,7 @@ async def test_a_member_slower_than_the_threshold_is_heard_on_the_same_connectio
     assert slow.member is not None
     answer = slow.member.handle_batch
 
-    async def late_answer(batch: ReportBatch) -> BatchResponse:
+    async def late_answer(batch: BatchRequest) -> BatchResponse:
         await asyncio.sleep(SLOW_SECONDS)
         return await answer(batch)
 

@@ -207,12 +207,22 @@ async def test_node_down_for_long_catches_up_and_leads_again(tmp_path: Path) -> 
         chain_head = await network.net.block_number()
         head_hash = bytes((await network.net.w3.eth.get_block(chain_head))["hash"])
         assert await node.store.head() == (chain_head, head_hash)
-        # and it leads the next round it ranks first in
-        next_round = int((await network.net.job(job_id))["round"])
-        mine = next_round
-        while await primary_of(network, job_id, mine) != 0:
-            mine += 1
-        await step_until_executions(network, job_id, mine + 1, blocks=8 * (mine - next_round + 1))
+        # and it leads the rounds it ranks first in (each round's ranking read off the chain
+        # once executed: from the block its slot and its opening fell due at)
+        back = len(await network.executions(job_id))
+
+        async def first_of_its_own() -> int | None:
+            for r in range(back, len(await network.executions(job_id))):
+                if await primary_of(network, job_id, r) == 0:
+                    return r
+            return None
+
+        async def led_one() -> bool:
+            return await first_of_its_own() is not None
+
+        await network.step_until(led_one, max_blocks=150)
+        mine = await first_of_its_own()
+        assert mine is not None
         executions = await network.executions(job_id)
         assert executions[mine]["args"]["executor"] == node.address
         await assert_slots_once(network, job_id)

@@ -20,12 +20,12 @@ from eth_utils.crypto import keccak
 
 from keeper.core.messages import (
     SIGNATURE_HEADER,
-    ReportRequest,
-    encode_request,
+    BatchRequest,
+    encode_batch,
     format_signature_header,
     sign_body,
 )
-from keeper.core.report import Report, sign_report
+from keeper.core.report import Batch, Report, sign_batch
 from keeper.node.context import NodeOptions
 from tests.anvil import AnvilChain, AnvilProcess, ProviderLookalike
 from tests.harness import TIME, selector, time_trigger
@@ -116,21 +116,18 @@ async def test_a_strangers_request_costs_the_member_no_rpc_call(
         executor=stranger.address,
         deadline=head + 1_010,
     )
-    request = ReportRequest(
-        sender=stranger.address,
-        sent_block=head,
-        report=report,
-        payload=b"",
-        leader_signature=sign_report(stranger.key, report, net.domain),
+    batch = Batch.of([report])
+    request = BatchRequest.of(
+        stranger.address, head, batch, [b""], sign_batch(stranger.key, batch, net.domain)
     )
-    body = encode_request(request)
+    body = encode_batch(request)
     headers = {
         "Content-Type": "application/json",
         SIGNATURE_HEADER: format_signature_header(sign_body(stranger.key, body)),
     }
     before = rpc.requests
     # when the stranger posts it to node 0
-    url = node.endpoint + "/v1/reports"
+    url = node.endpoint + "/v1/reports/batch"
     async with aiohttp.ClientSession() as http, http.post(url, data=body, headers=headers) as resp:
         status, answer = resp.status, await resp.json()
     # then it is refused as a non-member, and node 0 made no RPC call for it
