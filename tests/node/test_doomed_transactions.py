@@ -18,8 +18,9 @@ import pytest
 from eth_account.typed_transactions.typed_transaction import TypedTransaction
 from hexbytes import HexBytes
 
-from keeper.chain.calls import compute_rotate_gas
+from keeper.chain.calls import compute_equivocation_proof, compute_rotate_gas
 from keeper.core.doom import compute_rotate_purpose, compute_slash_purpose
+from keeper.core.equivocation import SignedBy
 from keeper.core.report import sign_report
 from keeper.node.node import SLASH_GAS, KeeperNode
 from keeper.store.db import PendingTx
@@ -115,8 +116,8 @@ async def test_a_slash_of_a_keeper_already_slashed_is_cancelled_not_resent(
     _, members = await net.quorum_for_job(job_id)
     a = await net.make_report(job_id, start, payload, members[0].address)
     b = replace(a, cursor=a.cursor + 60)
-    sig_a, sig_b = (sign_report(cheater.key, r, net.domain) for r in (a, b))
-    data = node.calls.slash_equivocation_data(a, sig_a, b, sig_b)
+    proof_a, proof_b = (SignedBy(r, sign_report(cheater.key, r, net.domain)) for r in (a, b))
+    data = node.calls.slash_data(proof_a, proof_b)
 
     async def not_slashed() -> bool:
         info: Any = await net.registry.functions.keeperInfo(cheater.address).call()
@@ -127,7 +128,9 @@ async def test_a_slash_of_a_keeper_already_slashed_is_cancelled_not_resent(
     purpose = compute_slash_purpose(cheater.address)
     await node.sender.send(net.tm.address, data, SLASH_GAS, purpose)
     # when another reporter proves the same equivocation first
-    fn = net.tm.functions.slashEquivocation(a.as_tuple(), sig_a, b.as_tuple(), sig_b)
+    fn = net.tm.functions.slashEquivocation(
+        compute_equivocation_proof(proof_a), compute_equivocation_proof(proof_b)
+    )
     await net.tx(fn, net.keepers[6])
     assert not await not_slashed()
     # then node 3 frees its nonce with a self-send and never broadcasts its proof again
