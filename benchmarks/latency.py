@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from eth_keys.backends import get_backend
 
 from benchmarks.report import machine, write_section
-from keeper.core.quorum import rank_members
+from keeper.core.quorum import rank_batch_members
 from tests.e2e.cluster import Cluster, start_cluster
 from tests.e2e.support import (
     chain_head,
@@ -201,7 +201,8 @@ async def measure(
         block = int(log["blockNumber"])
         due = base + bisect.bisect_left(stamps, cursor)
         executor = str(args["executor"])
-        primary = rank_members(job_id, round_, members)[0]
+        # one quorum (index 0): every round due at a block shares that block's primary
+        primary = rank_batch_members(epoch, 0, due, members)[0]
         ms = times.get((executor.lower(), job_id, round_))
         sample = Sample(job_id, round_, executor, block - due, ms)
         if steady[0] <= block <= steady[1]:
