@@ -30,7 +30,7 @@ from keeper.chain.contracts import (
 )
 from keeper.chain.embedded import EmbeddedChain
 from keeper.core.quorum import Member, compute_quorum_of, pack_signatures, unpack_member
-from keeper.core.report import Domain, Report, sign_report
+from keeper.core.report import Batch, Domain, Report, sign_batch, sign_report
 from keeper.errors import ContractRevert
 
 TIME, CRON, EVENT, CONDITION = 0, 1, 2, 3
@@ -62,12 +62,52 @@ def condition_trigger(
 SEED_DELAY_BLOCKS = 2  # KeeperRegistry.SEED_DELAY_BLOCKS
 
 
+# The checks `execute` applies per item: a failed one skips its item (JobSkipped with the
+# error's selector) instead of reverting the batch.
+SKIP_ERRORS = frozenset(
+    {
+        "UnknownJob",
+        "JobIsPaused",
+        "JobIsCancelled",
+        "WrongRound",
+        "MaxExecutionsReached",
+        "JobExpired",
+        "InsufficientBalance",
+        "PayloadTooLong",
+        "PayloadMismatch",
+        "CursorOutOfRange",
+        "CursorNotRaised",
+        "CursorInFuture",
+        "CursorBeforeStart",
+        "CursorOffGrid",
+        "JobNotStarted",
+        "LogNotConfirmed",
+        "CursorMismatch",
+        "ConditionTooSoon",
+        "InsufficientStake",
+    }
+)
+
+
+def execute_error(name: str) -> str:
+    """The revert a batch of one gets when its item fails the check `name`: a per-item check
+    skips the item, and a batch with nothing executed reverts `NothingExecuted`."""
+    return "NothingExecuted" if name in SKIP_ERRORS else name
+
+
 async def reverts(awaitable: Awaitable[Any], name: str) -> ContractRevert:
     """Awaits a transaction or call that must revert with the custom error `name`."""
     with pytest.raises(ContractRevert) as info:
         await awaitable
     assert info.value.error_name == name, str(info.value)
     return info.value
+
+
+async def skips(awaitable: Awaitable[Any], name: str) -> ContractRevert:
+    """Awaits an `execute` of a batch of one whose item must fail the per-item check `name`:
+    the item is skipped, so the batch reverts `NothingExecuted`."""
+    assert name in SKIP_ERRORS, name
+    return await reverts(awaitable, "NothingExecuted")
 
 
 def gas_cost(receipt: TxReceipt) -> int:
@@ -254,28 +294,38 @@ class Net:
         check_block_hash: bytes | None = None,
         payload_hash: bytes | None = None,
         deadline: int | None = None,
+        quorum: int | None = None,
     ) -> Report:
-        """A report as an honest leader builds it: latest block as check block, next round."""
+        """A report as an honest leader builds it: latest block as check block, next round,
+        the job's quorum in the report's epoch."""
         latest = await self.block_number()
         cb = latest if check_block is None else check_block
         cb_hash = check_block_hash
         if cb_hash is None:
             cb_hash = bytes((await self.w3.eth.get_block(cb))["hash"]) if cb <= latest else ZERO32
         rnd = (await self.job(job_id))["round"] if round_ is None else round_
+        e = await self.epoch() if epoch is None else epoch
+        if quorum is None:
+            quorum = (await self.quorum_for_job(job_id, e))[0] if e > 0 else 0
         return Report(
             jobId=job_id,
             round=rnd,
-            epoch=await self.epoch() if epoch is None else epoch,
+            epoch=e,
             cursor=cursor,
             checkBlock=cb,
             checkBlockHash=cb_hash,
             payloadHash=keccak(payload) if payload_hash is None else payload_hash,
             executor=executor,
             deadline=latest + 20 if deadline is None else deadline,
+            quorum=quorum,
         )
 
     def sign(self, report: Report, signers: Sequence[LocalAccount]) -> dict[str, bytes]:
+        """Each signer's signature over `report` as a batch of one."""
         return {s.address: sign_report(s.key, report, self.domain) for s in signers}
+
+    def sign_batch(self, batch: Batch, signers: Sequence[LocalAccount]) -> dict[str, bytes]:
+        return {s.address: sign_batch(s.key, batch, self.domain) for s in signers}
 
     async def execute(
         self,
@@ -289,24 +339,63 @@ class Net:
         sender: LocalAccount | str | None = None,
         gas: int | None = None,
     ) -> TxReceipt:
-        """Submits `execute`; by default signed by every member, sent by the report's executor."""
+        """Submits `report` as a batch of one; by default signed by every member, sent by the
+        report's executor."""
+        return await self.execute_batch(
+            [report],
+            [payload],
+            members,
+            signatures,
+            bitmap=bitmap,
+            packed=packed,
+            sender=sender,
+            gas=gas,
+        )
+
+    def execute_fn(
+        self,
+        reports: Sequence[Report],
+        payloads: Sequence[bytes],
+        members: Sequence[Member],
+        signatures: dict[str, bytes] | None = None,
+        *,
+        bitmap: int | None = None,
+        packed: bytes | None = None,
+    ) -> Any:
+        """The `execute` call of `reports` (one header) with `payloads`; by default signed by
+        every member over the batch of all of them."""
+        batch = Batch.of(reports)
         sigs = (
             signatures
             if signatures is not None
-            else self.sign(report, [self.account_of(m.address) for m in members])
+            else self.sign_batch(batch, [self.account_of(m.address) for m in members])
         )
         auto_bitmap, auto_packed = pack_signatures(members, sigs)
-        return await self.tx(
-            self.tm.functions.execute(
-                report.as_tuple(),
-                payload,
-                [m.word for m in members],
-                auto_bitmap if bitmap is None else bitmap,
-                auto_packed if packed is None else packed,
-            ),
-            sender or report.executor,
-            gas=gas,
+        items = [(r.jobId, r.round, r.cursor, p) for r, p in zip(reports, payloads, strict=True)]
+        return self.tm.functions.execute(
+            batch.header.as_tuple(),
+            items,
+            [m.word for m in members],
+            auto_bitmap if bitmap is None else bitmap,
+            auto_packed if packed is None else packed,
         )
+
+    async def execute_batch(
+        self,
+        reports: Sequence[Report],
+        payloads: Sequence[bytes],
+        members: Sequence[Member],
+        signatures: dict[str, bytes] | None = None,
+        *,
+        bitmap: int | None = None,
+        packed: bytes | None = None,
+        sender: LocalAccount | str | None = None,
+        gas: int | None = None,
+    ) -> TxReceipt:
+        """Submits `execute` of the batch of `reports` (one header, in order) with their
+        `payloads`; by default signed by every member, sent by the batch's executor."""
+        fn = self.execute_fn(reports, payloads, members, signatures, bitmap=bitmap, packed=packed)
+        return await self.tx(fn, sender or reports[0].executor, gas=gas)
 
     async def execute_round(self, job_id: int, cursor: int, payload: bytes, **kw: Any) -> TxReceipt:
         """The honest path: the job's quorum signs the next round and its first member submits."""

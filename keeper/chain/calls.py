@@ -1,4 +1,5 @@
-"""Encoding and simulating the calls a keeper sends: `execute` and `rotate`."""
+"""Encoding and simulating the calls a keeper sends: `execute` (a batch), `slashEquivocation`
+and `rotate`."""
 
 from __future__ import annotations
 
@@ -14,13 +15,16 @@ from web3.utils.abi import get_abi_element
 
 from keeper.chain.contracts import revert_of
 from keeper.chain.rpc import rpc_guard
+from keeper.core.equivocation import SignedBy
 from keeper.core.quorum import Member
-from keeper.core.report import REPORT_TYPES, Report
+from keeper.core.report import Batch, Report, compute_payload_hash
 from keeper.errors import ChainError, ContractRevert
 
-# Gas of execute beyond the target's limit: base work plus one signature check per signer.
+# Gas of execute beyond its targets' limits: the batch's shared work plus one signature check
+# per member, and per item its checks, cold job slots, failure record and settlement.
 EXECUTE_BASE_GAS = 150_000
 EXECUTE_GAS_PER_MEMBER = 8_000
+EXECUTE_GAS_PER_ITEM = 40_000
 ROTATE_BASE_GAS = 300_000
 ROTATE_GAS_PER_KEEPER = 40_000
 
@@ -29,21 +33,32 @@ FORWARDER_GAS = 5_000  # TaskManager.FORWARDER_GAS
 POST_CALL_GAS = 30_000  # TaskManager.POST_CALL_GAS
 
 
-def compute_execute_gas(gas_limit: int, members: int) -> int:
-    """A gas limit that always satisfies the contract's 63/64 guard, which applies twice (into
-    the job's forwarder, then into the target); eth_estimateGas does not know about it and
-    under-estimates jobs with large limits."""
-    forwarder_gas = gas_limit * 64 // 63 + FORWARDER_GAS
-    return (
-        forwarder_gas * 64 // 63
-        + POST_CALL_GAS
-        + EXECUTE_BASE_GAS
-        + EXECUTE_GAS_PER_MEMBER * members
+def compute_execute_gas(gas_limits: Sequence[int], members: int) -> int:
+    """A gas limit for a batch whose items' jobs have `gas_limits` (in item order) that always
+    satisfies the contract's 63/64 guard for every item: before each item's call the guard asks
+    for that call's forwarder gas (the 63/64 rule applies twice, into the job's forwarder, then
+    into the target) plus POST_CALL_GAS. eth_estimateGas does not know about the guard and
+    under-estimates jobs with large limits. Each item is counted at its worst: its forwarder's
+    whole gas and EXECUTE_GAS_PER_ITEM besides, so the last one still finds its guard met."""
+    items = sum(
+        (limit * 64 // 63 + FORWARDER_GAS) * 64 // 63 + EXECUTE_GAS_PER_ITEM for limit in gas_limits
     )
+    return items + POST_CALL_GAS + EXECUTE_BASE_GAS + EXECUTE_GAS_PER_MEMBER * members
 
 
 def compute_rotate_gas(keepers: int) -> int:
     return ROTATE_BASE_GAS + ROTATE_GAS_PER_KEEPER * keepers
+
+
+def compute_equivocation_proof(signed: SignedBy) -> tuple[Any, ...]:
+    """The ABI tuple of TaskManager's `EquivocationProof` for one signed item."""
+    return (
+        signed.report.header.as_tuple(),
+        list(signed.hashes),
+        signed.index,
+        signed.report.item_tuple(),
+        signed.signature,
+    )
 
 
 class BillingTerms(NamedTuple):
@@ -71,28 +86,61 @@ class KeeperCalls:
 
     def execute_data(
         self,
-        report: Report,
-        payload: bytes,
+        batch: Batch,
+        payloads: Sequence[bytes],
         members: Sequence[Member],
         bitmap: int,
         signatures: bytes,
     ) -> bytes:
-        args = (report.as_tuple(), payload, [m.word for m in members], bitmap, signatures)
+        """`execute(header, items, members, signerBitmap, signatures)` calldata: `payloads[i]`
+        is the payload of `batch.items[i]` (whose payloadHash the quorum signed)."""
+        if len(payloads) != len(batch.items):
+            raise ValueError(f"{len(batch.items)} items but {len(payloads)} payloads")
+        items = [
+            (r.jobId, r.round, r.cursor, payload)
+            for r, payload in zip(batch.items, payloads, strict=True)
+        ]
+        args = (batch.header.as_tuple(), items, [m.word for m in members], bitmap, signatures)
         return self._execute_selector + abi_encode(self._execute_types, args)
 
-    def execute_report(self, data: bytes) -> Report | None:
-        """The report an `execute` calldata carries, or None for other calldata. The report is
-        a static tuple, encoded in place at the head of the arguments: only its words are read."""
-        size = 32 * len(REPORT_TYPES["Report"])
-        if data[:4] != self._execute_selector or len(data) < 4 + size:
+    def execute_batch(self, data: bytes) -> tuple[Batch, tuple[bytes, ...]] | None:
+        """The batch an `execute` calldata carries (each item's payloadHash computed from its
+        payload) and the payloads, or None for other calldata or an encoding no batch has."""
+        if data[:4] != self._execute_selector:
             return None
-        (fields,) = abi_decode([self._execute_types[0]], data[4 : 4 + size])
-        return Report(*fields)
+        try:
+            header, items, _, _, _ = abi_decode(self._execute_types, data[4:])
+            epoch, quorum, check_block, check_block_hash, executor, deadline = header
+            reports = [
+                Report(
+                    jobId=job_id,
+                    round=round_,
+                    epoch=epoch,
+                    cursor=cursor,
+                    checkBlock=check_block,
+                    checkBlockHash=bytes(check_block_hash),
+                    payloadHash=compute_payload_hash(bytes(payload)),
+                    executor=executor,
+                    deadline=deadline,
+                    quorum=quorum,
+                )
+                for job_id, round_, cursor, payload in items
+            ]
+            batch = Batch.of(reports)
+        except Exception:  # eth-abi's decoding errors, or an empty or oversized batch
+            return None
+        return batch, tuple(bytes(item[3]) for item in items)
 
-    def slash_equivocation_data(self, a: Report, sig_a: bytes, b: Report, sig_b: bytes) -> bytes:
-        """`slashEquivocation(a, sigA, b, sigB)` calldata."""
+    def execute_report(self, data: bytes) -> Report | None:
+        """The first item of the batch an `execute` calldata carries, or None."""
+        carried = self.execute_batch(data)
+        return None if carried is None else carried[0].items[0]
+
+    def slash_data(self, a: SignedBy, b: SignedBy) -> bytes:
+        """`slashEquivocation(a, b)` calldata: each proof is the signed item's batch header,
+        the batch's item hashes, the item's index and the item, and the signature."""
         data = self.task_manager.encode_abi(
-            "slashEquivocation", args=[a.as_tuple(), sig_a, b.as_tuple(), sig_b]
+            "slashEquivocation", args=[compute_equivocation_proof(a), compute_equivocation_proof(b)]
         )
         return bytes.fromhex(data[2:])
 
@@ -112,6 +160,25 @@ class KeeperCalls:
                 raise
             return revert
         return None
+
+    async def simulate_execute(
+        self, sender: str, to: str, data: bytes, gas: int
+    ) -> tuple[int, ContractRevert | None]:
+        """eth_call of an `execute` against the pending block: (the executed-items bitmap it
+        returns, None), or (0, the decoded revert). `NothingExecuted` says every item would be
+        skipped."""
+        call = {"from": sender, "to": to, "data": "0x" + data.hex(), "gas": gas}
+        try:
+            async with rpc_guard("simulate"):
+                result = bytes(await self._w3.eth.call(call, "pending"))  # type: ignore[arg-type]
+        except Exception as exc:
+            revert = revert_of(exc)
+            if revert is None:
+                raise
+            return 0, revert
+        if len(result) != 32:
+            raise ChainError(f"execute returned {len(result)} bytes, not one word")
+        return int.from_bytes(result, "big"), None
 
     async def can_rotate(self) -> bool:
         """`canRotate()`, asked every head: one plain eth_call of fixed calldata, without the

@@ -17,6 +17,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import is_address, keccak, to_checksum_address
 from web3.types import TxReceipt
 
+from keeper.chain.contracts import decode_revert_data
 from keeper.core.quorum import Member
 from keeper.core.report import Report
 from keeper.errors import ContractRevert
@@ -27,6 +28,7 @@ from tests.harness import (
     Net,
     condition_trigger,
     event_trigger,
+    execute_error,
     selector,
     time_trigger,
 )
@@ -66,12 +68,14 @@ async def assert_rejected(
 ) -> tuple[Any, ...]:
     """Runs `submit`, expects the custom error `error`, and checks that nothing changed.
 
-    Returns the error's decoded arguments for the caller to check, addresses checksummed.
+    Returns the error's decoded arguments for the caller to check, addresses checksummed. A
+    per-item check (tests.harness.SKIP_ERRORS) skips the batch's only item, so the batch
+    reverts `NothingExecuted` (no arguments); test_batch_execute.py names the skip reasons.
     """
     before = await observe(net, job_id)
     with pytest.raises(ContractRevert) as info:
         await submit()
-    assert info.value.error_name == error, str(info.value)
+    assert info.value.error_name == execute_error(error), str(info.value)
     assert await observe(net, job_id) == before
     return tuple(_checksummed(arg) for arg in info.value.args)
 
@@ -213,3 +217,45 @@ async def emit_demo_event(net: Net) -> tuple[int, int]:
     receipt = await net.tx(net.target.functions.emitDemo(7, 1), net.owner)
     (log,) = receipt["logs"]
     return (log["blockNumber"] << 32) | log["logIndex"], log["blockNumber"]
+
+
+async def create_companion(net: Net, quorum: int) -> int:
+    """A Condition job (min interval 1) served by `quorum`: its round 0 with the check block as
+    cursor executes beside any item of that quorum's batch, so that item's own fate shows."""
+    while True:
+        job_id = await create_condition_job(net)
+        if (await net.quorum_for_job(job_id))[0] == quorum:
+            return job_id
+
+
+def companion_item(report: Report, companion_id: int) -> Report:
+    """The companion job's item under `report`'s header."""
+    return replace(
+        report, jobId=companion_id, round=0, cursor=report.checkBlock, payloadHash=keccak(ON_TIME)
+    )
+
+
+async def fate(
+    net: Net, report: Report, payload: bytes, members: Sequence[Member], companion_id: int
+) -> str | None:
+    """What `execute` does with `report` beside the companion's item, signed by every member,
+    in a chain snapshot undone afterwards: None when it executed, the name of the error its
+    `JobSkipped` reason is the selector of, or the whole batch's revert."""
+    snapshot = net.chain.snapshot()
+    try:
+        try:
+            receipt = await net.execute_batch(
+                [report, companion_item(report, companion_id)], [payload, ON_TIME], members
+            )
+        except ContractRevert as exc:
+            return exc.error_name
+        executed = await net.events(net.tm, "JobExecuted", receipt)
+        assert [e["args"]["jobId"] for e in executed][-1] == companion_id
+        skipped = await net.events(net.tm, "JobSkipped", receipt)
+        if not skipped:
+            return None
+        (event,) = skipped
+        assert event["args"]["jobId"] == report.jobId
+        return decode_revert_data(bytes(event["args"]["reason"])).error_name
+    finally:
+        net.chain.revert(snapshot)

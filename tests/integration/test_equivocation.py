@@ -16,6 +16,8 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 from web3.types import TxReceipt
 
+from keeper.chain.calls import compute_equivocation_proof
+from keeper.core.equivocation import SignedBy
 from keeper.core.quorum import compute_quorums
 from keeper.core.report import Report, sign_report
 from tests.harness import ETHER, TIME, Net, gas_cost, reverts, selector, time_trigger
@@ -39,8 +41,10 @@ async def honest_report(net: Net) -> tuple[int, Report]:
 async def prove(
     net: Net, a: Report, sig_a: bytes, b: Report, sig_b: bytes, reporter: LocalAccount
 ) -> TxReceipt:
-    fn = net.tm.functions.slashEquivocation(a.as_tuple(), sig_a, b.as_tuple(), sig_b)
-    return await net.tx(fn, reporter)
+    """`slashEquivocation` with `a` and `b` each signed as a batch of one."""
+    proof_a = compute_equivocation_proof(SignedBy(a, sig_a))
+    proof_b = compute_equivocation_proof(SignedBy(b, sig_b))
+    return await net.tx(net.tm.functions.slashEquivocation(proof_a, proof_b), reporter)
 
 
 def sign(net: Net, keeper: LocalAccount, report: Report) -> bytes:

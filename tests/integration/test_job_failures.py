@@ -106,7 +106,7 @@ async def test_a_job_pauses_itself_after_three_failures_in_a_row(net4: Net) -> N
     cursor = (await net4.job(job_id))["lastCursor"] + INTERVAL
     net4.time_travel(cursor + 5)
     fourth = await prepare_round(net4, job_id, cursor, FLAKY)
-    assert await fourth.rejected("JobIsPaused") == (job_id,)
+    await fourth.rejected("JobIsPaused")
     # and the owner's resume starts the count again
     await net4.tx(net4.tm.functions.resume(job_id), net4.owner)
     job = await net4.job(job_id)
