@@ -86,7 +86,7 @@ async def network(tmp: Path) -> tuple[Cluster, Any, Any]:
 async def create(cluster: Cluster, w3: Any, specs: list[tuple[Any, ...]]) -> list[int]:
     """Creates the jobs (sent together, mined over a few blocks); returns their ids."""
     tm = (await cluster.contracts(w3)).task_manager
-    deposit = 20 * int(await tm.functions.requiredDeposit(200_000, 0).call())
+    deposit = 3 * int(await tm.functions.requiredDeposit(200_000, 0).call())
     owner = cluster.accounts[1].address
     nonce = await w3.eth.get_transaction_count(owner, "pending")
     hashes = []
