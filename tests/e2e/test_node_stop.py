@@ -73,11 +73,11 @@ async def wait_for_exit(kp: KeeperProcess, timeout: float) -> int:
 
 
 async def post_report(kp: KeeperProcess) -> int | None:
-    """POST /v1/reports (unsigned): the HTTP status, or None when nothing answers."""
+    """POST /v1/reports/batch (unsigned): the HTTP status, or None when nothing answers."""
     try:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
-            session.post(f"{kp.endpoint}/v1/reports", json={}) as response,
+            session.post(f"{kp.endpoint}/v1/reports/batch", json={}) as response,
         ):
             return response.status
     except aiohttp.ClientConnectionError:
@@ -89,7 +89,7 @@ async def request_stuck_in_flight(kp: KeeperProcess) -> AsyncIterator[None]:
     """A peer POST whose body never arrives: the server's handler waits for it."""
     with socket.create_connection(("127.0.0.1", kp.port), timeout=5) as sock:
         sock.sendall(
-            b"POST /v1/reports HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"POST /v1/reports/batch HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             b"Content-Type: application/json\r\nContent-Length: 4096\r\n\r\n{"
         )
         # A whole request on another connection, answered: the server has read the stuck
