@@ -944,25 +944,40 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
         returns (bytes32[] memory payloadHashes, uint256 itemBytes, bytes32 itemsHash)
     {
         EpochHeader memory h = _epochOf(header.epoch);
+        bytes32 seed = bytes32(h.seed);
+        uint256 count = h.count;
+        uint256 quorum = header.quorum;
+        bytes32 typehash = ITEM_TYPEHASH;
         uint256 n = items.length;
         payloadHashes = new bytes32[](n);
         bytes32[] memory itemHashes = new bytes32[](n);
         for (uint256 i = 0; i < n; ++i) {
             Item calldata item = items[i];
             uint256 jobId = item.jobId;
-            // keccak256(abi.encode(seed, jobId)) % count, as KeeperRegistry.quorumOf computes it.
-            if (uint256(keccak256(abi.encode(bytes32(h.seed), jobId))) % h.count != header.quorum) {
-                revert JobNotInQuorum(jobId, header.quorum);
-            }
+            uint256 round = item.round;
+            uint256 cursor = item.cursor;
             bytes calldata payload = item.payload;
             bytes32 payloadHash;
+            bytes32 itemHash;
+            uint256 quorumWord;
+            // In scratch memory past the free pointer: the payload's hash, the item's EIP-712
+            // struct hash, and keccak256(abi.encode(seed, jobId)) (KeeperRegistry.quorumOf).
             assembly ("memory-safe") {
                 let p := mload(0x40)
                 calldatacopy(p, payload.offset, payload.length)
                 payloadHash := keccak256(p, payload.length)
+                mstore(p, typehash)
+                mstore(add(p, 0x20), jobId)
+                mstore(add(p, 0x40), round)
+                mstore(add(p, 0x60), cursor)
+                mstore(add(p, 0x80), payloadHash)
+                itemHash := keccak256(p, 0xa0)
+                mstore(p, seed)
+                quorumWord := keccak256(p, 0x40)
             }
+            if (quorumWord % count != quorum) revert JobNotInQuorum(jobId, header.quorum);
             payloadHashes[i] = payloadHash;
-            itemHashes[i] = keccak256(abi.encode(ITEM_TYPEHASH, jobId, item.round, item.cursor, payloadHash));
+            itemHashes[i] = itemHash;
             itemBytes += _itemBytes(payload.length);
         }
         assembly ("memory-safe") {
