@@ -486,19 +486,20 @@ class LeaderService:
                 exc,
             )
             return None
-        self._note_refusals(member, batch, response)
-        if response.signature is None or response.signer.lower() != member.lower():
-            if response.signature is not None:
-                say(
-                    rounds,
-                    f"peer.bad_signature:{member}",
-                    logging.WARNING,
-                    "peer.bad_signature member=%s signer=%s",
-                    member,
-                    response.signer,
-                )
+        if response.signer.lower() != member.lower():
+            say(
+                rounds,
+                f"peer.bad_signature:{member}",
+                logging.WARNING,
+                "peer.bad_signature member=%s signer=%s",
+                member,
+                response.signer,
+            )
             return None
         self._observe(member, response.overloaded, head)
+        self._note_refusals(member, batch, response)
+        if response.signature is None:
+            return None  # it accepted no item
         accepted = response.accepted
         try:
             signer = recover_batch_signer(
