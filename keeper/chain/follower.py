@@ -472,7 +472,9 @@ class ChainFollower:
                 acquired = [
                     job
                     for job in stored
-                    if job.job_id in activity and not is_job_served(before, job.job_id)
+                    if now != before
+                    and job.job_id in activity
+                    and not is_job_served(before, job.job_id)
                 ]
                 if acquired:
                     found = await self._backfill(acquired, first - 1)
