@@ -91,6 +91,14 @@ async def test_a_job_served_from_a_rotation_gets_the_logs_its_old_quorum_did_not
         later = await emit_demo(net, 4)
         await sync_all(mine)
         assert stored_logs(tmp_path / "mine.db", job_id) == [*kept, later]
+        # and a node catching up from the deployment in ranges of 200 blocks, across the
+        # rotation's block, keeps the same: its pass ends at that block, the next backfills
+        late = await open_follower(net, tmp_path / "late.db", me)
+        try:
+            await sync_all(late)
+            assert stored_logs(tmp_path / "late.db", job_id) == [*kept, later]
+        finally:
+            await late._store.close()
     finally:
         await mine._store.close()
         await everyone._store.close()
