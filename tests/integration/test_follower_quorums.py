@@ -10,6 +10,7 @@ from pathlib import Path
 from eth_account.signers.local import LocalAccount
 
 from keeper.chain.follower import ChainFollower
+from keeper.core.serving import EPOCH_GRACE_BLOCKS
 from keeper.store.db import Store
 from tests.harness import ETHER, Net, selector
 from tests.integration.store_support import read_table
@@ -102,3 +103,40 @@ async def test_a_job_served_from_a_rotation_gets_the_logs_its_old_quorum_did_not
     finally:
         await mine._store.close()
         await everyone._store.close()
+
+
+async def test_a_job_the_keeper_stops_serving_stops_costing_log_queries(
+    net: Net, tmp_path: Path
+) -> None:
+    # given keepers 0-3 in epoch 1's one quorum, keeper 0 following an Event job of it
+    me = net.keepers[0]
+    for keeper in net.keepers[:4]:
+        await net.register(keeper, ETHER)
+    await net.rotate()
+    mine = await open_follower(net, tmp_path / "mine.db", me)
+    emitter = net.target.address.lower()
+    try:
+        job_id = await create_event_job(net)
+        held = [await emit_demo(net, 0)]
+        await sync_all(mine)
+        assert stored_logs(tmp_path / "mine.db", job_id) == held
+        # when keeper 0 leaves and epoch 2 forms without it
+        await net.tx(net.registry.functions.requestExit(), me)
+        await net.age_epoch()
+        await net.rotate()
+        start = await net.block_number()
+        # then through the grace period it still follows the job (its old quorum may sign)
+        held.append(await emit_demo(net, 1))
+        await sync_all(mine)
+        assert stored_logs(tmp_path / "mine.db", job_id) == held
+        # and after it, the emitter is asked no more and its logs are not kept
+        net.mine(start + EPOCH_GRACE_BLOCKS - await net.block_number())
+        await sync_all(mine)
+        asked = mine._logs.asked[emitter]
+        for tag in range(2, 5):
+            await emit_demo(net, tag)
+            await sync_all(mine)
+        assert mine._logs.asked[emitter] == asked
+        assert stored_logs(tmp_path / "mine.db", job_id) == held
+    finally:
+        await mine._store.close()
