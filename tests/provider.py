@@ -58,6 +58,8 @@ class ProviderEmulator:
         self.calls: Counter[str] = Counter()  # JSON-RPC calls served, by method
         self.refused: Counter[str] = Counter()  # calls answered with a provider error, by reason
         self.empty_lagging_logs = 0  # eth_getLogs answered empty by the lagging backend
+        # eth_getLogs calls by the first topics they filter on (0x-hex; "any" when unfiltered)
+        self.log_topics: Counter[str] = Counter()
         self.port = 0
         self._turn = 0
         self._runner: web.AppRunner | None = None
@@ -122,6 +124,7 @@ class ProviderEmulator:
             self.refused["block_hash"] += 1
             return _error(call_id, -32602, "invalid argument 0: unknown field blockHash")
         if method == "eth_getLogs":
+            self._count_topics(params)
             refusal = await self._refuse_logs(params, lag_head)
             if refusal is not None:
                 return {**refusal, "id": call_id}
@@ -143,6 +146,16 @@ class ProviderEmulator:
             self.refused["results"] += 1
             return _error(call_id, -32005, TOO_MANY_RESULTS.format(limit=limit))
         return answer
+
+    def _count_topics(self, params: list[Any]) -> None:
+        query = params[0] if params and isinstance(params[0], dict) else {}
+        topics = query.get("topics") or [None]
+        first = topics[0]
+        if first is None:
+            self.log_topics["any"] += 1
+        else:
+            wanted = [first] if isinstance(first, str) else first
+            self.log_topics.update(str(t).lower() for t in wanted)
 
     async def _refuse_logs(self, params: list[Any], lag_head: int | None) -> Any:
         query = params[0] if params and isinstance(params[0], dict) else {}

@@ -22,7 +22,8 @@ from keeper.chain.logs import BlockNotYetServed, LogFetcher, LogQuery, sorted_lo
 from keeper.chain.rpc import rpc_guard
 from keeper.core.addresses import checksum_address
 from keeper.core.jobs import ZERO_TOPIC, Job, JobStatus, Trigger, decode_trigger, is_log_match
-from keeper.core.triggers import TriggerKind, compute_event_cursor
+from keeper.core.serving import Seat, compute_seat, compute_serving_seats, is_job_served
+from keeper.core.triggers import TriggerKind, compute_event_cursor, split_event_cursor
 from keeper.store.db import ChainEvent, Store
 
 log = logging.getLogger(__name__)
@@ -207,8 +208,15 @@ class ChainFollower:
         reorg_depth: int = 12,
         max_range: int = 200,
         header_batch: int = HEADER_BATCH,
+        member: str | None = None,
     ) -> None:
         self._w3 = w3
+        # The keeper whose quorums' Event jobs are followed; None follows every Event job.
+        self._member = member
+        self._activity_topics = tuple(
+            bytes(HexBytes(task_manager.events[name].topic)) for name in ("JobPaused", "JobResumed")
+        )
+        self._task_manager = str(task_manager.address)
         self._logs = LogFetcher(w3, max_range)
         self._header_batch = header_batch
         self._store = store
@@ -314,6 +322,8 @@ class ChainFollower:
                 LogQuery(tuple(self._decoder.addresses)), first, last, hashes, blooms
             )
             events = self._decode_events(raw_logs, hashes, stamps)
+            if events is not None and self._member is not None:
+                last, events = _end_at_epoch_start(last, events)
             job_logs = (
                 None
                 if events is None
@@ -324,6 +334,8 @@ class ChainFollower:
             return SyncResult(first - 1, first - 1, 0, reorg_to)
         if events is None or job_logs is None:
             return SyncResult(first - 1, chain_head, 0, reorg_to)  # reorg mid-fetch
+        if len(headers) > last - first + 1:  # the pass ended at an epoch's first block
+            headers = headers[: last - first + 1]
         await self._store.apply_blocks(headers, events, job_logs)
         if events:
             log.debug("sync.events from=%d to=%d count=%d", first, last, len(events))
@@ -444,9 +456,31 @@ class ChainFollower:
         before b, and not paused or cancelled since, or resumed). The rule depends on blocks
         only, never on where a sync pass's range began, so every node stores the same logs.
         Only the emitters (and first topics, where every job names one) of jobs active at some
-        block of the range are asked for: a paused job on a busy contract costs nothing.
+        block of the range are asked for: a paused job on a busy contract costs nothing. With a
+        member, only its own quorums' jobs are (another quorum's job costs nothing either), and
+        a job it serves from this range on has its logs since its cursor backfilled.
         """
-        activity = self._job_activity(await self._store.jobs(), events)
+        stored = await self._store.jobs()
+        activity = self._job_activity(stored, events)
+        backfill: list[tuple[int, int, int, bytes]] = []
+        if self._member is not None:
+            seats = await self._seats()
+            if seats is not None:
+                now = compute_serving_seats(seats, first)
+                before = compute_serving_seats(seats, first - 1)
+                activity = {j: a for j, a in activity.items() if is_job_served(now, j)}
+                acquired = [
+                    job
+                    for job in stored
+                    if now != before
+                    and job.job_id in activity
+                    and not is_job_served(before, job.job_id)
+                ]
+                if acquired:
+                    found = await self._backfill(acquired, first - 1)
+                    if found is None:
+                        return None
+                    backfill = found
         jobs = [(job_id, trigger) for job_id, (trigger, _, changes) in activity.items()]
         wanted = [
             trigger
@@ -454,13 +488,13 @@ class ChainFollower:
             if active or any(on for _, on in changes)
         ]
         if not wanted:
-            return []
+            return backfill
         emitters = tuple(sorted({t.emitter for t in wanted}))
         topic0s: tuple[bytes, ...] | None = tuple(sorted({t.topics[0] for t in wanted}))
         if topic0s is not None and ZERO_TOPIC in topic0s:
             topic0s = None  # a job takes any first topic: filter by emitter only
         raw_logs = await self._logs.fetch(LogQuery(emitters, topic0s), first, last, hashes, blooms)
-        out: list[tuple[int, int, int, bytes]] = []
+        out = backfill
         for raw in sorted_logs(raw_logs):
             block = int(raw["blockNumber"])
             if bytes(raw["blockHash"]) != hashes.get(block):
@@ -472,6 +506,90 @@ class ChainFollower:
                 if is_log_match(trigger, str(raw["address"]), topics):
                     cursor = compute_event_cursor(block, int(raw["logIndex"]))
                     out.append((job_id, cursor, block, bytes(raw["blockHash"])))
+        return out
+
+    async def _seats(self) -> list[Seat] | None:
+        """This member's seats in the newest three epochs the store holds (enough to tell what
+        it served at the pass's first block and the block before); None while an epoch's
+        quorums are not all stored, which follows every job rather than guess."""
+        assert self._member is not None
+        latest = await self._store.latest_epoch()
+        if latest is None:
+            return []
+        seats: list[Seat] = []
+        for number in range(latest.epoch, max(0, latest.epoch - 3), -1):
+            epoch = await self._store.epoch(number)
+            if epoch is None:
+                continue
+            quorums = await self._store.quorums(number)
+            if len(quorums) != epoch.count:
+                return None
+            seats.append(
+                compute_seat(epoch.epoch, epoch.start_block, epoch.seed, quorums, self._member)
+            )
+        return seats
+
+    async def _backfill(
+        self, jobs: Sequence[Job], upto: int
+    ) -> list[tuple[int, int, int, bytes]] | None:
+        """The logs of Event jobs this member serves from block `upto + 1` on, from each job's
+        cursor block to `upto`: the logs the job's previous quorum held and has not executed.
+
+        The headers are read again (in batches) for their hashes and blooms, since the store
+        keeps only the last few hundred; the pauses and resumes of the range come with the logs,
+        so the activity rule (a log counts when the job was active at the end of the block
+        before) is applied as a node that followed the job all along applied it. None when the
+        chain moved under the range (the pass is retried)."""
+        starts = {job.job_id: split_event_cursor(job.last_cursor)[0] for job in jobs}
+        low = max(self._start_block, min(starts.values()))
+        if low > upto:
+            return []
+        blooms: dict[int, bytes] = {}
+        headers = await self._headers(low, upto, blooms)
+        if not headers or headers[-1][0] != upto:
+            raise BlockNotYetServed(f"block {upto} for a backfill")
+        for prev, cur in itertools.pairwise(headers):
+            if cur[2] != prev[1]:
+                return None
+        if headers[-1][1] != await self._store.block_hash(upto):
+            return None  # another branch than the store's: a reorg the next pass finds
+        hashes = {h[0]: h[1] for h in headers}
+        triggers = [job.trigger for job in jobs]
+        topic0s: tuple[bytes, ...] | None = tuple(
+            sorted({t.topics[0] for t in triggers} | set(self._activity_topics))
+        )
+        if ZERO_TOPIC in {t.topics[0] for t in triggers}:
+            topic0s = None
+        emitters = tuple(sorted({t.emitter for t in triggers} | {self._task_manager}))
+        raw_logs = await self._logs.fetch(LogQuery(emitters, topic0s), low, upto, hashes, blooms)
+        ordered = sorted_logs(raw_logs)
+        changes: dict[int, list[tuple[int, bool]]] = {job.job_id: [] for job in jobs}
+        paused, resumed = self._activity_topics
+        for raw in ordered:
+            topics = [bytes(t) for t in raw["topics"]]
+            if str(raw["address"]).lower() != self._task_manager.lower() or len(topics) < 2:
+                continue
+            if topics[0] in (paused, resumed):
+                job_id = int.from_bytes(topics[1], "big")
+                if job_id in changes:
+                    changes[job_id].append((int(raw["blockNumber"]), topics[0] == resumed))
+        out: list[tuple[int, int, int, bytes]] = []
+        for job in jobs:
+            moves = changes[job.job_id]
+            # Active at `low` unless its first change in the range is a resume.
+            active = not moves[0][1] if moves else job.status == JobStatus.Active
+            activity = (job.trigger, active, moves)
+            for raw in ordered:
+                block = int(raw["blockNumber"])
+                if bytes(raw["blockHash"]) != hashes.get(block):
+                    return None
+                topics = [bytes(t) for t in raw["topics"]]
+                cursor = compute_event_cursor(block, int(raw["logIndex"]))
+                if cursor <= job.last_cursor or not _is_active_before(activity, block):
+                    continue
+                if is_log_match(job.trigger, str(raw["address"]), topics):
+                    out.append((job.job_id, cursor, block, bytes(raw["blockHash"])))
+        log.info("sync.backfill jobs=%d from=%d to=%d logs=%d", len(jobs), low, upto, len(out))
         return out
 
     @staticmethod
@@ -496,6 +614,16 @@ class ChainFollower:
             if job_id in activity:
                 activity[job_id][2].append((ev.block_number, on))
         return activity
+
+
+def _end_at_epoch_start(last: int, events: list[ChainEvent]) -> tuple[int, list[ChainEvent]]:
+    """The range cut at the first block that starts an epoch, and its events: the pass learns
+    the new quorums with that block, and the next one follows (and backfills) their jobs."""
+    starts = [ev.block_number for ev in events if ev.name == "EpochStarted"]
+    if not starts or min(starts) >= last:
+        return last, events
+    cut = min(starts)
+    return cut, [ev for ev in events if ev.block_number <= cut]
 
 
 def _is_active_before(activity: tuple[Trigger, bool, list[tuple[int, bool]]], block: int) -> bool:

@@ -11,9 +11,8 @@ from keeper.chain.reader import MAX_RPC_BATCH
 from keeper.chain.sender import DEFAULT_MAX_IN_FLIGHT
 from keeper.core.quorum import Member, compute_quorum_of
 from keeper.core.report import Domain
+from keeper.core.serving import EPOCH_GRACE_BLOCKS
 from keeper.store.db import Epoch, Store
-
-EPOCH_GRACE_BLOCKS = 20  # KeeperRegistry.EPOCH_GRACE_BLOCKS
 
 
 @dataclass(frozen=True)

@@ -113,6 +113,7 @@ class KeeperNode:
             start_block=deployment.block,
             reorg_depth=options.reorg_depth,
             max_range=options.max_sync_range,
+            member=account.address,
         )
         self.sender = TxSender(
             w3,
