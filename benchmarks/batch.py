@@ -88,10 +88,9 @@ async def create(cluster: Cluster, w3: Any, specs: list[tuple[Any, ...]]) -> lis
     tm = (await cluster.contracts(w3)).task_manager
     deposit = 3 * int(await tm.functions.requiredDeposit(200_000, 0).call())
     owner = cluster.accounts[1].address
-    nonce = await w3.eth.get_transaction_count(owner, "pending")
     hashes = []
-    for k, spec in enumerate(specs):
-        params = {"from": owner, "value": deposit, "gas": CREATE_GAS, "nonce": nonce + k}
+    for spec in specs:
+        params = {"from": owner, "value": deposit, "gas": CREATE_GAS}
         hashes.append(await tm.functions.createJob(spec).transact(params))
     ids = []
     for tx in hashes:
@@ -222,11 +221,8 @@ async def event(cluster: Cluster, w3: Any, logs_n: int) -> list[Row]:
     while not await executions(cluster, w3, b0) and time.monotonic() < deadline:
         await asyncio.sleep(1)
     owner = cluster.accounts[1].address
-    nonce = await w3.eth.get_transaction_count(owner, "pending")
     hashes = [
-        await target.functions.emitDemo(9, k + 1).transact(
-            {"from": owner, "gas": 100_000, "nonce": nonce + k}
-        )
+        await target.functions.emitDemo(9, k + 1).transact({"from": owner, "gas": 100_000})
         for k in range(logs_n)
     ]
     log_blocks = [
