@@ -24,7 +24,14 @@ from keeper.core.quorum import Member, pack_signatures
 from keeper.core.report import MAX_BATCH_ITEMS, Batch, Report, compute_item_hash, sign_batch
 from keeper.errors import ContractRevert
 from tests.harness import ETHER, TIME, Net, reverts, selector, time_trigger
-from tests.integration.execute_support import INTERVAL, ON_TIME, observe
+from tests.integration.execute_support import (
+    INTERVAL,
+    ON_EVENT,
+    ON_TIME,
+    create_event_job,
+    emit_demo_event,
+    observe,
+)
 
 ON_CRON = selector("onCron()")
 
@@ -250,6 +257,24 @@ async def test_two_rounds_of_one_job_run_in_order_in_one_batch(net4: Net) -> Non
     assert [(e["round"], e["cursor"]) for e in executed] == [(0, start), (1, start + INTERVAL)]
     job = await net4.job(job_id)
     assert (job["round"], job["lastCursor"]) == (2, start + INTERVAL)
+
+
+async def test_two_logs_of_one_event_job_run_as_two_rounds_in_one_batch(net4: Net) -> None:
+    # given an Event job (1 confirmation) and two matching logs, confirmed
+    job_id = await create_event_job(net4, confirmations=1)
+    first_cursor, _ = await emit_demo_event(net4)
+    second_cursor, _ = await emit_demo_event(net4)
+    net4.mine(1)
+    _, members = await net4.quorum_for_job(job_id)
+    first = await net4.make_report(job_id, first_cursor, ON_EVENT, members[0].address)
+    second = replace(first, round=1, cursor=second_cursor)
+    # when both logs go in one batch as rounds 0 and 1, ordered by cursor
+    receipt = await submit(net4, [first, second], [ON_EVENT, ON_EVENT])
+    # then both execute in order, and the job's cursor is the second log's
+    executed = [e["args"] for e in await net4.events(net4.tm, "JobExecuted", receipt)]
+    assert [(e["round"], e["cursor"]) for e in executed] == [(0, first_cursor), (1, second_cursor)]
+    assert (await net4.job(job_id))["lastCursor"] == second_cursor
+    assert await net4.target.functions.eventCount().call() == 2
 
 
 PER_ITEM_GUARDS = {
