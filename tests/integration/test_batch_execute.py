@@ -412,6 +412,44 @@ async def test_the_nodes_calls_encode_simulate_and_size_a_batch(net4: Net) -> No
     assert executed == 0 and revert is not None and revert.error_name == "NothingExecuted"
 
 
+async def test_compute_execute_gas_covers_items_that_burn_their_whole_limit(net4: Net) -> None:
+    # given four jobs of 1,000,000 gas each whose target burns all the gas it gets
+    burner = await deploy_contract(
+        net4.w3, "MaliciousTarget", net4.deployer.address, net4.tm.address
+    )
+    burn = selector("burn()")
+    start = await net4.timestamp() + 5
+    job_ids = [
+        await net4.create_job(
+            net4.spec(
+                TIME,
+                time_trigger(INTERVAL),
+                burn,
+                target=burner.address,
+                gas_limit=1_000_000,
+                start_time=start,
+            )
+        )
+        for _ in range(4)
+    ]
+    reports = [replace(r, payloadHash=keccak(burn)) for r in await first_slots(net4, job_ids)]
+    members = await members_of(net4, reports[0])
+    batch = Batch.of(reports)
+    sigs = net4.sign_batch(batch, [net4.account_of(m.address) for m in members])
+    bitmap, packed = pack_signatures(members, sigs)
+    calls = KeeperCalls(net4.w3, net4.registry, net4.tm)
+    data = calls.execute_data(batch, [burn] * 4, members, bitmap, packed)
+    # when the batch is sent with the gas compute_execute_gas gives for those limits
+    gas = compute_execute_gas([1_000_000] * 4, len(members))
+    tx = {"from": reports[0].executor, "to": net4.tm.address, "data": data, "gas": gas}
+    receipt = await net4.w3.eth.wait_for_transaction_receipt(await net4.w3.eth.send_transaction(tx))
+    # then no item's 63/64 guard refused it: all four ran (and failed), each with its full limit
+    assert receipt["status"] == 1
+    executed = await net4.events(net4.tm, "JobExecuted", receipt)
+    assert [e["args"]["success"] for e in executed] == [False] * 4
+    assert all(e["args"]["gasUsed"] > 1_000_000 for e in executed)
+
+
 # ------------------------------------------------------------------ equivocation proofs
 
 
