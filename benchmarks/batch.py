@@ -88,16 +88,19 @@ async def create(cluster: Cluster, w3: Any, specs: list[tuple[Any, ...]]) -> lis
     tm = (await cluster.contracts(w3)).task_manager
     deposit = 3 * int(await tm.functions.requiredDeposit(200_000, 0).call())
     owner = cluster.accounts[1].address
-    hashes = []
-    for spec in specs:
-        params = {"from": owner, "value": deposit, "gas": CREATE_GAS}
-        hashes.append(await tm.functions.createJob(spec).transact(params))
     ids = []
-    for tx in hashes:
-        receipt = await w3.eth.wait_for_transaction_receipt(tx, timeout=600)
-        assert receipt["status"] == 1, f"createJob {tx.hex()} failed"
-        (log,) = tm.events.JobCreated().process_receipt(receipt)
-        ids.append(int(log["args"]["jobId"]))
+    # In chunks of a block's worth, each mined before the next is sent: with a thousand in
+    # anvil's pool at once, some were dropped and never mined.
+    for lo in range(0, len(specs), 40):
+        hashes = []
+        for spec in specs[lo : lo + 40]:
+            params = {"from": owner, "value": deposit, "gas": CREATE_GAS}
+            hashes.append(await tm.functions.createJob(spec).transact(params))
+        for tx in hashes:
+            receipt = await w3.eth.wait_for_transaction_receipt(tx, timeout=120)
+            assert receipt["status"] == 1, f"createJob {tx.hex()} failed"
+            (log,) = tm.events.JobCreated().process_receipt(receipt)
+            ids.append(int(log["args"]["jobId"]))
     return ids
 
 
@@ -133,7 +136,7 @@ async def first_block_at(w3: Any, lo: int, timestamp: int) -> int:
 async def burst(cluster: Cluster, w3: Any, jobs: int, interval: int, slots: int) -> list[Row]:
     target = await cluster.deploy_target(w3)
     _, now = await head(w3)
-    first_slot = now + 30 + jobs // 15
+    first_slot = now + 30 + jobs // 10
     await create(cluster, w3, [time_spec(target.address, interval, first_slot)] * jobs)
     start = await wait_time(w3, first_slot) - 1
     last_slot = first_slot + (slots - 1) * interval
