@@ -50,6 +50,7 @@ def node_options(settings: Settings) -> NodeOptions:
         ws_url=settings.heads_url,
         max_in_flight=settings.max_in_flight,
         max_rpc_batch=settings.max_rpc_batch,
+        max_batch_gas=settings.max_batch_gas,
     )
 
 

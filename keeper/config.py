@@ -66,6 +66,9 @@ class Settings:
     priority_fee_ceiling_gwei: float = 100.0
     priority_fee_percentile: float = 50.0
     max_in_flight: int = 16  # pending transactions before new sends are refused
+    # Gas limit of one execute transaction: a leader splits the rounds it leads at a head into
+    # batches that each fit (and never above half the latest block's gas limit)
+    max_batch_gas: int = 15_000_000
 
     @property
     def heads_url(self) -> str | None:
@@ -190,6 +193,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"unknown log level {s.log_level!r}")
     if s.max_in_flight < 1:
         raise ConfigError(f"max in flight must be at least 1, got {s.max_in_flight}")
+    if s.max_batch_gas < 1:
+        raise ConfigError(f"max batch gas must be positive, got {s.max_batch_gas}")
     if s.max_rpc_batch < 1:
         raise ConfigError(f"max rpc batch must be at least 1, got {s.max_rpc_batch}")
     s.fee_policy()  # the fee settings' own consistency rules

@@ -120,7 +120,8 @@ class TxSender:
         self._lock = asyncio.Lock()
         self._next_nonce: int | None = None
         self._market_cache: Market | None = None
-        self._base_fee_cache: tuple[int, Wei | None] | None = None
+        # (block, base fee, gas limit) of the last block read for its base fee
+        self._base_fee_cache: tuple[int, Wei | None, int | None] | None = None
         self._history_unavailable = False  # the node refused eth_feeHistory: eth_gasPrice
         self._gas_price_warned = False
 
@@ -577,8 +578,16 @@ class TxSender:
             block = await self._w3.eth.get_block(block_number)
         raw = block.get("baseFeePerGas")
         base_fee = None if raw is None else Wei(int(raw))
-        self._base_fee_cache = (block_number, base_fee)
+        limit = block.get("gasLimit")
+        self._base_fee_cache = (block_number, base_fee, None if limit is None else int(limit))
         return base_fee
+
+    @property
+    def block_gas_limit(self) -> int | None:
+        """The gas limit of the last block `base_fee_at` read (None before any): free to ask,
+        the same read brought it."""
+        cached = self._base_fee_cache
+        return None if cached is None else cached[2]
 
     async def _latest_block(self) -> Any:
         async with rpc_guard("eth_getBlockByNumber"):

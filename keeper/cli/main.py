@@ -222,6 +222,14 @@ def _fee_flags(run: argparse.ArgumentParser) -> None:
         type=int,
         help="pending transactions before new sends are refused (default 16)",
     )
+    fees.add_argument(
+        "--max-batch-gas",
+        dest="max_batch_gas",
+        type=int,
+        help="gas limit of one execute transaction; a head's rounds are split into batches "
+        "within it and within half the block gas limit (default 15000000; env "
+        "KEEPER_MAX_BATCH_GAS)",
+    )
 
 
 JOB_CREATE_USAGE = (

@@ -52,6 +52,9 @@ class NodeOptions:
     peer_ip_rate_per_second: float = 200.0
     peer_ip_rate_burst: int = 400
     max_rpc_batch: int = MAX_RPC_BATCH  # resolver calls per JSON-RPC batch (providers cap it)
+    # gas limit of one execute: the rounds a leader leads at a head are split into batches
+    # within it (and within half the latest block's gas limit)
+    max_batch_gas: int = 15_000_000
 
 
 @dataclass(frozen=True)
