@@ -36,6 +36,9 @@ LOG_INDEX_MASK = (1 << LOG_INDEX_BITS) - 1
 MAX_LOG_BLOCK = (1 << (64 - LOG_INDEX_BITS)) - 1
 # Upper bound on `next_fire_time` calls per cron evaluation; see compute_cron_cursor.
 MAX_CRON_STEPS = 10_000
+# Most rounds of one Event job in one batch, one matched log each (items (job, r, c1),
+# (job, r+1, c2), ... in cursor order): a burst of logs is worked off at the batch's rate.
+MAX_EVENT_ITEMS = 32
 
 NextFireTime = Callable[[int], int | None]
 """A cron schedule: the first fire time strictly after a unix timestamp, None if none."""
@@ -201,6 +204,19 @@ def is_event_due(cursor: int, last_cursor: int, confirmations: int, check_block:
     """
     log_block, _ = split_event_cursor(cursor)
     return cursor > last_cursor and is_log_confirmed(log_block, confirmations, check_block)
+
+
+def compute_event_item_count(
+    max_executions: int, round_: int, affordable: int, limit: int = MAX_EVENT_ITEMS
+) -> int:
+    """How many rounds of an Event job one batch may carry from round `round_`: at most
+    `limit`, within its remaining executions (0 = no maximum) and the worst-case executions its
+    balance pays for (`affordable`), and at least the one round that is due anyway (the
+    contract skips it if it cannot pay, as for any single round)."""
+    count = limit
+    if max_executions != 0:
+        count = min(count, max_executions - round_)
+    return max(1, min(count, affordable))
 
 
 # ----------------------------------------------------------------------------- Condition

@@ -572,3 +572,33 @@ class ChainState:
         ) as cur:
             found = await cur.fetchall()
         return {int(job_id): int(cursor) for job_id, cursor in found if cursor is not None}
+
+    async def next_job_log_runs(
+        self, wanted: Iterable[tuple[int, int, int, int]]
+    ) -> dict[int, list[int]]:
+        """For each (job id, after cursor, max block, limit), up to `limit` of the job's matched
+        logs above the cursor confirmed by the block, in cursor order, in one query: the logs an
+        Event job's next rounds work off, one per round. Jobs with none are left out."""
+        rows = [[job_id, after, top, limit] for job_id, after, top, limit in wanted if limit > 0]
+        if not rows:
+            return {}
+        # One index seek per log: each step finds the next confirmed log above the last.
+        async with self._db.execute(
+            "WITH RECURSIVE q AS (SELECT json_extract(value, '$[0]') AS job_id, "
+            "json_extract(value, '$[1]') AS after, json_extract(value, '$[2]') AS max_block, "
+            "json_extract(value, '$[3]') AS lim FROM json_each(?)), "
+            "r(job_id, cursor, max_block, lim, n) AS ("
+            "SELECT job_id, after, max_block, lim, 0 FROM q "
+            "UNION ALL SELECT r.job_id, (SELECT c.cursor FROM job_logs c "
+            "WHERE c.job_id = r.job_id AND c.cursor > r.cursor AND c.block_number <= r.max_block "
+            "ORDER BY c.cursor LIMIT 1), r.max_block, r.lim, r.n + 1 FROM r "
+            "WHERE r.cursor IS NOT NULL AND r.n < r.lim) "
+            "SELECT job_id, cursor FROM r WHERE n > 0 AND cursor IS NOT NULL "
+            "ORDER BY job_id, cursor",
+            (json.dumps(rows),),
+        ) as cur:
+            found = await cur.fetchall()
+        out: dict[int, list[int]] = {}
+        for job_id, cursor in found:
+            out.setdefault(int(job_id), []).append(int(cursor))
+        return out

@@ -250,6 +250,11 @@ class Store:
     async def next_job_logs(self, wanted: Iterable[tuple[int, int, int]]) -> dict[int, int]:
         return await self.chain.next_job_logs(wanted)
 
+    async def next_job_log_runs(
+        self, wanted: Iterable[tuple[int, int, int, int]]
+    ) -> dict[int, list[int]]:
+        return await self.chain.next_job_log_runs(wanted)
+
     # ------------------------------------------------------------------ signatures and rounds
 
     async def signed_for(

@@ -467,6 +467,47 @@ async def test_many_event_jobs_next_logs_are_read_in_one_query(tmp_path: Path) -
     await store.close()
 
 
+async def test_an_event_jobs_next_logs_are_read_in_cursor_order_up_to_a_limit(
+    tmp_path: Path,
+) -> None:
+    store = await open_store(tmp_path / "keeper.db")
+    # given matched logs of two Event jobs over blocks 1-6 (job 3 has none)
+    logs = [
+        (1, (2 << 32) | 7, 2),
+        (1, (2 << 32) | 0, 2),
+        (1, (5 << 32) | 1, 5),
+        (1, (6 << 32) | 4, 6),
+        (2, (4 << 32) | 3, 4),
+    ]
+    await store.apply_blocks(
+        headers(1, 6), [], [(job, cursor, block, block_hash(block)) for job, cursor, block in logs]
+    )
+    job1 = sorted(cursor for job, cursor, _ in logs if job == 1)
+
+    # when each job asks for its next logs above a cursor, confirmed by a block, up to a limit
+    async def runs(*wanted: tuple[int, int, int, int]) -> dict[int, list[int]]:
+        return await store.next_job_log_runs(wanted)
+
+    # then the answer is the job's logs above the cursor, in cursor order, cut at the limit
+    assert await runs((1, 0, 6, 32), (2, 0, 6, 32), (3, 0, 6, 32)) == {
+        1: job1,
+        2: [(4 << 32) | 3],
+    }
+    assert await runs((1, 0, 6, 2)) == {1: job1[:2]}
+    assert await runs((1, job1[0], 6, 2)) == {1: job1[1:3]}
+    # and a log not yet confirmed by the block is not among them, nor anything after it
+    assert await runs((1, 0, 5, 32)) == {1: job1[:3]}
+    assert await runs((1, job1[-1], 6, 32), (1, 0, 1, 32)) == {}
+    # and the first of them is what next_job_logs says
+    for after in [0, *job1]:
+        for top in range(7):
+            first = (await store.next_job_logs([(1, after, top)])).get(1)
+            run = (await runs((1, after, top, 3))).get(1, [None])
+            assert run[0] == first
+    assert await runs() == {}
+    await store.close()
+
+
 async def test_rounds_opened_together_are_read_back_together(tmp_path: Path) -> None:
     path = tmp_path / "keeper.db"
     store = await open_store(path)
