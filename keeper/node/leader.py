@@ -14,8 +14,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
 from eth_utils.crypto import keccak
 
@@ -32,12 +32,14 @@ from keeper.core.quorum import (
     rank_batch_members,
 )
 from keeper.core.report import (
+    MAX_BATCH_ITEMS,
     Batch,
     Report,
     compute_batch_digest,
     recover_batch_signer,
     sign_digest,
 )
+from keeper.core.triggers import compute_event_item_count
 from keeper.errors import KeeperError, PeerError, PeerRejected, TooManyInFlight
 from keeper.monitor.metrics import NodeMetrics
 from keeper.monitor.repeats import RoundLog
@@ -55,6 +57,39 @@ ROUND_CLOSED = {"NothingExecuted", "WrongRound", "CursorNotRaised", "MaxExecutio
 
 # A round as stored: status (due | submitted | reopened), due block, data.
 RoundState = tuple[str, int, dict[str, Any]]
+
+T = TypeVar("T")
+
+
+def plan_batches(units: Sequence[Sequence[T]], fits: Callable[[list[T]], bool]) -> list[list[T]]:
+    """Packs `units` (each a run of items that must stay together and in order: one job's
+    consecutive rounds) into batches greedily in order, each batch one that `fits`. A unit goes
+    into the current batch, or starts the next one where more of it fits there; the items of a
+    unit that fit in neither are left out (they go at a later head). An item that fits nowhere
+    goes alone: nothing smaller can carry it."""
+
+    def prefix(batch: list[T], unit: Sequence[T]) -> int:
+        taken = 0
+        while taken < len(unit) and fits([*batch, *unit[: taken + 1]]):
+            taken += 1
+        return taken
+
+    batches: list[list[T]] = []
+    current: list[T] = []
+    for unit in units:
+        if not unit:
+            continue
+        here = prefix(current, unit) if current else 0
+        fresh = max(1, prefix([], unit)) if here < len(unit) else 0
+        if fresh > here:
+            if current:
+                batches.append(current)
+            current = list(unit[:fresh])
+        else:
+            current.extend(unit[:here])
+    if current:
+        batches.append(current)
+    return batches
 
 
 @dataclass(frozen=True)
@@ -195,20 +230,65 @@ class LeaderService:
             else:
                 leading.append((round_, rank))
         # The rounds this node leads here go out as one batch per quorum (whatever their due
-        # blocks), split only past MAX_BATCH_ITEMS or the body limit: one request to each
-        # member, one signature from each, one execute.
+        # blocks), split only past MAX_BATCH_ITEMS, the body limit or the gas limit: one
+        # request to each member, one signature from each, one execute. An Event job's round
+        # brings its next rounds along, one item per confirmed log, right after it.
         by_quorum: dict[int, list[tuple[DueRound, int]]] = {}
         for round_rank in leading:
             by_quorum.setdefault(round_rank[0].quorum.index, []).append(round_rank)
+        max_gas = self._max_batch_gas()
         batches = [
-            [rounds[i] for i in part]
+            batch
             for rounds in by_quorum.values()
-            for part in split_batch([len(due.proposal.payload) for due, _ in rounds])
+            for batch in plan_batches(
+                [self._items_of(due, rank) for due, rank in rounds],
+                self._fits(len(rounds[0][0].quorum.members), max_gas),
+            )
         ]
         for led in await asyncio.gather(*(self._guarded(b, head, head_hash) for b in batches)):
             results.extend(led)
         self._forget_old(head)
         return results
+
+    def _max_batch_gas(self) -> int:
+        """The gas one execute may take: the node's setting, and never above half the latest
+        block's gas limit (read with its base fee, when there is one)."""
+        limit = self._ctx.options.max_batch_gas
+        block_limit = self._sender.block_gas_limit
+        return limit if block_limit is None else min(limit, block_limit // 2)
+
+    @staticmethod
+    def _fits(members: int, max_gas: int) -> Callable[[list[tuple[DueRound, int]]], bool]:
+        """Whether a batch of these items stays within the item, body and gas limits."""
+
+        def fits(items: list[tuple[DueRound, int]]) -> bool:
+            return (
+                len(items) <= MAX_BATCH_ITEMS
+                and len(split_batch([len(due.proposal.payload) for due, _ in items])) == 1
+                and compute_execute_gas([due.job.gas_limit for due, _ in items], members) <= max_gas
+            )
+
+        return fits
+
+    def _items_of(self, due: DueRound, rank: int) -> list[tuple[DueRound, int]]:
+        """The items a led round brings: itself, and for an Event job its next rounds, one
+        per next confirmed log (as many as its balance pays for), in cursor order."""
+        job, proposal = due.job, due.proposal
+        count = compute_event_item_count(
+            job.max_executions,
+            job.round,
+            self._evaluator.affordable_rounds(job),
+            1 + len(proposal.next_cursors),
+        )
+        items = [(replace(due, proposal=replace(proposal, next_cursors=())), rank)]
+        for k, cursor in enumerate(proposal.next_cursors[: count - 1], start=1):
+            later = replace(
+                due,
+                job=replace(job, round=job.round + k),
+                proposal=replace(proposal, round=job.round + k, cursor=cursor, next_cursors=()),
+            )
+            items.append((later, rank))
+        return items
 
     async def _affordable(self, mine: list[tuple[Job, QuorumView]]) -> list[tuple[Job, QuorumView]]:
         """Drops jobs whose own maximum gas price is below what a transaction costs now: the
@@ -284,13 +364,15 @@ class LeaderService:
     ) -> list[RoundResult]:
         # Slots are taken for the whole batch at once, one acquirer at a time: two batches each
         # holding part of what they need and waiting for the rest would wait forever.
+        # A batch larger than the pool takes all of it: asking for more would wait forever.
+        slots = min(len(rounds), MAX_CONCURRENT_ROUNDS)
         async with self._acquiring:
-            for _ in rounds:
+            for _ in range(slots):
                 await self._slots.acquire()
         try:
             return await self._lead(rounds, head, head_hash)
         finally:
-            for _ in rounds:
+            for _ in range(slots):
                 self._slots.release()
 
     async def _lead(

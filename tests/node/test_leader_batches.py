@@ -21,6 +21,7 @@ import pytest
 from eth_account import Account
 from eth_utils.crypto import keccak
 
+from keeper.chain.calls import compute_execute_gas
 from keeper.core.messages import BatchRequest, BatchResponse, Refusal
 from keeper.core.report import sign_batch
 from keeper.node.context import NodeOptions
@@ -104,6 +105,40 @@ async def test_rounds_due_at_one_head_go_out_as_one_batch_and_one_transaction(
     assert requests and max(requests.values()) == 1
     assert {leader for _, leader, _, _ in asked} == {next(iter(asked))[1]}
     assert {job_ids for *_, job_ids in asked} == {tuple(jobs)}
+
+
+async def test_rounds_due_at_one_head_are_cut_into_batches_that_fit_the_gas_limit(
+    tmp_path: Path,
+) -> None:
+    # given nodes whose execute may take the gas of three 200,000-gas rounds, no more
+    members = 4
+    max_gas = compute_execute_gas([200_000] * 3, members)
+    network = await start_network(
+        tmp_path, options=NodeOptions(max_cpu_percent=1e6, max_batch_gas=max_gas)
+    )
+    try:
+        # and eight Time jobs due together on the network's one quorum of four
+        jobs = await same_slot_jobs(network, JOBS)
+        assert {len((await network.net.quorum_for_job(j))[1]) for j in jobs} == {members}
+
+        # when the slot comes and the network runs until each job has executed once
+        async def all_executed() -> bool:
+            return all([len(await network.executions(j)) >= 1 for j in jobs])
+
+        await network.step_until(all_executed, max_blocks=30)
+        await network.step(2)
+
+        # then every job executed exactly once, in more than one execute transaction
+        for job in jobs:
+            await assert_exactly_once(network, job)
+        txs = await execute_transactions(network, jobs)
+        assert len(txs) == 3  # 3 + 3 + 2, cut greedily in order
+        # and each transaction asked for no more gas than the limit
+        w3 = network.net.w3
+        for tx in txs:
+            assert int((await w3.eth.get_transaction(tx))["gas"]) <= max_gas
+    finally:
+        await network.stop()
 
 
 async def test_a_member_refusing_one_item_does_not_delay_the_rest(network: Network) -> None:
