@@ -16,10 +16,12 @@ from eth_abi.abi import decode as abi_decode
 from keeper.chain.reader import MAX_RPC_BATCH, ChainReader
 from keeper.core.jobs import Job, JobStatus, compute_min_balance, compute_next_base_fee_bound
 from keeper.core.triggers import (
+    MAX_EVENT_ITEMS,
     NextFireTime,
     TriggerKind,
     compute_cron_cursor,
     compute_cron_next_fire,
+    compute_event_item_count,
     compute_time_cursor,
     is_condition_due,
     is_cron_fire_due,
@@ -35,12 +37,17 @@ MAX_REMEMBERED_FIRES = 1 << 16  # (expression, start, cursor) -> next fire entri
 
 @dataclass(frozen=True)
 class Proposal:
-    """What a round would execute: the job, its next round, the cursor and the payload."""
+    """What a round would execute: the job, its next round, the cursor and the payload.
+
+    An Event job's proposal also carries the cursors of its next confirmed logs after `cursor`
+    (rounds round+1, round+2, ... in cursor order, same payload): one batch may work them off
+    together."""
 
     job_id: int
     round: int
     cursor: int
     payload: bytes
+    next_cursors: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -126,6 +133,11 @@ class Evaluator:
             b.max_priority_fee,
         )  # fmt: skip
 
+    def affordable_rounds(self, job: Job) -> int:
+        """How many worst-case executions the job's balance pays for now."""
+        need = self.min_balance(job)
+        return job.balance // need if need > 0 else MAX_EVENT_ITEMS
+
     def is_eligible(self, job: Job, check_ts: int) -> bool:
         """Active, within its window and limits, and funded for a worst-case execution."""
         if job.status != JobStatus.Active or not is_job_active_at(job.rules, check_ts):
@@ -157,15 +169,23 @@ class Evaluator:
             if cursor is not None:
                 out[job.job_id] = Proposal(job.job_id, job.round, cursor, job.call_data)
         if events:
-            # Event: the oldest matched log above the cursor that has its confirmations.
-            logs = await self._store.next_job_logs(
-                (job.job_id, job.last_cursor, check_block - job.trigger.confirmations)
+            # Event: the oldest matched logs above the cursor that have their confirmations,
+            # one per round, as many as the job has rounds left (MAX_EVENT_ITEMS at most).
+            runs = await self._store.next_job_log_runs(
+                (
+                    job.job_id,
+                    job.last_cursor,
+                    check_block - job.trigger.confirmations,
+                    compute_event_item_count(job.max_executions, job.round, MAX_EVENT_ITEMS),
+                )
                 for job in events
             )
             for job in events:
-                cursor = logs.get(job.job_id)
-                if cursor is not None:
-                    out[job.job_id] = Proposal(job.job_id, job.round, cursor, job.call_data)
+                cursors = runs.get(job.job_id)
+                if cursors:
+                    out[job.job_id] = Proposal(
+                        job.job_id, job.round, cursors[0], job.call_data, tuple(cursors[1:])
+                    )
         if conditions:
             results = await self._call_resolvers(conditions, check_block)
             for job, result in zip(conditions, results, strict=True):

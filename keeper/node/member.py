@@ -53,6 +53,13 @@ def _conflict() -> PeerRejected:
 _UNANSWERED = Refusal(500, "InternalError", "item not answered")
 
 
+def _missing_round(item: Report) -> PeerRejected:
+    """An item whose job's earlier round in the batch was refused: it cannot run before it."""
+    return _reject(
+        409, "WrongRound", f"job {item.jobId} round {item.round}: an earlier round was refused"
+    )
+
+
 @dataclass(frozen=True)
 class _Envelope:
     """What the whole batch passed: the quorum it names (this node and the sender in it), the
@@ -110,21 +117,44 @@ class MemberService:
         results: list[bool | Refusal] = [_UNANSWERED] * len(req.items)
         approved: list[int] = []
 
-        async def approve(index: int) -> None:
-            try:
+        async def approve(indices: list[int]) -> None:
+            # One job's items in batch order: its round r first, then r+1, ... (an Event
+            # job's next logs), each accepted only after every one before it was.
+            # A round already done is refused on its own (the contract skips it, whatever
+            # follows); any other refusal refuses the job's later rounds too.
+            proposal: Proposal | None = None
+            accepted = 0
+            for n, index in enumerate(indices):
+                item = req.items[index]
                 try:
-                    await self._check_item(req, index, envelope)
-                except RpcUnavailable as exc:
-                    raise _reject(503, "RpcUnavailable", str(exc)) from exc
-                approved.append(index)
-            except PeerRejected as exc:
-                self._note_rejection(req.sender, [req.items[index]], exc)
-                results[index] = Refusal(exc.status, exc.code, exc.reason)
+                    try:
+                        if proposal is None:
+                            proposal = await self._check_item(req, index, envelope)
+                        else:
+                            self._check_next_item(item, req.payloads[index], proposal, accepted)
+                    except RpcUnavailable as exc:
+                        raise _reject(503, "RpcUnavailable", str(exc)) from exc
+                    approved.append(index)
+                    accepted += 1
+                except PeerRejected as exc:
+                    self._note_rejection(req.sender, [item], exc)
+                    results[index] = Refusal(exc.status, exc.code, exc.reason)
+                    if exc.code == "RoundDone":
+                        continue
+                    for later in indices[n + 1 :]:
+                        refusal = _missing_round(req.items[later])
+                        self._note_rejection(req.sender, [req.items[later]], refusal)
+                        results[later] = Refusal(refusal.status, refusal.code, refusal.reason)
+                    return
 
         duplicates = self._refuse_duplicates(req, results)
-        # The items are checked concurrently: each Condition item's resolver is an eth_call at
+        by_job: dict[int, list[int]] = {}
+        for i, item in enumerate(req.items):
+            if i not in duplicates:
+                by_job.setdefault(item.jobId, []).append(i)
+        # The jobs are checked concurrently: each Condition item's resolver is an eth_call at
         # its check block, and one at a time a full batch waited for a hundred round trips.
-        await asyncio.gather(*(approve(i) for i in range(len(req.items)) if i not in duplicates))
+        await asyncio.gather(*(approve(indices) for indices in by_job.values()))
         accepted, signature = await self._sign_accepted(req, sorted(approved), results)
         for index in accepted:
             results[index] = True
@@ -281,9 +311,26 @@ class MemberService:
         if not head <= header.deadline <= header.checkBlock + MAX_CHECK_AGE:
             raise _reject(422, "BadDeadline", f"deadline {header.deadline} out of range")
 
-    async def _check_item(self, req: BatchRequest, index: int, envelope: _Envelope) -> None:
+    @staticmethod
+    def _check_next_item(report: Report, payload: bytes, proposal: Proposal, k: int) -> None:
+        """Item k of a job in the batch, after its items for rounds r..r+k-1 were accepted
+        (`proposal` is this node's result for round r at the check block): round r+k of an
+        Event job, whose cursor is the k-th next confirmed log above the job's cursor, and the
+        same payload. Its turn is round r's, already checked."""
+        if report.round < proposal.round:
+            raise _reject(409, "RoundDone", f"job {report.jobId} is at round {proposal.round}")
+        if report.round != proposal.round + k:
+            raise _missing_round(report)
+        if k > len(proposal.next_cursors):
+            raise _reject(422, "NotDue", f"job {report.jobId} round {report.round} has no log here")
+        if proposal.next_cursors[k - 1] != report.cursor:
+            raise _reject(422, "CursorMismatch", f"expected cursor {proposal.next_cursors[k - 1]}")
+        if keccak(proposal.payload) != report.payloadHash or proposal.payload != payload:
+            raise _reject(422, "PayloadMismatch", "the payload differs from this node's result")
+
+    async def _check_item(self, req: BatchRequest, index: int, envelope: _Envelope) -> Proposal:
         """Every check of one item: its job, quorum and round, this node's own result at the
-        check block, and the leader's turn for it."""
+        check block, and the leader's turn for it. Returns that result."""
         ctx, report, payload = self._ctx, req.items[index], req.payloads[index]
         store = ctx.store
         job = await store.job(report.jobId)
@@ -308,6 +355,7 @@ class MemberService:
         if keccak(proposal.payload) != report.payloadHash or proposal.payload != payload:
             raise _reject(422, "PayloadMismatch", "the payload differs from this node's result")
         await self._check_turn(req.sender, report, job, envelope, proposal)
+        return proposal
 
     async def _check_turn(
         self, sender: str, report: Report, job: Job, envelope: _Envelope, proposal: Proposal
