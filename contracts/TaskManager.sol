@@ -85,14 +85,6 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
         bytes signature;
     }
 
-    /// @dev What an executed item leaves for the settlement after the loop.
-    struct Outcome {
-        uint256 paid; // its own gas, calldata and premium, already taken from the job
-        uint256 gasUsed; // of the call into the forwarder
-        uint256 maxGasPrice; // the job's (0 = none)
-        bool success;
-    }
-
     /// @dev Slot read and written by every execution.
     struct JobState {
         uint88 balance;
@@ -175,6 +167,29 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
     );
     /// @notice The most items one `execute` carries.
     uint256 public constant MAX_BATCH_ITEMS = 64;
+    /// @dev Where `items` starts in canonical calldata: the selector, 10 head words, its length.
+    uint256 private constant ITEMS_OFFSET = 4 + 11 * 32;
+    // Bit positions of JobState's and JobConfig's fields in their slots (the compiler packs a
+    // struct's members from the low-order end in declaration order): `execute` reads and
+    // writes each slot as one word instead of copying the whole struct.
+    uint256 private constant STATE_BALANCE = (1 << 88) - 1; // mask of balance, bits 0-87
+    uint256 private constant STATE_CURSOR = 88; // lastCursor, 64 bits
+    uint256 private constant STATE_ROUND = 152; // round, 32 bits
+    uint256 private constant STATE_STATUS = 184;
+    uint256 private constant STATE_KIND = 192;
+    uint256 private constant STATE_THRESHOLD = 200; // thresholdBps, 16 bits
+    uint256 private constant STATE_GAS_LIMIT = 216; // gasLimit, 24 bits
+    uint256 private constant STATE_LIMITED = 240;
+    uint256 private constant STATE_FAILING = 248;
+    uint256 private constant STATE_CURSOR_AND_ROUND = ((1 << 96) - 1) << 88;
+    uint256 private constant CONFIG_START_TIME = 160; // startTime, 40 bits (forwarder: bits 0-159)
+    uint256 private constant CONFIG_INTERVAL = 200; // interval, 48 bits
+    uint256 private constant CONFIG_MODE = 248;
+    // An executed item's outcome, kept in one memory word from the loop to its settlement: its
+    // own gas (bits 0-63), the forwarder call's gas, the job's maxGasPrice and success.
+    uint256 private constant OUTCOME_GAS_USED = 64;
+    uint256 private constant OUTCOME_MAX_GAS_PRICE = 128;
+    uint256 private constant OUTCOME_SUCCESS = 192;
     uint32 private constant MIN_GAS_LIMIT = 10_000;
     uint32 private constant MAX_GAS_LIMIT = 5_000_000;
     uint64 private constant MIN_INTERVAL = 10; // seconds, Time jobs
@@ -197,9 +212,11 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
     /// @notice Gas of a batch's work after its shared part is measured (the executor's credit
     ///         write, warm credit, and the settlement loop's own opcodes).
     uint256 private constant POST_PAYMENT_GAS = 5_000;
-    /// @notice Gas billed to an executed item beyond what is measured around it: its balance
-    ///         write and its settlement after the loop (the share, `JobExecuted`, the funding check).
-    uint256 private constant ITEM_SETTLE_GAS = 6_000;
+    /// @notice Gas billed to an executed item beyond what is measured around it: its settlement
+    ///         after the loop (its one balance write, `JobExecuted`, the funding check; measured
+    ///         with benchmarks/gas.py's batches: a batch of n is billed within ~130 + 10n gas of
+    ///         its transaction's, calldata at 16 a byte).
+    uint256 private constant ITEM_SETTLE_GAS = 4_050;
     /// @notice Extra gas when the executor's credit slot goes from zero to non-zero.
     uint256 private constant FRESH_CREDIT_GAS = 17_100;
     /// @notice Worst-case gas of `execute` beyond the target's, used for the funding check: a
@@ -563,30 +580,50 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
         if (n == 0) revert EmptyBatch();
         if (n > MAX_BATCH_ITEMS) revert TooManyItems(n, MAX_BATCH_ITEMS);
         _checkHeader(header);
-        (bytes32[] memory payloadHashes, uint256 itemBytes, bytes32 itemsHash) = _hashItems(header, items);
-        // Calldata is billed by length: padding it must not raise the bill.
-        _checkCanonicalCalldata(itemBytes, members.length, signatures.length);
+        (uint256 hashes, uint256 itemBytes, bytes32 itemsHash, uint256 offsetsOff) = _hashItems(header, items);
+        // Calldata is billed by length: padding it must not raise the bill. This also makes the
+        // items' offsets, which the loops below read without bounds checks, the canonical ones.
+        _checkCanonicalCalldata(itemBytes, offsetsOff, items, members, signatures);
         (uint256 signedStake, uint256 totalStake) =
             _checkSignatures(header, itemsHash, members, signerBitmap, signatures);
 
-        Outcome[] memory outcomes = new Outcome[](n);
+        uint256 signedStake10k = signedStake * 10_000;
+        // The batch's prices, once: the price it is billed per gas (what the executor paid,
+        // within the block's base fee plus the largest tip, and the cap) and the price of the
+        // funding check (the block's bound); a job's own maxGasPrice lowers both for its items.
+        uint256 bound = block.basefee + maxPriorityFee;
+        if (bound > gasPriceCap) bound = gasPriceCap;
+        uint256 billed = tx.gasprice < bound ? tx.gasprice : bound;
         uint256 loopGas; // measured around the items, executed and skipped
         uint256 count;
-        for (uint256 i = 0; i < n; ++i) {
+        for (uint256 i = 0; i < n;) {
             uint256 itemStart = gasleft();
-            Item calldata item = items[i];
-            Outcome memory out = outcomes[i];
-            bytes4 reason = _runItem(header, item, payloadHashes[i], signedStake * 10_000, totalStake, out);
-            if (reason != 0) {
-                emit JobSkipped(item.jobId, item.round, reason);
-            } else {
-                executed |= 1 << i;
-                ++count;
-                uint256 price = _billedGasPrice(out.maxGasPrice);
-                uint256 ownGas = itemStart - gasleft() + ITEM_SETTLE_GAS + 16 * _itemBytes(item.payload.length);
-                out.paid = _charge(item.jobId, ownGas * price + premium);
+            uint256 p; // the item's place in calldata: canonical, checked above
+            bytes32 payloadHash;
+            assembly ("memory-safe") {
+                p := add(ITEMS_OFFSET, calldataload(add(ITEMS_OFFSET, shl(5, i))))
+                payloadHash := mload(add(hashes, shl(5, i)))
             }
-            loopGas += itemStart - gasleft();
+            (bytes4 reason, uint256 outcome) =
+                _runItem(header.checkBlock, p, payloadHash, signedStake10k, totalStake, bound);
+            unchecked {
+                if (reason != 0) {
+                    (uint256 jobId, uint256 round) = _jobAndRound(p);
+                    emit JobSkipped(jobId, uint64(round), reason);
+                } else {
+                    executed |= 1 << i;
+                    ++count;
+                    // Its own gas: measured so far, its settlement after the loop, and its
+                    // calldata (offset word, four head words, payload length and payload).
+                    uint256 ownGas = itemStart - gasleft() + ITEM_SETTLE_GAS + 16 * (0xc0 + _paddedPayload(p));
+                    // The payload hash is spent: the item's outcome takes its word.
+                    assembly ("memory-safe") {
+                        mstore(add(hashes, shl(5, i)), or(outcome, ownGas))
+                    }
+                }
+                loopGas += itemStart - gasleft();
+                ++i;
+            }
         }
         if (count == 0) revert NothingExecuted();
 
@@ -598,98 +635,170 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
                 + (earned == 0 ? POST_PAYMENT_GAS + FRESH_CREDIT_GAS : POST_PAYMENT_GAS)
         ) / count;
         uint256 total;
-        for (uint256 i = 0; i < n; ++i) {
-            if ((executed >> i) & 1 != 0) total += _settle(items[i], outcomes[i], share);
+        for (uint256 i = 0; i < n;) {
+            if ((executed >> i) & 1 != 0) {
+                uint256 p;
+                uint256 outcome;
+                assembly ("memory-safe") {
+                    p := add(ITEMS_OFFSET, calldataload(add(ITEMS_OFFSET, shl(5, i))))
+                    outcome := mload(add(hashes, shl(5, i)))
+                }
+                total += _settle(p, outcome, share, billed, bound);
+            }
+            unchecked {
+                ++i;
+            }
         }
         earnings[msg.sender] = earned + total;
     }
 
     /// @dev One item: its checks (the first that fails skips it, named by its error's
-    ///      selector), then its round spent and its target called. Returns 0 when it ran.
+    ///      selector), then its round spent and its target called. Returns 0 and its outcome
+    ///      (OUTCOME_* fields) when it ran. `p` is the item's place in calldata. The job's
+    ///      state and config slots are read as words, once each, and the state written once
+    ///      (STATE_* and CONFIG_* mirror the packing of JobState and JobConfig).
     function _runItem(
-        BatchHeader calldata header,
-        Item calldata item,
+        uint64 checkBlock,
+        uint256 p,
         bytes32 payloadHash,
         uint256 signedStake10k,
         uint256 totalStake,
-        Outcome memory out
-    ) private returns (bytes4 reason) {
-        uint256 jobId = item.jobId;
+        uint256 bound
+    ) private returns (bytes4 reason, uint256 outcome) {
+        uint256 jobId;
+        uint256 round;
+        uint256 cursor;
+        assembly ("memory-safe") {
+            jobId := calldataload(p)
+            round := calldataload(add(p, 0x20))
+            cursor := calldataload(add(p, 0x40))
+        }
         Job storage job = _jobs[jobId];
-        JobState memory s = job.state;
+        uint256 slot;
+        uint256 s;
+        assembly ("memory-safe") {
+            slot := job.slot // JobState is the struct's first slot
+            s := sload(slot)
+        }
         uint256 maxGasPrice;
-        (reason, maxGasPrice) = _jobSkipReason(header.checkBlock, item, s, job);
-        if (reason != 0) return reason;
-        JobConfig memory cfg = job.config;
-        if (s.kind != TriggerKind.Condition && payloadHash != job.callDataHash) return PayloadMismatch.selector;
-        reason = _cursorSkipReason(header.checkBlock, item.cursor, s, cfg);
-        if (reason != 0) return reason;
+        (reason, maxGasPrice) = _jobSkipReason(checkBlock, p, round, cursor, s, job, bound);
+        if (reason != 0) return (reason, 0);
+        if ((s >> STATE_KIND) & 0xff != uint256(TriggerKind.Condition) && payloadHash != job.callDataHash) {
+            return (PayloadMismatch.selector, 0);
+        }
+        uint256 cfg;
+        assembly ("memory-safe") {
+            cfg := sload(add(slot, 1)) // JobConfig
+        }
+        reason = _cursorSkipReason(checkBlock, cursor, s, cfg);
+        if (reason != 0) return (reason, 0);
         // The job's own threshold against the stake that signed the batch.
-        if (signedStake10k < totalStake * s.thresholdBps) return InsufficientStake.selector;
+        if (signedStake10k < totalStake * ((s >> STATE_THRESHOLD) & 0xffff)) return (InsufficientStake.selector, 0);
 
-        // Effects before the interaction: the round and cursor are spent whatever the target does.
-        s.round += 1;
-        s.lastCursor = uint64(item.cursor);
-        job.state = s;
-        (bool success, uint256 gasUsed) = _callTarget(s, cfg, item.payload);
+        // Effects before the interaction: the round and cursor are spent whatever the target
+        // does. (The round equals the job's, a uint32; the cursor passed CursorOutOfRange.)
+        uint32 next = uint32(round) + 1;
+        s = (s & ~STATE_CURSOR_AND_ROUND) | (cursor << STATE_CURSOR) | (uint256(next) << STATE_ROUND);
+        assembly ("memory-safe") {
+            sstore(slot, s)
+        }
+        (bool success, uint256 gasUsed) = _callTarget(s, cfg, p);
         // Billed to the job: the record of a failure, and the pause that stops failures costing.
-        if (!success || s.failing) _recordOutcome(jobId, job, s.round - 1, success);
-        out.success = success;
-        out.gasUsed = gasUsed;
-        out.maxGasPrice = maxGasPrice;
+        if (!success || (s >> STATE_FAILING) != 0) _recordOutcome(jobId, job, uint64(round), success);
+        outcome = (gasUsed << OUTCOME_GAS_USED) | (maxGasPrice << OUTCOME_MAX_GAS_PRICE);
+        if (success) outcome |= 1 << OUTCOME_SUCCESS;
     }
 
     /// @dev The call into the job's forwarder: the gas word, then the payload (Condition mode 1:
     ///      `performUpkeep(payload)`), built past the free memory pointer. Copies no return data.
-    function _callTarget(JobState memory s, JobConfig memory cfg, bytes calldata payload)
-        private
-        returns (bool success, uint256 gasUsed)
-    {
-        uint256 gasLimit = s.gasLimit;
+    function _callTarget(uint256 s, uint256 cfg, uint256 p) private returns (bool success, uint256 gasUsed) {
+        uint256 gasLimit = (s >> STATE_GAS_LIMIT) & 0xffffff;
         uint256 forwarderGas = (gasLimit * 64) / 63 + FORWARDER_GAS;
         uint256 needed = (forwarderGas * 64) / 63 + POST_CALL_GAS;
         if (gasleft() < needed) revert InsufficientGasForTarget(gasleft(), needed);
-        bool upkeep = s.kind == TriggerKind.Condition && cfg.mode == 1;
-        address forwarder = cfg.forwarder;
+        bool upkeep = (s >> STATE_KIND) & 0xff == uint256(TriggerKind.Condition) && cfg >> CONFIG_MODE == 1;
+        address forwarder = address(uint160(cfg));
         assembly ("memory-safe") {
-            let p := mload(0x40)
-            mstore(p, gasLimit)
-            let size := add(0x20, payload.length)
+            let payloadOffset := add(p, 0xa0)
+            let payloadLength := calldataload(add(p, 0x80))
+            let m := mload(0x40)
+            mstore(m, gasLimit)
+            let size := add(0x20, payloadLength)
             switch upkeep
-            case 0 { calldatacopy(add(p, 0x20), payload.offset, payload.length) }
+            case 0 { calldatacopy(add(m, 0x20), payloadOffset, payloadLength) }
             default {
-                mstore(add(p, 0x20), shl(224, PERFORM_UPKEEP_SELECTOR_WORD))
-                mstore(add(p, 0x24), 0x20)
-                mstore(add(p, 0x44), payload.length)
-                calldatacopy(add(p, 0x64), payload.offset, payload.length)
-                mstore(add(add(p, 0x64), payload.length), 0)
-                size := add(0x64, and(add(payload.length, 31), not(31)))
+                mstore(add(m, 0x20), shl(224, PERFORM_UPKEEP_SELECTOR_WORD))
+                mstore(add(m, 0x24), 0x20)
+                mstore(add(m, 0x44), payloadLength)
+                calldatacopy(add(m, 0x64), payloadOffset, payloadLength)
+                mstore(add(add(m, 0x64), payloadLength), 0)
+                size := add(0x64, and(add(payloadLength, 31), not(31)))
             }
             let before := gas()
-            success := call(forwarderGas, forwarder, 0, p, size, 0, 0)
+            success := call(forwarderGas, forwarder, 0, m, size, 0, 0)
             gasUsed := sub(before, gas())
         }
     }
 
-    /// @dev Takes up to `amount` from the job's balance (read again: a top-up the target made
-    ///      while it ran is kept); returns what it took.
-    function _charge(uint256 jobId, uint256 amount) private returns (uint256) {
-        JobState storage s = _jobs[jobId].state;
-        uint256 balance = s.balance;
-        if (amount > balance) amount = balance;
-        s.balance = uint88(balance - amount);
-        return amount;
+    /// @dev After the loop: the item's whole payment (its own gas and its share of the batch's
+    ///      shared gas at the billed price, and the premium), taken from the job's balance in
+    ///      one write, capped at the balance (read again: a top-up the target made is kept);
+    ///      `JobExecuted`, and `JobUnderfunded` when one more execution is not covered.
+    function _settle(uint256 p, uint256 outcome, uint256 share, uint256 billed, uint256 bound)
+        private
+        returns (uint256 payment)
+    {
+        (uint256 jobId, uint256 round) = _jobAndRound(p);
+        uint256 maxGasPrice = uint64(outcome >> OUTCOME_MAX_GAS_PRICE);
+        if (maxGasPrice != 0) {
+            if (billed > maxGasPrice) billed = maxGasPrice;
+            if (bound > maxGasPrice) bound = maxGasPrice;
+        }
+        Job storage job = _jobs[jobId];
+        uint256 s;
+        assembly ("memory-safe") {
+            s := sload(job.slot)
+        }
+        uint256 balance = s & STATE_BALANCE;
+        payment = (uint64(outcome) + share) * billed + premium;
+        if (payment > balance) payment = balance;
+        unchecked {
+            balance -= payment;
+            s -= payment; // the balance is the word's low bits, and payment <= balance
+        }
+        assembly ("memory-safe") {
+            sstore(job.slot, s)
+        }
+        uint256 cursor;
+        assembly ("memory-safe") {
+            cursor := calldataload(add(p, 0x40))
+        }
+        emit JobExecuted(
+            jobId,
+            uint64(round),
+            cursor,
+            msg.sender,
+            (outcome >> OUTCOME_SUCCESS) & 1 != 0,
+            uint64(outcome >> OUTCOME_GAS_USED),
+            payment
+        );
+        uint256 required = (((s >> STATE_GAS_LIMIT) & 0xffffff) + MAX_EXECUTION_OVERHEAD_GAS) * bound + premium;
+        if (balance < required) emit JobUnderfunded(jobId, balance, required);
     }
 
-    /// @dev After the loop: the item's share of the batch's shared gas, `JobExecuted` with its
-    ///      whole payment, and `JobUnderfunded` when one more execution is not covered.
-    function _settle(Item calldata item, Outcome memory out, uint256 share) private returns (uint256 payment) {
-        uint256 jobId = item.jobId;
-        payment = out.paid + _charge(jobId, share * _billedGasPrice(out.maxGasPrice));
-        emit JobExecuted(jobId, item.round, item.cursor, msg.sender, out.success, out.gasUsed, payment);
-        JobState storage s = _jobs[jobId].state;
-        uint256 required = _minBalance(s.gasLimit, out.maxGasPrice);
-        if (s.balance < required) emit JobUnderfunded(jobId, s.balance, required);
+    /// @dev The job id and round of the item at calldata place `p`.
+    function _jobAndRound(uint256 p) private pure returns (uint256 jobId, uint256 round) {
+        assembly ("memory-safe") {
+            jobId := calldataload(p)
+            round := calldataload(add(p, 0x20))
+        }
+    }
+
+    /// @dev The item's payload length at calldata place `p`, padded to whole words.
+    function _paddedPayload(uint256 p) private pure returns (uint256 padded) {
+        assembly ("memory-safe") {
+            padded := and(add(calldataload(add(p, 0x80)), 31), not(31))
+        }
     }
 
     /// @dev After a failed call: JobFailed with the revert data (bounded), one more failure in a
@@ -867,17 +976,6 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
         return (gasLimit + MAX_EXECUTION_OVERHEAD_GAS) * price + premium;
     }
 
-    /// @dev What the executor paid per gas, bounded by the block's base fee plus the largest
-    ///      tip, the network's cap and the job's own maximum: an executor cannot bill a price
-    ///      it chose far above what the block asked.
-    function _billedGasPrice(uint256 maxGasPrice) private view returns (uint256 price) {
-        price = tx.gasprice;
-        uint256 bound = block.basefee + maxPriorityFee;
-        if (price > bound) price = bound;
-        if (price > gasPriceCap) price = gasPriceCap;
-        if (maxGasPrice != 0 && price > maxGasPrice) price = maxGasPrice;
-    }
-
     /// @dev Failed executions in a row that pause a job, from its stored setting (0: never).
     function _maxFailures(uint8 stored) private pure returns (uint8) {
         if (stored == 0) return DEFAULT_MAX_FAILURES;
@@ -909,20 +1007,28 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
 
     /// @dev `execute`'s calldata must be exactly the standard ABI encoding of its arguments:
     ///      the selector, 10 head words (6 of the header, 3 offsets, the bitmap), three length
-    ///      words, the items' own bytes, the members and the signatures.
-    function _checkCanonicalCalldata(uint256 itemBytes, uint256 memberCount, uint256 signaturesLength)
-        private
-        pure
-    {
-        uint256 canonical =
-            4 + 13 * 32 + itemBytes + memberCount * 32 + ((signaturesLength + 31) & ~uint256(31));
-        if (msg.data.length != canonical) revert NonCanonicalCalldata(msg.data.length, canonical);
-    }
-
-    /// @dev An item's bytes in the canonical calldata: its offset word, its four head words,
-    ///      its payload's length word and the payload, padded.
-    function _itemBytes(uint256 payloadLength) private pure returns (uint256) {
-        return 6 * 32 + ((payloadLength + 31) & ~uint256(31));
+    ///      words, the items' own bytes, the members and the signatures, each tail where the
+    ///      standard encoding puts it. `offsetsOff` is nonzero when an item's offset, its payload's
+    ///      offset or its round was not the canonical one (`_hashItems`). The length alone does
+    ///      not fix the offsets (a gap before one tail and a shorter tail elsewhere), so the
+    ///      three tails' offsets are checked too; with them, every item lies where `execute`
+    ///      computes it and inside the calldata.
+    function _checkCanonicalCalldata(
+        uint256 itemBytes,
+        uint256 offsetsOff,
+        Item[] calldata items,
+        bytes32[] calldata members,
+        bytes calldata signatures
+    ) private pure {
+        uint256 membersOffset = ITEMS_OFFSET + itemBytes + 32;
+        uint256 signaturesOffset = membersOffset + members.length * 32 + 32;
+        uint256 canonical = signaturesOffset + ((signatures.length + 31) & ~uint256(31));
+        assembly ("memory-safe") {
+            offsetsOff := or(offsetsOff, xor(items.offset, ITEMS_OFFSET))
+            offsetsOff := or(offsetsOff, xor(members.offset, membersOffset))
+            offsetsOff := or(offsetsOff, xor(signatures.offset, signaturesOffset))
+        }
+        if (msg.data.length != canonical || offsetsOff != 0) revert NonCanonicalCalldata(msg.data.length, canonical);
     }
 
     /// @dev Executor, deadline and the check block: what every item shares.
@@ -935,13 +1041,20 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
         if (blockhash(checkBlock) != header.checkBlockHash) revert CheckBlockHashMismatch(checkBlock);
     }
 
-    /// @dev Every item's job must be served by `header.quorum` in `header.epoch`. Returns the
-    ///      payloads' hashes, the items' canonical calldata bytes and the hash of the items'
-    ///      EIP-712 struct hashes (the `items` member of `Batch`).
+    /// @dev Every item's job must be served by `header.quorum` in `header.epoch`. Reads the items
+    ///      straight from calldata (the compiler's decoder bounds-checks every member access of a
+    ///      nested array of dynamic structs) and returns: a memory region of 2n words (the items'
+    ///      payload hashes, then their EIP-712 struct hashes), the items' canonical calldata
+    ///      bytes, the hash of their struct hashes (the `items` member of `Batch`), and nonzero
+    ///      `offsetsOff` when an item's offset or its payload's is not the canonical one or its
+    ///      round is not a uint64. Reading follows the offsets as the decoder would (a payload
+    ///      length is capped at the calldata's size, so no copy can be huge); the values count
+    ///      only once `_checkCanonicalCalldata` has passed, which `execute` checks before using
+    ///      any of them for more than a quorum lookup.
     function _hashItems(BatchHeader calldata header, Item[] calldata items)
         private
         view
-        returns (bytes32[] memory payloadHashes, uint256 itemBytes, bytes32 itemsHash)
+        returns (uint256 hashes, uint256 itemBytes, bytes32 itemsHash, uint256 offsetsOff)
     {
         EpochHeader memory h = _epochOf(header.epoch);
         bytes32 seed = bytes32(h.seed);
@@ -949,97 +1062,126 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
         uint256 quorum = header.quorum;
         bytes32 typehash = ITEM_TYPEHASH;
         uint256 n = items.length;
-        payloadHashes = new bytes32[](n);
-        bytes32[] memory itemHashes = new bytes32[](n);
-        for (uint256 i = 0; i < n; ++i) {
-            Item calldata item = items[i];
-            uint256 jobId = item.jobId;
-            uint256 round = item.round;
-            uint256 cursor = item.cursor;
-            bytes calldata payload = item.payload;
-            bytes32 payloadHash;
-            bytes32 itemHash;
+        uint256 base;
+        assembly ("memory-safe") {
+            base := items.offset
+            hashes := mload(0x40)
+            mstore(0x40, add(hashes, shl(6, n)))
+        }
+        uint256 expected = n << 5; // item 0's canonical offset: right after the n offset words
+        for (uint256 i = 0; i < n;) {
+            uint256 jobId;
             uint256 quorumWord;
             // In scratch memory past the free pointer: the payload's hash, the item's EIP-712
             // struct hash, and keccak256(abi.encode(seed, jobId)) (KeeperRegistry.quorumOf).
             assembly ("memory-safe") {
-                let p := mload(0x40)
-                calldatacopy(p, payload.offset, payload.length)
-                payloadHash := keccak256(p, payload.length)
-                mstore(p, typehash)
-                mstore(add(p, 0x20), jobId)
-                mstore(add(p, 0x40), round)
-                mstore(add(p, 0x60), cursor)
-                mstore(add(p, 0x80), payloadHash)
-                itemHash := keccak256(p, 0xa0)
-                mstore(p, seed)
-                quorumWord := keccak256(p, 0x40)
+                let off := calldataload(add(base, shl(5, i)))
+                let p := add(base, off)
+                jobId := calldataload(p)
+                let round := calldataload(add(p, 0x20))
+                let len := calldataload(add(p, 0x80))
+                offsetsOff := or(offsetsOff, or(xor(off, expected), or(shr(64, round), xor(calldataload(add(p, 0x60)), 0x80))))
+                if gt(len, calldatasize()) {
+                    offsetsOff := 1
+                    len := 0
+                }
+                let m := mload(0x40)
+                calldatacopy(m, add(p, 0xa0), len)
+                let payloadHash := keccak256(m, len)
+                mstore(m, typehash)
+                mstore(add(m, 0x20), jobId)
+                mstore(add(m, 0x40), round)
+                mstore(add(m, 0x60), calldataload(add(p, 0x40)))
+                mstore(add(m, 0x80), payloadHash)
+                mstore(add(hashes, shl(5, add(n, i))), keccak256(m, 0xa0))
+                mstore(add(hashes, shl(5, i)), payloadHash)
+                mstore(m, seed)
+                quorumWord := keccak256(m, 0x40)
+                let padded := and(add(len, 31), not(31))
+                expected := add(expected, add(0xa0, padded))
+                itemBytes := add(itemBytes, add(0xc0, padded))
+                i := add(i, 1)
             }
             if (quorumWord % count != quorum) revert JobNotInQuorum(jobId, header.quorum);
-            payloadHashes[i] = payloadHash;
-            itemHashes[i] = itemHash;
-            itemBytes += _itemBytes(payload.length);
         }
         assembly ("memory-safe") {
-            itemsHash := keccak256(add(itemHashes, 0x20), mul(n, 0x20))
+            itemsHash := keccak256(add(hashes, shl(5, n)), shl(5, n))
         }
     }
 
-    /// @dev Status, round, limits and funding of the item's job: the selector of the first
-    ///      check that fails (0: none), and the job's maximum gas price (0 = none).
-    function _jobSkipReason(uint64 checkBlock, Item calldata item, JobState memory s, Job storage job)
-        private
-        view
-        returns (bytes4, uint256 maxGasPrice)
-    {
-        if (s.status != JobStatus.Active) {
-            if (s.status == JobStatus.None) return (UnknownJob.selector, 0);
+    /// @dev Status, round, limits and funding of the item's job (state word `s`, `bound` the
+    ///      batch's funding price): the selector of the first check that fails (0: none), and the
+    ///      job's maximum gas price (0 = none).
+    function _jobSkipReason(
+        uint64 checkBlock,
+        uint256 p,
+        uint256 round,
+        uint256 cursor,
+        uint256 s,
+        Job storage job,
+        uint256 bound
+    ) private view returns (bytes4, uint256 maxGasPrice) {
+        uint256 status = (s >> STATE_STATUS) & 0xff;
+        if (status != uint256(JobStatus.Active)) {
+            if (status == uint256(JobStatus.None)) return (UnknownJob.selector, 0);
             // A report checked before the pause or cancel was signed in good faith: it stays valid.
             if (checkBlock >= job.limits.haltBlock) {
-                return (s.status == JobStatus.Paused ? JobIsPaused.selector : JobIsCancelled.selector, 0);
+                return (status == uint256(JobStatus.Paused) ? JobIsPaused.selector : JobIsCancelled.selector, 0);
             }
         }
-        if (item.round != s.round) return (WrongRound.selector, 0);
-        if (s.limited) {
+        uint256 jobRound = (s >> STATE_ROUND) & 0xffffffff;
+        if (round != jobRound) return (WrongRound.selector, 0);
+        if ((s >> STATE_LIMITED) & 0xff != 0) {
             JobLimits memory l = job.limits;
-            if (l.maxExecutions != 0 && s.round >= l.maxExecutions) return (MaxExecutionsReached.selector, 0);
+            if (l.maxExecutions != 0 && jobRound >= l.maxExecutions) return (MaxExecutionsReached.selector, 0);
             // A Time or Cron slot at or before the end may still be executed late.
+            uint256 kind = (s >> STATE_KIND) & 0xff;
             if (
                 l.endTime != 0 && block.timestamp > l.endTime
-                    && ((s.kind != TriggerKind.Time && s.kind != TriggerKind.Cron) || item.cursor > l.endTime)
+                    && ((kind != uint256(TriggerKind.Time) && kind != uint256(TriggerKind.Cron)) || cursor > l.endTime)
             ) return (JobExpired.selector, 0);
             maxGasPrice = l.maxGasPrice;
+            if (maxGasPrice != 0 && bound > maxGasPrice) bound = maxGasPrice;
         }
-        if (s.balance < _minBalance(s.gasLimit, maxGasPrice)) return (InsufficientBalance.selector, 0);
-        if (item.payload.length > MAX_CALLDATA) return (PayloadTooLong.selector, 0);
+        uint256 required = (((s >> STATE_GAS_LIMIT) & 0xffffff) + MAX_EXECUTION_OVERHEAD_GAS) * bound + premium;
+        if (s & STATE_BALANCE < required) return (InsufficientBalance.selector, 0);
+        uint256 length;
+        assembly ("memory-safe") {
+            length := calldataload(add(p, 0x80))
+        }
+        if (length > MAX_CALLDATA) return (PayloadTooLong.selector, 0);
         return (0, maxGasPrice);
     }
 
-    /// @dev The trigger rule of the job's kind: the selector of the broken rule, 0 when none.
-    function _cursorSkipReason(uint64 checkBlock, uint256 cursor, JobState memory s, JobConfig memory cfg)
+    /// @dev The trigger rule of the job's kind (state word `s`, config word `cfg`): the
+    ///      selector of the broken rule, 0 when none.
+    function _cursorSkipReason(uint64 checkBlock, uint256 cursor, uint256 s, uint256 cfg)
         private
         view
         returns (bytes4)
     {
         if (cursor > type(uint64).max) return CursorOutOfRange.selector;
-        if (cursor <= s.lastCursor) return CursorNotRaised.selector;
-        TriggerKind kind = s.kind;
-        if (kind == TriggerKind.Time || kind == TriggerKind.Cron) {
+        uint256 lastCursor = (s >> STATE_CURSOR) & 0xffffffffffffffff;
+        if (cursor <= lastCursor) return CursorNotRaised.selector;
+        uint256 kind = (s >> STATE_KIND) & 0xff;
+        uint256 startTime = (cfg >> CONFIG_START_TIME) & 0xffffffffff;
+        uint256 interval = (cfg >> CONFIG_INTERVAL) & 0xffffffffffff;
+        if (kind == uint256(TriggerKind.Time) || kind == uint256(TriggerKind.Cron)) {
             // (A slot after endTime is caught in _jobSkipReason: it would lie in the future.)
             if (cursor > block.timestamp) return CursorInFuture.selector;
-            if (cursor < cfg.startTime) return CursorBeforeStart.selector;
-            if (kind == TriggerKind.Time && (cursor - cfg.startTime) % cfg.interval != 0) return CursorOffGrid.selector;
-            if (kind == TriggerKind.Cron && cursor % CRON_GRID != 0) return CursorOffGrid.selector;
+            if (cursor < startTime) return CursorBeforeStart.selector;
+            if (kind == uint256(TriggerKind.Time) && (cursor - startTime) % interval != 0) return CursorOffGrid.selector;
+            if (kind == uint256(TriggerKind.Cron) && cursor % CRON_GRID != 0) return CursorOffGrid.selector;
             return 0;
         }
-        if (block.timestamp < cfg.startTime) return JobNotStarted.selector;
-        if (kind == TriggerKind.Event) {
-            if ((cursor >> 32) + cfg.interval > checkBlock) return LogNotConfirmed.selector;
+        if (block.timestamp < startTime) return JobNotStarted.selector;
+        if (kind == uint256(TriggerKind.Event)) {
+            if ((cursor >> 32) + interval > checkBlock) return LogNotConfirmed.selector;
             return 0;
         }
         // Condition: the cursor is the check block, spaced by minInterval.
         if (cursor != checkBlock) return CursorMismatch.selector;
-        if (s.lastCursor != 0 && cursor < uint256(s.lastCursor) + cfg.interval) return ConditionTooSoon.selector;
+        if (lastCursor != 0 && cursor < lastCursor + interval) return ConditionTooSoon.selector;
         return 0;
     }
 

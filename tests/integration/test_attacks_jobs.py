@@ -417,6 +417,43 @@ async def test_an_executor_cannot_bill_a_gap_hidden_behind_moved_offsets(net4: N
     assert args == (len(moved), len(data))
 
 
+def _with_tails_swapped(data: bytes) -> bytes:
+    """execute's calldata with the members' and the signatures' tails swapped and their offsets
+    moved: the same arguments at the same length, in a non-standard layout."""
+    head_end = 4 + 10 * 32
+    words = [int.from_bytes(data[4 + 32 * i : 4 + 32 * (i + 1)], "big") for i in range(10)]
+    members_at, signatures_at = 4 + words[7], 4 + words[9]
+    items_tail = data[head_end:members_at]
+    members_tail = data[members_at:signatures_at]
+    signatures_tail = data[signatures_at:]
+    words[9] = words[7]
+    words[7] = words[9] + len(signatures_tail)
+    head = b"".join(w.to_bytes(32, "big") for w in words)
+    return data[:4] + head + items_tail + signatures_tail + members_tail
+
+
+async def test_an_executor_cannot_send_the_arguments_in_another_layout(net4: Net) -> None:
+    # execute reads the items at their standard offsets without the decoder's bounds checks,
+    # so every offset must be the standard one, not only the length.
+    # given a valid round, and its calldata with the members and signatures laid out swapped
+    rnd = await time_round(net4)
+    data = execute_calldata(net4, rnd)
+    swapped = _with_tails_swapped(data)
+    # (the same arguments decode from it, at the same length)
+    _, decoded = net4.tm.decode_function_input("0x" + swapped.hex())
+    assert len(swapped) == len(data)
+    _, canonical = net4.tm.decode_function_input("0x" + data.hex())
+    assert decoded == canonical
+    # when the executor sends it, then NonCanonicalCalldata, and nothing changed
+    args = await assert_rejected(
+        net4,
+        rnd.job_id,
+        lambda: send_raw(net4, rnd.executor, net4.tm.address, swapped),
+        "NonCanonicalCalldata",
+    )
+    assert args == (len(swapped), len(data))
+
+
 async def test_a_condition_payload_cannot_exceed_the_calldata_limit(net4: Net) -> None:
     # Before v2 a Condition payload had no length limit at execute (only createJob's calldata had).
     # given a Condition round whose payload is 4097 bytes, signed as such by the quorum
