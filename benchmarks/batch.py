@@ -83,10 +83,13 @@ async def network(tmp: Path) -> tuple[Cluster, Any, Any]:
     return cluster, w3, target
 
 
-async def create(cluster: Cluster, w3: Any, specs: list[tuple[Any, ...]]) -> list[int]:
-    """Creates the jobs (sent together, mined over a few blocks); returns their ids."""
+async def create(
+    cluster: Cluster, w3: Any, specs: list[tuple[Any, ...]], executions: int = 3
+) -> list[int]:
+    """Creates the jobs (sent together, mined over a few blocks), each funded for
+    `executions` worst-case executions; returns their ids."""
     tm = (await cluster.contracts(w3)).task_manager
-    deposit = 3 * int(await tm.functions.requiredDeposit(200_000, 0).call())
+    deposit = executions * int(await tm.functions.requiredDeposit(200_000, 0).call())
     owner = cluster.accounts[1].address
     ids = []
     # In chunks of a block's worth, each mined before the next is sent: with a thousand in
@@ -217,7 +220,10 @@ async def cpu(cluster: Cluster, w3: Any, window: float) -> list[Row]:
 async def event(cluster: Cluster, w3: Any, logs_n: int) -> list[Row]:
     target = await cluster.deploy_target(w3)
     confirmations = 1
-    (job_id,) = await create(cluster, w3, [event_spec(target.address, 9, confirmations)])
+    # funded for every log at worst-case cost: a leader batches no more rounds than that
+    (job_id,) = await create(
+        cluster, w3, [event_spec(target.address, 9, confirmations)], executions=logs_n + 5
+    )
     b0, _ = await head(w3)
     await cluster.owner_tx(w3, target.functions.emitDemo(9, 0))  # the keepers see the job live
     deadline = time.monotonic() + 120
