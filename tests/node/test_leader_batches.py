@@ -141,6 +141,45 @@ async def test_rounds_due_at_one_head_are_cut_into_batches_that_fit_the_gas_limi
         await network.stop()
 
 
+async def test_a_batch_never_takes_more_than_half_a_block_whatever_the_setting(
+    tmp_path: Path,
+) -> None:
+    # given nodes whose own setting would let one execute take any gas
+    network = await start_network(
+        tmp_path, options=NodeOptions(max_cpu_percent=1e6, max_batch_gas=10**9)
+    )
+    try:
+        # and four Time jobs of 5,000,000 gas each due together
+        net = network.net
+        start = await net.timestamp() + 60
+        spec = net.spec(
+            TIME, time_trigger(3600), selector("onTime()"), gas_limit=5_000_000, start_time=start
+        )
+        jobs = [
+            await net.create_job(spec, value=3 * await net.required_deposit(5_000_000))
+            for _ in range(4)
+        ]
+
+        # when the slot comes and the network runs until each job has executed once
+        async def all_executed() -> bool:
+            return all([len(await network.executions(j)) >= 1 for j in jobs])
+
+        await network.step_until(all_executed, max_blocks=30)
+
+        # then every job executed once, and no transaction asked for more than half a block
+        for job in jobs:
+            await assert_exactly_once(network, job)
+        w3 = network.net.w3
+        txs = await execute_transactions(network, jobs)
+        assert len(txs) > 1
+        for tx in txs:
+            sent = await w3.eth.get_transaction(tx)
+            block = await w3.eth.get_block(sent["blockNumber"])
+            assert int(sent["gas"]) <= int(block["gasLimit"]) // 2
+    finally:
+        await network.stop()
+
+
 async def test_a_member_refusing_one_item_does_not_delay_the_rest(network: Network) -> None:
     # given the 4-ether member refuses one job's item in every batch (its stake is needed for
     # that job's 90% threshold, not for the others' 60%), and five Time jobs due together
