@@ -681,7 +681,8 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
             s := sload(slot)
         }
         uint256 maxGasPrice;
-        (reason, maxGasPrice) = _jobSkipReason(checkBlock, p, round, cursor, s, job, bound);
+        uint256 required;
+        (reason, maxGasPrice, required) = _jobSkipReason(checkBlock, p, round, cursor, s, job, bound);
         if (reason != 0) return (reason, 0);
         if ((s >> STATE_KIND) & 0xff != uint256(TriggerKind.Condition) && payloadHash != job.callDataHash) {
             return (PayloadMismatch.selector, 0);
@@ -699,6 +700,11 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
         // does. (The round equals the job's, a uint32; the cursor passed CursorOutOfRange.)
         uint32 next = uint32(round) + 1;
         s = (s & ~STATE_CURSOR_AND_ROUND) | (cursor << STATE_CURSOR) | (uint256(next) << STATE_ROUND);
+        // The worst case is held back from the balance until the item settles after the loop:
+        // a later round of the same job in this batch is funded only by what is left.
+        unchecked {
+            s -= required; // the balance is the word's low bits, and required <= balance
+        }
         assembly ("memory-safe") {
             sstore(slot, s)
         }
@@ -759,13 +765,18 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
         assembly ("memory-safe") {
             s := sload(job.slot)
         }
-        uint256 balance = s & STATE_BALANCE;
+        uint256 required = (((s >> STATE_GAS_LIMIT) & 0xffffff) + MAX_EXECUTION_OVERHEAD_GAS) * bound + premium;
+        // The worst case held back when the item ran comes back (the same sum: the same gas
+        // limit, bound and premium).
+        uint256 balance = (s & STATE_BALANCE) + required;
         payment = (uint64(outcome) + share) * billed + premium;
         if (payment > balance) payment = balance;
         unchecked {
             balance -= payment;
-            s -= payment; // the balance is the word's low bits, and payment <= balance
         }
+        // Only a top-up by the target of more than 2**88 wei less the hold could pass the field.
+        if (balance > STATE_BALANCE) revert BalanceOverflow();
+        s = (s & ~STATE_BALANCE) | balance;
         assembly ("memory-safe") {
             sstore(job.slot, s)
         }
@@ -782,7 +793,6 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
             uint64(outcome >> OUTCOME_GAS_USED),
             payment
         );
-        uint256 required = (((s >> STATE_GAS_LIMIT) & 0xffffff) + MAX_EXECUTION_OVERHEAD_GAS) * bound + premium;
         if (balance < required) emit JobUnderfunded(jobId, balance, required);
     }
 
@@ -1120,37 +1130,37 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
         uint256 s,
         Job storage job,
         uint256 bound
-    ) private view returns (bytes4, uint256 maxGasPrice) {
+    ) private view returns (bytes4, uint256 maxGasPrice, uint256 required) {
         uint256 status = (s >> STATE_STATUS) & 0xff;
         if (status != uint256(JobStatus.Active)) {
-            if (status == uint256(JobStatus.None)) return (UnknownJob.selector, 0);
+            if (status == uint256(JobStatus.None)) return (UnknownJob.selector, 0, 0);
             // A report checked before the pause or cancel was signed in good faith: it stays valid.
             if (checkBlock >= job.limits.haltBlock) {
-                return (status == uint256(JobStatus.Paused) ? JobIsPaused.selector : JobIsCancelled.selector, 0);
+                return (status == uint256(JobStatus.Paused) ? JobIsPaused.selector : JobIsCancelled.selector, 0, 0);
             }
         }
         uint256 jobRound = (s >> STATE_ROUND) & 0xffffffff;
-        if (round != jobRound) return (WrongRound.selector, 0);
+        if (round != jobRound) return (WrongRound.selector, 0, 0);
         if ((s >> STATE_LIMITED) & 0xff != 0) {
             JobLimits memory l = job.limits;
-            if (l.maxExecutions != 0 && jobRound >= l.maxExecutions) return (MaxExecutionsReached.selector, 0);
+            if (l.maxExecutions != 0 && jobRound >= l.maxExecutions) return (MaxExecutionsReached.selector, 0, 0);
             // A Time or Cron slot at or before the end may still be executed late.
             uint256 kind = (s >> STATE_KIND) & 0xff;
             if (
                 l.endTime != 0 && block.timestamp > l.endTime
                     && ((kind != uint256(TriggerKind.Time) && kind != uint256(TriggerKind.Cron)) || cursor > l.endTime)
-            ) return (JobExpired.selector, 0);
+            ) return (JobExpired.selector, 0, 0);
             maxGasPrice = l.maxGasPrice;
             if (maxGasPrice != 0 && bound > maxGasPrice) bound = maxGasPrice;
         }
-        uint256 required = (((s >> STATE_GAS_LIMIT) & 0xffffff) + MAX_EXECUTION_OVERHEAD_GAS) * bound + premium;
-        if (s & STATE_BALANCE < required) return (InsufficientBalance.selector, 0);
+        required = (((s >> STATE_GAS_LIMIT) & 0xffffff) + MAX_EXECUTION_OVERHEAD_GAS) * bound + premium;
+        if (s & STATE_BALANCE < required) return (InsufficientBalance.selector, 0, 0);
         uint256 length;
         assembly ("memory-safe") {
             length := calldataload(add(p, 0x80))
         }
-        if (length > MAX_CALLDATA) return (PayloadTooLong.selector, 0);
-        return (0, maxGasPrice);
+        if (length > MAX_CALLDATA) return (PayloadTooLong.selector, 0, 0);
+        return (0, maxGasPrice, required);
     }
 
     /// @dev The trigger rule of the job's kind (state word `s`, config word `cfg`): the

@@ -259,6 +259,29 @@ async def test_two_rounds_of_one_job_run_in_order_in_one_batch(net4: Net) -> Non
     assert (job["round"], job["lastCursor"]) == (2, start + INTERVAL)
 
 
+async def test_a_later_round_of_a_job_in_the_batch_is_funded_only_by_what_is_left(
+    net4: Net,
+) -> None:
+    # given a Time job two of whose slots are due, funded for one and a half worst cases
+    deposit = await net4.required_deposit() * 3 // 2
+    start = await net4.timestamp() + 5
+    spec = net4.spec(TIME, time_trigger(INTERVAL), ON_TIME, start_time=start)
+    job_id = await net4.create_job(spec, value=deposit)
+    net4.time_travel(start + INTERVAL + 1)
+    first = (await first_slots(net4, [job_id]))[0]
+    second = replace(first, round=1, cursor=start + INTERVAL)
+    # when both rounds go in one batch
+    receipt = await submit(net4, [first, second])
+    executed, skipped = await outcome(net4, receipt)
+    # then the first runs and the second is skipped: the first held back its worst case
+    assert [e["args"]["round"] for e in await net4.events(net4.tm, "JobExecuted", receipt)] == [0]
+    assert skipped == {job_id: reason("InsufficientBalance")}
+    # and the hold came back: the job paid only the first round's bill
+    job = await net4.job(job_id)
+    assert (job["round"], job["lastCursor"]) == (1, start)
+    assert job["balance"] == deposit - executed[job_id]["payment"]
+
+
 async def test_two_logs_of_one_event_job_run_as_two_rounds_in_one_batch(net4: Net) -> None:
     # given an Event job (1 confirmation) and two matching logs, confirmed
     job_id = await create_event_job(net4, confirmations=1)
