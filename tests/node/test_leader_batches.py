@@ -25,6 +25,7 @@ from keeper.chain.calls import compute_execute_gas
 from keeper.core.messages import BatchRequest, BatchResponse, Refusal
 from keeper.core.report import sign_batch
 from keeper.node.context import NodeOptions
+from keeper.node.leader import MAX_CONCURRENT_ROUNDS
 from tests.harness import TIME, selector, time_trigger
 from tests.node.support import (
     assert_exactly_once,
@@ -178,6 +179,25 @@ async def test_a_batch_never_takes_more_than_half_a_block_whatever_the_setting(
             assert int(sent["gas"]) <= int(block["gasLimit"]) // 2
     finally:
         await network.stop()
+
+
+async def test_a_batch_larger_than_the_leaders_round_pool_still_goes_out(
+    network: Network,
+) -> None:
+    # given more Time jobs due together than a leader works on rounds at once
+    jobs = await same_slot_jobs(network, MAX_CONCURRENT_ROUNDS + 8)
+
+    # when the slot comes and the network runs until each job has executed once (a leader
+    # waiting for more of its pool than there is would never return from its head)
+    async def all_executed() -> bool:
+        return all([len(await network.executions(j)) >= 1 for j in jobs])
+
+    await asyncio.wait_for(network.step_until(all_executed, max_blocks=30), timeout=300)
+
+    # then every job executed exactly once, in one execute transaction
+    for job in jobs:
+        await assert_exactly_once(network, job)
+    assert len(await execute_transactions(network, jobs)) == 1
 
 
 async def test_a_member_refusing_one_item_does_not_delay_the_rest(network: Network) -> None:
