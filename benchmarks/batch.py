@@ -291,15 +291,15 @@ async def scenario(name: str, args: argparse.Namespace) -> list[Row]:
 # ---------------------------------------------------------------------- reporting
 
 
-def existing_rows(label: str) -> list[str]:
+def existing_rows(label: str, scenarios: list[str]) -> list[str]:
+    """The section's rows, but those of `label` for the scenarios measured again."""
     text = DOCS.read_text() if DOCS.exists() else ""
     if BEGIN not in text:
         return []
     section = text.split(BEGIN, 1)[1].split(END, 1)[0].splitlines()
+    again = tuple(f"| {label} | {name} |" for name in scenarios)
     return [
-        ln
-        for ln in section
-        if ln.startswith("| ") and ln != HEADER and not ln.startswith(f"| {label} |")
+        ln for ln in section if ln.startswith("| ") and ln != HEADER and not ln.startswith(again)
     ]
 
 
@@ -349,7 +349,7 @@ async def main(args: argparse.Namespace) -> None:
     command = "python benchmarks/batch.py" + (
         f" --only {' '.join(args.only)}" if args.only != list(SCENARIOS) else ""
     )
-    section = render(result, existing_rows(result.label) if args.append else [], command)
+    section = render(result, existing_rows(result.label, args.only) if args.append else [], command)
     if args.no_write:
         print(section)
     else:
