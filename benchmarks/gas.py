@@ -626,7 +626,7 @@ def render(
         f"forwarder); older figures are commit {PREVIOUS}'s, named so.",
         "",
         "Command: `.venv/bin/python benchmarks/gas.py` (eth-tester 0.14 / py-evm, EVM prague, "
-        f"solc 0.8.30 via-IR, 10,000 optimizer runs). Machine: {platform.machine()}, "
+        f"solc 0.8.30 via-IR, 5,000 optimizer runs). Machine: {platform.machine()}, "
         f"{platform.system()}, Python {platform.python_version()}; gas does not depend on it.",
         "",
         "### `execute` of one Time job, threshold 6667 bps, equal stakes",
