@@ -558,20 +558,8 @@ class ChainState:
         """`next_job_log` for many Event jobs in one query: for each (job id, after cursor,
         max block), the oldest matched log above the cursor confirmed by the block, keyed by
         job id (jobs with none are left out)."""
-        rows = [[job_id, after, max_block] for job_id, after, max_block in wanted]
-        if not rows:
-            return {}
-        async with self._db.execute(
-            "WITH q AS (SELECT json_extract(value, '$[0]') AS job_id, "
-            "json_extract(value, '$[1]') AS after, json_extract(value, '$[2]') AS max_block "
-            "FROM json_each(?)) "
-            "SELECT q.job_id, (SELECT l.cursor FROM job_logs l WHERE l.job_id = q.job_id "
-            "AND l.cursor > q.after AND l.block_number <= q.max_block "
-            "ORDER BY l.cursor LIMIT 1) FROM q",
-            (json.dumps(rows),),
-        ) as cur:
-            found = await cur.fetchall()
-        return {int(job_id): int(cursor) for job_id, cursor in found if cursor is not None}
+        runs = await self.next_job_log_runs((job, after, top, 1) for job, after, top in wanted)
+        return {job_id: cursors[0] for job_id, cursors in runs.items()}
 
     async def next_job_log_runs(
         self, wanted: Iterable[tuple[int, int, int, int]]
