@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -535,17 +535,25 @@ class ChainFollower:
         """The logs of Event jobs this member serves from block `upto + 1` on, from each job's
         cursor block to `upto`: the logs the job's previous quorum held and has not executed.
 
-        The headers are read again (in batches) for their hashes and blooms, since the store
-        keeps only the last few hundred; the pauses and resumes of the range come with the logs,
-        so the activity rule (a log counts when the job was active at the end of the block
-        before) is applied as a node that followed the job all along applied it. None when the
-        chain moved under the range (the pass is retried)."""
+        Only the blocks of the stored header window (`keep_blocks` below `upto`) have their
+        headers read again (in batches), for their hashes and blooms: a lagging backend answers
+        eth_getLogs empty only near the head, and a block deeper than the window is below any
+        reorg the follower can see, so there the eth_getLogs answers stand as they come (a quiet
+        emitter's month-old cursor costs the window's headers, not one request per 100 blocks of
+        the month). The pauses and resumes of the range come with the logs, so the activity rule
+        (a log counts when the job was active at the end of the block before) is applied as a
+        node that followed the job all along applied it. None when the chain moved under the
+        range (the pass is retried)."""
         starts = {job.job_id: split_event_cursor(job.last_cursor)[0] for job in jobs}
         low = max(self._start_block, min(starts.values()))
         if low > upto:
             return []
-        blooms: dict[int, bytes] = {}
-        headers = await self._headers(low, upto, blooms)
+        # "Final enough" is the stored header window (the store's keep_blocks, 256), not
+        # `reorg_depth`: reorgs are found by walking back over stored headers, and the snapshot
+        # trails the head by as much.
+        checked_from = max(low, upto - self._store.chain.keep_blocks)
+        blooms = _WindowBlooms(checked_from)
+        headers = await self._headers(checked_from, upto, blooms.checked)
         if not headers or headers[-1][0] != upto:
             raise BlockNotYetServed(f"block {upto} for a backfill")
         for prev, cur in itertools.pairwise(headers):
@@ -581,7 +589,7 @@ class ChainFollower:
             activity = (job.trigger, active, moves)
             for raw in ordered:
                 block = int(raw["blockNumber"])
-                if bytes(raw["blockHash"]) != hashes.get(block):
+                if block >= checked_from and bytes(raw["blockHash"]) != hashes.get(block):
                     return None
                 topics = [bytes(t) for t in raw["topics"]]
                 cursor = compute_event_cursor(block, int(raw["logIndex"]))
@@ -614,6 +622,29 @@ class ChainFollower:
             if job_id in activity:
                 activity[job_id][2].append((ev.block_number, on))
         return activity
+
+
+class _WindowBlooms(Mapping[int, bytes]):
+    """A backfill's blooms for LogFetcher: those of the headers read again from `checked_from`
+    on, and none below it (no usable bloom: the eth_getLogs answer for those blocks stands)."""
+
+    def __init__(self, checked_from: int) -> None:
+        self.checked_from = checked_from
+        self.checked: dict[int, bytes] = {}
+
+    def __getitem__(self, number: int) -> bytes:
+        if number < self.checked_from:
+            return b""
+        return self.checked[number]
+
+    def __contains__(self, number: object) -> bool:
+        return isinstance(number, int) and (number < self.checked_from or number in self.checked)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.checked)
+
+    def __len__(self) -> int:
+        return len(self.checked)
 
 
 def _end_at_epoch_start(last: int, events: list[ChainEvent]) -> tuple[int, list[ChainEvent]]:

@@ -1,16 +1,20 @@
 """A keeper's follower asks for the logs of its own quorums' Event jobs only, and a job it comes to
 serve at a rotation gets the logs its previous quorum held and had not executed: backfilled from
-the job's cursor, with the headers read again where the store no longer keeps them, and by the
-same activity rule (paused stretches left out) as a node that followed the job all along."""
+the job's cursor, by the same activity rule (paused stretches left out) as a node that followed
+the job all along, with only the stored header window's headers read again (deeper blocks take
+eth_getLogs's answers as they come), so a quiet emitter's long gap costs no header requests."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from eth_account.signers.local import LocalAccount
 
 from keeper.chain.follower import ChainFollower
 from keeper.core.serving import EPOCH_GRACE_BLOCKS
+from keeper.store.chain_state import KEEP_BLOCKS
 from keeper.store.db import Store
 from tests.harness import ETHER, Net, selector
 from tests.integration.store_support import read_table
@@ -138,5 +142,56 @@ async def test_a_job_the_keeper_stops_serving_stops_costing_log_queries(
             await sync_all(mine)
         assert mine._logs.asked[emitter] == asked
         assert stored_logs(tmp_path / "mine.db", job_id) == held
+    finally:
+        await mine._store.close()
+
+
+def count_calls(follower: ChainFollower) -> Counter[str]:
+    """The JSON-RPC calls the follower's provider makes from now on, by method."""
+    calls: Counter[str] = Counter()
+    provider: Any = follower._w3.provider
+    make_request = provider.make_request
+
+    async def counted(method: str, params: Any) -> Any:
+        calls[method] += 1
+        return await make_request(method, params)
+
+    provider.make_request = counted
+    return calls
+
+
+async def test_a_backfill_over_thousands_of_quiet_blocks_reads_only_the_stored_headers(
+    net: Net, tmp_path: Path
+) -> None:
+    # given keepers 1-4 in epoch 1's one quorum, and an Event job with one log never executed
+    me = net.keepers[0]
+    for keeper in net.keepers[1:5]:
+        await net.register(keeper, ETHER)
+    await net.rotate()
+    mine = await open_follower(net, tmp_path / "mine.db", me)
+    calls = count_calls(mine)
+    try:
+        job_id = await create_event_job(net)
+        kept = await emit_demo(net, 1)
+        # and an emitter quiet for 3,000 blocks, which keeper 0 (in no quorum) follows
+        net.mine(3000)
+        await sync_all(mine)
+        assert stored_logs(tmp_path / "mine.db", job_id) == []
+        # when keeper 0 joins the one quorum, and the pass after the epoch's first block runs
+        await net.register(me, ETHER)
+        await net.age_epoch()
+        await net.rotate()
+        await sync_all(mine)
+        gap = await net.block_number() - (kept >> 32)
+        assert gap > 3000
+        calls.clear()
+        net.mine(1)
+        await sync_all(mine)
+        # then it read the headers of the stored window (and the new block) only, not the gap's
+        assert 0 < calls["eth_getBlockByNumber"] <= KEEP_BLOCKS + 3
+        # and it holds the log from before the rotation, once
+        assert stored_logs(tmp_path / "mine.db", job_id) == [kept]
+        await sync_all(mine)
+        assert stored_logs(tmp_path / "mine.db", job_id) == [kept]
     finally:
         await mine._store.close()
