@@ -3,7 +3,8 @@ exactly once, a log emitted before a rotation moved the job to its quorum.
 
 Protocol, follower: log queries carry the active Event jobs of the quorums the node sits in, in
 the epoch started before the block (and the previous one through its grace period); a job the
-node serves from a rotation on has its logs since its cursor backfilled.
+node serves from a rotation on has its logs since its cursor backfilled, reading again only the
+stored header window's headers however long the job's emitter was quiet.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from keeper.chain.follower import ChainFollower
 from keeper.chain.rpc import connect, disconnect
 from keeper.core.quorum import compute_quorum_of
 from keeper.core.triggers import compute_event_cursor
+from keeper.store.chain_state import KEEP_BLOCKS
 from keeper.store.db import Store
 from tests.anvil import AnvilChain, AnvilProcess
 from tests.harness import (
@@ -32,6 +34,7 @@ from tests.harness import (
     time_trigger,
 )
 from tests.integration.store_support import read_table
+from tests.integration.test_follower import create_event_job, emit_demo
 from tests.node.support import DEMO_EVENT, assert_exactly_once, executions_after
 from tests.nodes import Network, start_network
 from tests.provider import ProviderEmulator
@@ -173,3 +176,78 @@ async def test_a_log_from_before_a_rotation_runs_once_on_the_new_quorum(
     assert execution["args"]["cursor"] == cursor
     assert execution["args"]["executor"] in newcomers
     assert held_logs(network, 2, job_id) == held_logs(network, 3, job_id) == [cursor]
+
+
+@pytest.fixture
+async def five_keepers() -> AsyncIterator[Net]:
+    """Five keepers on anvil, none registered yet."""
+    anvil = AnvilProcess(accounts=7)
+    net: Net | None = None
+    try:
+        net = await make_net(keepers=5, chain=AnvilChain(anvil, 7))
+        yield net
+    finally:
+        if net is not None:
+            await disconnect(net.w3)
+        anvil.stop()
+
+
+async def test_a_rotation_backfill_behind_a_provider_reads_the_stored_window_not_the_gap(
+    five_keepers: Net, tmp_path: Path
+) -> None:
+    net = five_keepers
+    me = net.keepers[0]
+    # given keepers 1-4 in epoch 1's one quorum, and an Event job with a log never executed
+    for keeper in net.keepers[1:5]:
+        await net.register(keeper, ETHER)
+    await net.rotate()
+    job_id = await create_event_job(net)
+    kept = await emit_demo(net, 1)
+    # and keeper 0's follower behind a provider whose second backend lags, while the emitter
+    # stays quiet for 3,000 blocks
+    rpc = ProviderEmulator(str(net.chain.anvil.url), KEY, per_second=1000, burst=1000)  # type: ignore[attr-defined]
+    await rpc.start()
+    store = await Store.open(
+        tmp_path / "keeper.db",
+        chain_id=net.deployment.chain_id,
+        registry=net.deployment.registry,
+        task_manager=net.deployment.task_manager,
+        operator=me.address,
+    )
+    w3 = connect(rpc.url, lean=True)
+    follower = ChainFollower(
+        w3, net.registry, net.tm, store, start_block=net.deployment.block, member=me.address
+    )
+
+    async def sync_until_caught_up() -> None:
+        for _ in range(200):
+            result = await follower.sync()
+            if result.head >= await net.block_number():
+                return
+        raise AssertionError("not caught up in 200 passes")
+
+    def held() -> list[int]:
+        rows = read_table(tmp_path / "keeper.db", "job_logs")
+        return sorted(int(r[1]) for r in rows if r[0] == job_id)
+
+    try:
+        net.mine(3000)
+        await sync_until_caught_up()
+        assert held() == []
+        # when keeper 0 joins the one quorum, and the pass after the epoch's first block runs
+        await net.register(me, ETHER)
+        await net.age_epoch()
+        await net.rotate()
+        await sync_until_caught_up()
+        assert await net.block_number() - (kept >> 32) > 3000
+        before = rpc.calls["eth_getBlockByNumber"]
+        net.mine(1)
+        await sync_until_caught_up()
+        # then the headers read again are the stored window's (3,010 before: the whole gap's)
+        assert rpc.calls["eth_getBlockByNumber"] - before <= KEEP_BLOCKS + 8
+        # and the log from before the rotation is held, once
+        assert held() == [kept]
+    finally:
+        await disconnect(w3)
+        await store.close()
+        await rpc.stop()
