@@ -375,9 +375,10 @@ ECDSA signature per signer and a forwarder per job:
   read per call) and copies no return data.
 - What would reach it: (1) a threshold Schnorr signature (FROST, one DKG per epoch) checked with
   the `ecrecover` trick costs one recovery and no member list for the whole quorum, about
-  19,000 less for 5-of-7; (2) batching several jobs' rounds into one `execute` (the next issue)
-  amortizes the 21,000 base, the signatures and the registry lookup (Chainlink's `transmit`
-  does this), though not the hop: each job still pays its own cold call into its forwarder;
+  19,000 less for 5-of-7; (2) batching several jobs' rounds into one `execute` (built since:
+  the batch section above) amortizes the 21,000 base, the signatures and the registry lookup
+  (Chainlink's `transmit` does this), though not the hop: each job still pays its own cold
+  call into its forwarder;
   (3) BLS via EIP-2537 needs a two-pair pairing (~103,000 gas) and pays off only past ~25
   signers. (1) and (2) together would put a 5-of-7 round well under 60,000.
 - For scale: Chainlink Automation v2.1 spends 101,408 gas on a `transmit` of one upkeep with 2
