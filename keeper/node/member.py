@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from eth_utils.crypto import keccak
 
@@ -32,7 +33,7 @@ from keeper.core.report import (
 from keeper.errors import PeerRejected, RpcUnavailable
 from keeper.monitor.metrics import NodeMetrics
 from keeper.monitor.repeats import RoundLog
-from keeper.node.context import NodeContext
+from keeper.node.context import EpochQuorums, NodeContext, QuorumView
 from keeper.node.evaluate import Evaluator, Proposal
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,22 @@ class _Envelope:
     members: tuple[Member, ...]
     head: int
     synced_ms: float
+    quorums: EpochQuorums | None = None  # the epoch's quorums, read once for every item
+    check_ts: int | None = None  # the check block's timestamp, read once for every item
+
+
+@dataclass(frozen=True)
+class _Known:
+    """What the items' checks read from the store and the evaluator, read once per batch
+    instead of once per item. `proposals` is None when the resolvers' RPC failed: then each
+    item asks again on its own, and only its own check answers 503."""
+
+    proposals: dict[int, Proposal] | None
+    round_states: dict[tuple[int, int], tuple[str, int, dict[str, Any]]]
+    opened_at: dict[int, int]
+
+
+_NOTHING_KNOWN = _Known(None, {}, {})
 
 
 class MemberService:
@@ -129,7 +146,7 @@ class MemberService:
                 try:
                     try:
                         if proposal is None:
-                            proposal = await self._check_item(req, index, envelope)
+                            proposal = await self._check_item(req, index, envelope, known)
                         else:
                             self._check_next_item(item, req.payloads[index], proposal, accepted)
                     except RpcUnavailable as exc:
@@ -152,6 +169,7 @@ class MemberService:
         for i, item in enumerate(req.items):
             if i not in duplicates:
                 by_job.setdefault(item.jobId, []).append(i)
+        known = await self._read_known(req, [indices[0] for indices in by_job.values()], envelope)
         # The jobs are checked concurrently: each Condition item's resolver is an eth_call at
         # its check block, and one at a time a full batch waited for a hundred round trips.
         await asyncio.gather(*(approve(indices) for indices in by_job.values()))
@@ -296,9 +314,10 @@ class MemberService:
         block_hash = await store.block_hash(header.checkBlock)
         if block_hash != header.checkBlockHash:
             raise _reject(409, "BlockHashMismatch", f"block {header.checkBlock} differs here")
-        if await store.block_timestamp(header.checkBlock) is None:
+        check_ts = await store.block_timestamp(header.checkBlock)
+        if check_ts is None:
             raise _reject(425, "TooEarly", f"block {header.checkBlock} is not stored")
-        return _Envelope(header.quorum, members, head, synced_ms)
+        return _Envelope(header.quorum, members, head, synced_ms, quorums, check_ts)
 
     def _check_age(self, header: BatchHeader, head: int) -> None:
         if not head - MAX_CHECK_AGE <= header.checkBlock:
@@ -328,15 +347,52 @@ class MemberService:
         if keccak(proposal.payload) != report.payloadHash or proposal.payload != payload:
             raise _reject(422, "PayloadMismatch", "the payload differs from this node's result")
 
-    async def _check_item(self, req: BatchRequest, index: int, envelope: _Envelope) -> Proposal:
+    async def _read_known(
+        self, req: BatchRequest, firsts: Sequence[int], envelope: _Envelope
+    ) -> _Known:
+        """Reads once for the whole batch what `_check_item` asks of each item's job: the
+        proposals at the check block (one `due_many`, so the Condition jobs' resolvers go out
+        as one RPC batch), the rounds' stored states and where the others opened. Only items
+        that pass the store checks before it are evaluated, as one by one."""
+        store = self._ctx.store
+        if envelope.quorums is None or envelope.check_ts is None:
+            return _NOTHING_KNOWN
+        jobs: list[Job] = []
+        for index in firsts:
+            report = req.items[index]
+            job = await store.job(report.jobId)
+            if job is None or report.round != job.round:
+                continue
+            if envelope.quorums.for_job(report.jobId).index != envelope.quorum:
+                continue
+            jobs.append(job)
+        check_block = req.header.checkBlock
+        try:
+            proposals = await self._evaluator.due_many(jobs, check_block, envelope.check_ts)
+        except RpcUnavailable:
+            return _NOTHING_KNOWN
+        rounds = [(job, proposals[job.job_id]) for job in jobs if job.job_id in proposals]
+        states = await store.round_states((job.job_id, p.round) for job, p in rounds)
+        unopened = [(job, p) for job, p in rounds if (job.job_id, p.round) not in states]
+        opened_at = await self._evaluator.opened_at_many(unopened) if unopened else {}
+        return _Known(proposals, states, opened_at)
+
+    async def _check_item(
+        self, req: BatchRequest, index: int, envelope: _Envelope, known: _Known = _NOTHING_KNOWN
+    ) -> Proposal:
         """Every check of one item: its job, quorum and round, this node's own result at the
-        check block, and the leader's turn for it. Returns that result."""
+        check block, and the leader's turn for it. Returns that result. What `known` holds
+        (read once for the batch) is taken from it; the rest is read here."""
         ctx, report, payload = self._ctx, req.items[index], req.payloads[index]
         store = ctx.store
         job = await store.job(report.jobId)
         if job is None:
             raise _reject(404, "UnknownJob", f"job {report.jobId} is unknown")
-        quorum = await ctx.quorum_for(report.jobId, report.epoch)
+        quorum: QuorumView | None
+        if envelope.quorums is not None:
+            quorum = envelope.quorums.for_job(report.jobId)
+        else:
+            quorum = await ctx.quorum_for(report.jobId, report.epoch)
         if quorum is None or quorum.index != envelope.quorum:
             raise _reject(
                 409, "WrongQuorum", f"job {report.jobId} is not in quorum {envelope.quorum}"
@@ -344,21 +400,32 @@ class MemberService:
         if report.round != job.round:
             code = "RoundDone" if report.round < job.round else "WrongRound"
             raise _reject(409, code, f"job {job.job_id} is at round {job.round}")
-        check_ts = await store.block_timestamp(report.checkBlock)
+        check_ts = envelope.check_ts
+        if check_ts is None:
+            check_ts = await store.block_timestamp(report.checkBlock)
         if check_ts is None:
             raise _reject(425, "TooEarly", f"block {report.checkBlock} is not stored")
-        proposal = await self._evaluator.due(job, report.checkBlock, check_ts)
+        if known.proposals is not None:
+            proposal = known.proposals.get(job.job_id)
+        else:
+            proposal = await self._evaluator.due(job, report.checkBlock, check_ts)
         if proposal is None:
             raise _reject(422, "NotDue", f"job {job.job_id} is not due at {report.checkBlock}")
         if proposal.cursor != report.cursor:
             raise _reject(422, "CursorMismatch", f"expected cursor {proposal.cursor}")
         if keccak(proposal.payload) != report.payloadHash or proposal.payload != payload:
             raise _reject(422, "PayloadMismatch", "the payload differs from this node's result")
-        await self._check_turn(req.sender, report, job, envelope, proposal)
+        await self._check_turn(req.sender, report, job, envelope, proposal, known)
         return proposal
 
     async def _check_turn(
-        self, sender: str, report: Report, job: Job, envelope: _Envelope, proposal: Proposal
+        self,
+        sender: str,
+        report: Report,
+        job: Job,
+        envelope: _Envelope,
+        proposal: Proposal,
+        known: _Known = _NOTHING_KNOWN,
     ) -> None:
         """Refuses a leader whose turn for this item has not come (protocol: leader turns).
 
@@ -369,11 +436,20 @@ class MemberService:
         (epoch, quorum, due block): an overloaded leader steps back, so it only ever leads
         later than its plain turn.
         """
-        state = await self._ctx.store.round_state(report.jobId, report.round)
-        if state is not None:
-            due_block: int | None = state[1]
+        key = (report.jobId, report.round)
+        if known.proposals is not None:
+            found = known.round_states.get(key)
+            due_block: int | None = (
+                found[1] if found is not None else known.opened_at.get(job.job_id)
+            )
         else:
-            due_block = (await self._evaluator.opened_at_many([(job, proposal)])).get(job.job_id)
+            state = await self._ctx.store.round_state(report.jobId, report.round)
+            if state is not None:
+                due_block = state[1]
+            else:
+                due_block = (await self._evaluator.opened_at_many([(job, proposal)])).get(
+                    job.job_id
+                )
         if due_block is None:
             return
         ranked = [

@@ -10,6 +10,7 @@ a signature that does not recover to the member over the items it accepted is dr
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -106,6 +107,72 @@ async def test_rounds_due_at_one_head_go_out_as_one_batch_and_one_transaction(
     assert requests and max(requests.values()) == 1
     assert {leader for _, leader, _, _ in asked} == {next(iter(asked))[1]}
     assert {job_ids for *_, job_ids in asked} == {tuple(jobs)}
+
+
+# The store reads a member's answer makes for every item alike (one per batch since they are
+# read once for all items, not once per item).
+BATCH_READS = (
+    "round_state",
+    "round_states",
+    "block_timestamp",
+    "epoch",
+    "quorums",
+    "first_blocks_at",
+)
+
+
+def count_member_reads(network: Network) -> list[Counter[str]]:
+    """Every member counts the store reads each batch answer makes (those of its own leader
+    and follower, running beside it, are not counted): one Counter per answered batch."""
+    answering: contextvars.ContextVar[Counter[str] | None] = contextvars.ContextVar(
+        "answering", default=None
+    )
+    answers: list[Counter[str]] = []
+    for node in network.nodes.values():
+        assert node.member is not None
+        store = node.store
+        for name in BATCH_READS:
+            read = getattr(store, name)
+
+            async def counted(*args: Any, _name: str = name, _read: Any = read) -> Any:
+                reads = answering.get()
+                if reads is not None:
+                    reads[_name] += 1
+                return await _read(*args)
+
+            setattr(store, name, counted)
+        answer_batch = node.member.handle_batch
+
+        async def answer(req: BatchRequest, _answer: Any = answer_batch) -> BatchResponse:
+            reads: Counter[str] = Counter()
+            answers.append(reads)
+            answering.set(reads)
+            return cast(BatchResponse, await _answer(req))
+
+        node.member.handle_batch = answer  # type: ignore[method-assign]
+    return answers
+
+
+async def test_a_member_reads_the_store_once_per_batch_not_once_per_item(
+    network: Network,
+) -> None:
+    # given members counting the store reads of each batch they answer, and Time jobs due together
+    answers = count_member_reads(network)
+    jobs = await same_slot_jobs(network, JOBS)
+
+    # when the slot comes and the network runs until each job has executed once
+    async def all_executed() -> bool:
+        return all([len(await network.executions(j)) >= 1 for j in jobs])
+
+    await network.step_until(all_executed, max_blocks=30)
+
+    # then the batch of eight rounds went out once, and each member's answer read the rounds'
+    # states, the check block and the quorums a fixed number of times, not once per item
+    assert len(await execute_transactions(network, jobs)) == 1
+    assert answers
+    for reads in answers:
+        assert reads["round_state"] == 0, reads
+        assert max(reads.values()) <= 2, reads
 
 
 async def test_rounds_due_at_one_head_are_cut_into_batches_that_fit_the_gas_limit(

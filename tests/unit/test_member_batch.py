@@ -48,7 +48,7 @@ def a_member(store: GuardOf) -> tuple[MemberService, str]:
     async def envelope(req: Any, began: float) -> Any:
         return member_module._Envelope(0, (), 9, 0.0)
 
-    async def check_item(req: Any, index: int, envelope: Any) -> None:
+    async def check_item(req: Any, index: int, envelope: Any, known: Any = None) -> None:
         return None  # every item is this node's own result
 
     service._check_envelope = envelope  # type: ignore[method-assign]
