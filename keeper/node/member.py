@@ -26,8 +26,8 @@ from keeper.core.report import (
     MAX_CHECK_AGE,
     BatchHeader,
     Report,
-    compute_batch_digest,
-    recover_batch_signer,
+    compute_batch_digest_of,
+    recover_digest_signer,
     sign_digest,
 )
 from keeper.errors import PeerRejected, RpcUnavailable
@@ -72,6 +72,7 @@ class _Envelope:
     synced_ms: float
     quorums: EpochQuorums | None = None  # the epoch's quorums, read once for every item
     check_ts: int | None = None  # the check block's timestamp, read once for every item
+    item_hashes: tuple[bytes, ...] = ()  # the items' EIP-712 struct hashes, computed once
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,9 @@ class MemberService:
         # The jobs are checked concurrently: each Condition item's resolver is an eth_call at
         # its check block, and one at a time a full batch waited for a hundred round trips.
         await asyncio.gather(*(approve(indices) for indices in by_job.values()))
-        accepted, signature = await self._sign_accepted(req, sorted(approved), results)
+        accepted, signature = await self._sign_accepted(
+            req, sorted(approved), results, envelope.item_hashes
+        )
         for index in accepted:
             results[index] = True
             self._note_signed(req.sender, req.items[index], began, envelope.synced_ms)
@@ -194,7 +197,11 @@ class MemberService:
         return duplicates
 
     async def _sign_accepted(
-        self, req: BatchRequest, approved: list[int], results: list[bool | Refusal]
+        self,
+        req: BatchRequest,
+        approved: list[int],
+        results: list[bool | Refusal],
+        item_hashes: Sequence[bytes] = (),
     ) -> tuple[list[int], bytes | None]:
         """This node's signature over the batch of the `approved` items, stored first as one
         guard row per item (the signed batch's digest). An item whose row the guard refuses
@@ -202,10 +209,13 @@ class MemberService:
         without it; the rows of a signature that never left the node are the same results, so
         they guard as well as any."""
         ctx = self._ctx
+        hashes = item_hashes or req.batch.item_hashes()
         accepted = approved
         while accepted:
             subset = req.batch.subset(accepted)
-            digest = compute_batch_digest(subset, ctx.domain)
+            digest = compute_batch_digest_of(
+                subset.header, [hashes[i] for i in accepted], ctx.domain
+            )
             signature = sign_digest(ctx.account.key, digest)
             stored = await ctx.store.record_signatures(
                 [(item, digest, signature) for item in subset.items]
@@ -291,8 +301,11 @@ class MemberService:
         if self._observe_peer is not None:
             self._observe_peer(req.sender, head)
 
+        item_hashes = tuple(req.batch.item_hashes())
         try:
-            leader = recover_batch_signer(req.batch, ctx.domain, req.leader_signature)
+            leader = recover_digest_signer(
+                compute_batch_digest_of(header, item_hashes, ctx.domain), req.leader_signature
+            )
         except ValueError as exc:
             raise _reject(401, "BadLeaderSignature", str(exc)) from exc
         if leader.lower() != req.sender.lower():
@@ -317,7 +330,7 @@ class MemberService:
         check_ts = await store.block_timestamp(header.checkBlock)
         if check_ts is None:
             raise _reject(425, "TooEarly", f"block {header.checkBlock} is not stored")
-        return _Envelope(header.quorum, members, head, synced_ms, quorums, check_ts)
+        return _Envelope(header.quorum, members, head, synced_ms, quorums, check_ts, item_hashes)
 
     def _check_age(self, header: BatchHeader, head: int) -> None:
         if not head - MAX_CHECK_AGE <= header.checkBlock:
