@@ -219,7 +219,7 @@ async def test_a_members_batch_items_are_checked_concurrently() -> None:
     async def envelope(req: Any, began: float) -> Any:
         return member_module._Envelope(0, (), 9, 0.0)
 
-    async def check_item(req: Any, index: int, envelope: Any) -> None:
+    async def check_item(req: Any, index: int, envelope: Any, known: Any = None) -> None:
         # Stands in for the item's checks, resolver eth_call included: each waits until all
         # items are in flight at once, which only concurrent checking lets happen.
         nonlocal in_flight, most
