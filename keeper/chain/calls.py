@@ -13,6 +13,7 @@ from web3 import AsyncWeb3
 from web3.contract import AsyncContract
 from web3.utils.abi import get_abi_element
 
+from keeper.chain import jsonrpc
 from keeper.chain.contracts import revert_of
 from keeper.chain.rpc import rpc_guard
 from keeper.core.equivocation import SignedBy
@@ -183,9 +184,8 @@ class KeeperCalls:
     async def can_rotate(self) -> bool:
         """`canRotate()`, asked every head: one plain eth_call of fixed calldata, without the
         contract-call machinery (ABI lookup and formatting) that costs more than the call."""
-        call = {"to": str(self.registry.address), "data": self._can_rotate_data}
         async with rpc_guard("canRotate"):
-            result = bytes(await self._w3.eth.call(call))  # type: ignore[arg-type]
+            result = await jsonrpc.call(self._w3, str(self.registry.address), self._can_rotate_data)
         if len(result) != 32:
             raise ChainError(f"canRotate returned {len(result)} bytes, not one word")
         return int.from_bytes(result, "big") != 0

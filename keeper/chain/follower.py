@@ -18,6 +18,7 @@ from web3.contract import AsyncContract
 from web3.exceptions import BlockNotFound, Web3RPCError
 from web3.types import RPCEndpoint
 
+from keeper.chain.jsonrpc import json_provider, request
 from keeper.chain.logs import BlockNotYetServed, LogFetcher, LogQuery, sorted_logs
 from keeper.chain.rpc import rpc_guard
 from keeper.core.addresses import checksum_address
@@ -286,9 +287,8 @@ class ChainFollower:
         if pushed is not None and local is not None and _extends(pushed, local):
             latest = pushed  # the header came with the push: nothing to ask (no bloom either)
         else:
-            block = await self._w3.eth.get_block("latest")
-            latest = _header(block)
-            blooms[latest[0]] = _bloom(block)
+            latest, bloom = await self._latest()
+            blooms[latest[0]] = bloom
         chain_head = latest[0]
         if local is not None and latest[:2] == local:
             return SyncResult(local[0], chain_head, 0)
@@ -393,6 +393,17 @@ class ChainFollower:
         for header, bloom in found:
             blooms[header[0]] = bloom
         return [header for header, _ in found]
+
+    async def _latest(self) -> tuple[Header, bytes]:
+        """The latest block's header and bloom (asked at every poll: plain JSON over HTTP)."""
+        provider = json_provider(self._w3)
+        if provider is None:
+            block = await self._w3.eth.get_block("latest")
+            return _header(block), _bloom(block)
+        found = _raw_block(await request(provider, "eth_getBlockByNumber", ["latest", False]))
+        if found is None:
+            raise BlockNotFound("Block with id: 'latest' not found.")
+        return found
 
     async def _block_or_none(self, number: int) -> Any:
         try:

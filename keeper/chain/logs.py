@@ -20,6 +20,7 @@ from hexbytes import HexBytes
 from web3 import AsyncWeb3
 from web3.exceptions import Web3RPCError
 
+from keeper.chain.jsonrpc import get_logs
 from keeper.core.bloom import BLOOM_BYTES, is_any_log_possible
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,7 @@ class LogFetcher:
         """(first, last, logs) of each answer the range took, split where it was refused."""
         params = {**query.params(), "fromBlock": first, "toBlock": last}
         try:
-            return [(first, last, list(await self._w3.eth.get_logs(params)))]  # type: ignore[arg-type]
+            return [(first, last, await get_logs(self._w3, params))]
         except Web3RPCError as exc:
             if not is_too_much(str(exc)) or first == last:
                 raise
@@ -136,14 +137,14 @@ class LogFetcher:
     async def _by_hash(self, query: LogQuery, number: int, block_hash: bytes) -> list[Any]:
         params = {**query.params(), "blockHash": "0x" + block_hash.hex()}
         try:
-            return list(await self._w3.eth.get_logs(params))  # type: ignore[arg-type]
+            return await get_logs(self._w3, params)
         except Web3RPCError as exc:
             if is_block_unknown(str(exc)):
                 raise BlockNotYetServed(str(exc)) from exc
             # A provider without EIP-234: the block by number, its answer taken as it is.
             log.info("sync.logs_by_hash_refused block=%d error=%s", number, str(exc)[:120])
             by_number = {**query.params(), "fromBlock": number, "toBlock": number}
-            return list(await self._w3.eth.get_logs(by_number))  # type: ignore[arg-type]
+            return await get_logs(self._w3, by_number)
 
 
 def sorted_logs(logs: Sequence[Any]) -> list[Any]:

@@ -37,6 +37,7 @@ from web3 import AsyncWeb3
 from web3.exceptions import TransactionNotFound, Web3Exception
 from web3.types import TxReceipt
 
+from keeper.chain.jsonrpc import block_fees
 from keeper.chain.rpc import rpc_guard
 from keeper.core.addresses import checksum_address
 from keeper.core.fees import (
@@ -575,11 +576,9 @@ class TxSender:
         if cached is not None and cached[0] == block_number:
             return cached[1]
         async with rpc_guard("eth_getBlockByNumber"):
-            block = await self._w3.eth.get_block(block_number)
-        raw = block.get("baseFeePerGas")
-        base_fee = None if raw is None else Wei(int(raw))
-        limit = block.get("gasLimit")
-        self._base_fee_cache = (block_number, base_fee, None if limit is None else int(limit))
+            fee, limit = await block_fees(self._w3, block_number)
+        base_fee = None if fee is None else Wei(fee)
+        self._base_fee_cache = (block_number, base_fee, limit)
         return base_fee
 
     @property

@@ -1,0 +1,95 @@
+"""The hot reads of every head straight from a JSON-RPC provider's answer, without web3's
+method machinery.
+
+web3's request and result formatters (parameter normalisers, checksummed addresses, attribute
+dicts) cost more CPU than the calls themselves: at ten executions a second the logs of each
+head, its base fee and `canRotate()` were a fifth of a keeper's CPU, most of it formatting.
+Over HTTP (`AsyncHTTPProvider`, `keeper.chain.pool.RpcPool` included) these reads go to the
+provider as plain JSON-RPC and only the fields the node uses are read from the answer; an
+error answer raises what web3 raises for it. Any other provider (eth-tester in process) goes
+through web3 as before, and tests/node/test_jsonrpc_reads.py checks both give the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from hexbytes import HexBytes
+from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3._utils.error_formatters_utils import raise_contract_logic_error_on_revert
+from web3._utils.validation import validate_rpc_response_and_raise_if_error
+from web3.exceptions import BlockNotFound
+from web3.types import RPCEndpoint
+
+
+def json_provider(w3: AsyncWeb3[Any]) -> AsyncHTTPProvider | None:
+    """The provider when it speaks JSON-RPC over HTTP; None for one web3 must format for."""
+    provider = w3.provider
+    return provider if isinstance(provider, AsyncHTTPProvider) else None
+
+
+async def request(provider: AsyncHTTPProvider, method: str, params: list[Any]) -> Any:
+    """The result of one call; an error answer raises web3's exception for it (Web3RPCError
+    and its kinds with the provider's message; ContractLogicError for a reverted eth_call), as
+    the same call through web3 would."""
+    response = await provider.make_request(RPCEndpoint(method), params)
+    formatters = raise_contract_logic_error_on_revert if method == "eth_call" else None
+    validate_rpc_response_and_raise_if_error(response, formatters, params=params)
+    return response.get("result")
+
+
+def hex_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """An eth_getLogs filter with block numbers as the hex quantities JSON-RPC takes."""
+    out = dict(params)
+    for key in ("fromBlock", "toBlock"):
+        if isinstance(out.get(key), int):
+            out[key] = hex(out[key])
+    return out
+
+
+def parse_log(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """A log as the node reads it: numbers as ints, hashes, topics and data as bytes, the
+    address as the provider wrote it (every reader compares it case-insensitively)."""
+    return {
+        "address": raw["address"],
+        "topics": [bytes(HexBytes(t)) for t in raw["topics"]],
+        "data": bytes(HexBytes(raw["data"])),
+        "blockNumber": int(raw["blockNumber"], 16),
+        "logIndex": int(raw["logIndex"], 16),
+        "blockHash": bytes(HexBytes(raw["blockHash"])),
+        "transactionHash": bytes(HexBytes(raw["transactionHash"])),
+    }
+
+
+async def get_logs(w3: AsyncWeb3[Any], params: Mapping[str, Any]) -> list[Any]:
+    """eth_getLogs: parsed by `parse_log` over HTTP, web3's answer otherwise."""
+    provider = json_provider(w3)
+    if provider is None:
+        return list(await w3.eth.get_logs(params))  # type: ignore[arg-type]
+    result = await request(provider, "eth_getLogs", [hex_params(params)])
+    return [parse_log(raw) for raw in result or []]
+
+
+async def block_fees(w3: AsyncWeb3[Any], number: int) -> tuple[int | None, int | None]:
+    """(baseFeePerGas, gasLimit) of a block (None for a field the chain lacks); BlockNotFound
+    when the provider does not have the block, as web3's get_block."""
+    provider = json_provider(w3)
+    if provider is None:
+        block = await w3.eth.get_block(number)
+        fee, limit = block.get("baseFeePerGas"), block.get("gasLimit")
+        return (None if fee is None else int(fee), None if limit is None else int(limit))
+    result = await request(provider, "eth_getBlockByNumber", [hex(number), False])
+    if not isinstance(result, Mapping):
+        raise BlockNotFound(f"Block with id: '{number}' not found.")
+    fee, limit = result.get("baseFeePerGas"), result.get("gasLimit")
+    return (None if fee is None else int(fee, 16), None if limit is None else int(limit, 16))
+
+
+async def call(w3: AsyncWeb3[Any], to: str, data: str) -> bytes:
+    """eth_call at the latest block of fixed calldata; a revert raises as through web3."""
+    provider = json_provider(w3)
+    if provider is None:
+        return bytes(await w3.eth.call({"to": to, "data": data}))  # type: ignore[typeddict-item]
+    result = await request(provider, "eth_call", [{"to": to, "data": data}, "latest"])
+    return bytes(HexBytes(result or "0x"))
