@@ -24,7 +24,7 @@ from keeper.core.addresses import checksum_address
 from keeper.core.jobs import Job, JobStatus, apply_job_event, job_from_created
 from keeper.core.quorum import Member, unpack_member
 from keeper.core.triggers import TriggerKind
-from keeper.store.connection import Connection
+from keeper.store.connection import Connection, first_row
 from keeper.store.records import (
     JOB_EVENTS,
     KEEPER_EVENTS,
@@ -128,10 +128,11 @@ class _Fold:
 
     async def _fold_keeper(self, name: str, args: dict[str, Any]) -> None:
         address = checksum_address(args["keeper"])
-        async with self._db.execute(
-            f"SELECT endpoint, data FROM {self._t.keepers} WHERE address = ?", (address,)
-        ) as cur:
-            row = await cur.fetchone()
+        row = first_row(
+            await self._db.execute_fetchall(
+                f"SELECT endpoint, data FROM {self._t.keepers} WHERE address = ?", (address,)
+            )
+        )
         endpoint = str(row[0]) if row else ""
         data: dict[str, Any] = json.loads(row[1]) if row else {"status": "none", "stake": 0}
         if name == "KeeperRegistered":
@@ -174,10 +175,11 @@ class ChainState:
     async def snapshot_block(self) -> int:
         """The height the snapshot tables hold the state of; -1 before the first snapshot."""
         if self._snapshot is None:
-            async with self._db.execute(
-                "SELECT value FROM meta WHERE key = 'snapshot_block'"
-            ) as cur:
-                row = await cur.fetchone()
+            row = first_row(
+                await self._db.execute_fetchall(
+                    "SELECT value FROM meta WHERE key = 'snapshot_block'"
+                )
+            )
             self._snapshot = int(row[0]) if row else -1
         return self._snapshot
 
@@ -187,12 +189,14 @@ class ChainState:
         old = await self.snapshot_block()
         if target <= old:
             return None
-        async with self._db.execute(
-            "SELECT DISTINCT job_id FROM events WHERE block_number > ? AND block_number <= ? "
-            "AND job_id IS NOT NULL",
-            (old, target),
-        ) as cur:
-            ids = [int(r[0]) for r in await cur.fetchall()]
+        ids = [
+            int(r[0])
+            for r in await self._db.execute_fetchall(
+                "SELECT DISTINCT job_id FROM events WHERE block_number > ? AND block_number <= ? "
+                "AND job_id IS NOT NULL",
+                (old, target),
+            )
+        ]
         fold = _Fold(self._db, SNAPSHOT, await self._read_jobs(SNAPSHOT.jobs, ids))
         await self._fold_events(fold, old, target)
         await fold.finish()
@@ -217,11 +221,10 @@ class ChainState:
         wanted = sorted(set(ids))
         if not wanted:
             return {}
-        async with self._db.execute(
+        rows = await self._db.execute_fetchall(
             f"SELECT data FROM {table} WHERE job_id IN (SELECT value FROM json_each(?))",
             (json.dumps(wanted),),
-        ) as cur:
-            rows = await cur.fetchall()
+        )
         jobs = [job_from_json(str(r[0])) for r in rows]
         return {job.job_id: job for job in jobs}
 
@@ -237,8 +240,7 @@ class ChainState:
         """One row of a table folded from blocks, converted; kept in the per-block read cache
         (cleared whenever blocks are applied or rolled back)."""
         if key not in self._folds:
-            async with self._db.execute(sql, params) as cur:
-                row = await cur.fetchone()
+            row = first_row(await self._db.execute_fetchall(sql, params))
             self._folds[key] = convert(row) if row else None
         return cast(_T | None, self._folds[key])
 
@@ -436,8 +438,7 @@ class ChainState:
 
     async def _job_table(self) -> dict[int, Job]:
         if self._jobs is None:
-            async with self._db.execute("SELECT data FROM jobs ORDER BY job_id") as cur:
-                rows = await cur.fetchall()
+            rows = await self._db.execute_fetchall("SELECT data FROM jobs ORDER BY job_id")
             jobs = [job_from_json(str(r[0])) for r in rows]
             self._jobs = {job.job_id: job for job in jobs}
         return self._jobs
@@ -459,8 +460,7 @@ class ChainState:
         )
 
     async def keepers(self) -> dict[str, dict[str, Any]]:
-        async with self._db.execute("SELECT address, endpoint, data FROM keepers") as cur:
-            rows = await cur.fetchall()
+        rows = await self._db.execute_fetchall("SELECT address, endpoint, data FROM keepers")
         return {str(a): {"endpoint": str(e), **json.loads(d)} for a, e, d in rows}
 
     async def latest_epoch(self) -> Epoch | None:
@@ -483,10 +483,9 @@ class ChainState:
         """Members of each quorum of `epoch`, in quorum order (empty if the epoch is unknown)."""
         key = ("quorums", epoch)
         if key not in self._folds:
-            async with self._db.execute(
+            rows = await self._db.execute_fetchall(
                 "SELECT members FROM quorums WHERE epoch = ? ORDER BY quorum", (epoch,)
-            ) as cur:
-                rows = await cur.fetchall()
+            )
             self._folds[key] = [
                 [unpack_member(to_bytes(w)) for w in json.loads(r[0])] for r in rows
             ]
@@ -500,8 +499,7 @@ class ChainState:
         if job_id is not None:
             query += " AND job_id = ?"
             params = (job_id,)
-        async with self._db.execute(query + " ORDER BY block_number, log_index", params) as cur:
-            rows = await cur.fetchall()
+        rows = await self._db.execute_fetchall(query + " ORDER BY block_number, log_index", params)
         out = []
         for block_number, tx_hash, args in rows:
             data = json.loads(args)
@@ -512,18 +510,21 @@ class ChainState:
     async def execution_counts(self) -> tuple[int, int]:
         """(JobExecuted events, how many of them succeeded) followed up to the head: counters
         kept by the fold, not a count of stored rows."""
-        async with self._db.execute(
-            "SELECT name, value FROM counters WHERE name IN ('executions', 'successes')"
-        ) as cur:
-            counts = {str(name): int(value) for name, value in await cur.fetchall()}
+        counts = {
+            str(name): int(value)
+            for name, value in await self._db.execute_fetchall(
+                "SELECT name, value FROM counters WHERE name IN ('executions', 'successes')"
+            )
+        }
         return counts.get("executions", 0), counts.get("successes", 0)
 
     async def first_block_at(self, timestamp: int) -> int | None:
         """The lowest stored block whose timestamp reaches `timestamp` (None if none does)."""
-        async with self._db.execute(
-            "SELECT MIN(number) FROM blocks WHERE timestamp >= ?", (timestamp,)
-        ) as cur:
-            row = await cur.fetchone()
+        row = first_row(
+            await self._db.execute_fetchall(
+                "SELECT MIN(number) FROM blocks WHERE timestamp >= ?", (timestamp,)
+            )
+        )
         return int(row[0]) if row and row[0] is not None else None
 
     async def first_blocks_at(self, timestamps: Iterable[int]) -> dict[int, int]:
@@ -532,11 +533,10 @@ class ChainState:
         wanted = sorted(set(timestamps))
         if not wanted:
             return {}
-        async with self._db.execute(
+        rows = await self._db.execute_fetchall(
             "SELECT number, timestamp FROM blocks WHERE timestamp >= ? ORDER BY number",
             (wanted[0],),
-        ) as cur:
-            rows = await cur.fetchall()
+        )
         out: dict[int, int] = {}
         for number, timestamp in rows:
             # Timestamps never decrease along the chain: the first block reaching each one.
@@ -546,12 +546,13 @@ class ChainState:
 
     async def next_job_log(self, job_id: int, after_cursor: int, max_block: int) -> int | None:
         """The oldest matched log of an Event job above `after_cursor`, confirmed by `max_block`."""
-        async with self._db.execute(
-            "SELECT cursor FROM job_logs WHERE job_id = ? AND cursor > ? AND block_number <= ? "
-            "ORDER BY cursor LIMIT 1",
-            (job_id, after_cursor, max_block),
-        ) as cur:
-            row = await cur.fetchone()
+        row = first_row(
+            await self._db.execute_fetchall(
+                "SELECT cursor FROM job_logs WHERE job_id = ? AND cursor > ? AND block_number <= ? "
+                "ORDER BY cursor LIMIT 1",
+                (job_id, after_cursor, max_block),
+            )
+        )
         return int(row[0]) if row else None
 
     async def next_job_logs(self, wanted: Iterable[tuple[int, int, int]]) -> dict[int, int]:
@@ -571,7 +572,7 @@ class ChainState:
         if not rows:
             return {}
         # One index seek per log: each step finds the next confirmed log above the last.
-        async with self._db.execute(
+        found = await self._db.execute_fetchall(
             "WITH RECURSIVE q AS (SELECT json_extract(value, '$[0]') AS job_id, "
             "json_extract(value, '$[1]') AS after, json_extract(value, '$[2]') AS max_block, "
             "json_extract(value, '$[3]') AS lim FROM json_each(?)), "
@@ -584,8 +585,7 @@ class ChainState:
             "SELECT job_id, cursor FROM r WHERE n > 0 AND cursor IS NOT NULL "
             "ORDER BY job_id, cursor",
             (json.dumps(rows),),
-        ) as cur:
-            found = await cur.fetchall()
+        )
         out: dict[int, list[int]] = {}
         for job_id, cursor in found:
             out.setdefault(int(job_id), []).append(int(cursor))

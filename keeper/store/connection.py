@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
 
 import aiosqlite
+
+
+def first_row(rows: Iterable[Any]) -> Any | None:
+    """The first row of `execute_fetchall`'s answer, None if there is none. Reads go through
+    `execute_fetchall`: one hop to the database thread where `async with execute() as cur`
+    and a fetch take three, and each hop wakes the event loop from that thread."""
+    return next(iter(rows), None)
 
 
 class Connection:

@@ -25,7 +25,7 @@ from keeper.core.quorum import Member
 from keeper.core.report import Report
 from keeper.errors import StoreError, StoreMismatch
 from keeper.store.chain_state import KEEP_BLOCKS, ChainState, SnapshotAdvance
-from keeper.store.connection import Connection
+from keeper.store.connection import Connection, first_row
 from keeper.store.records import (
     JOB_EVENTS,
     KEEPER_EVENTS,
@@ -121,8 +121,7 @@ class Store:
         await self._db.close()
 
     async def _migrate(self) -> None:
-        async with self._db.execute("PRAGMA user_version") as cur:
-            row = await cur.fetchone()
+        row = first_row(await self._db.execute_fetchall("PRAGMA user_version"))
         version = int(row[0]) if row else 0
         if version > SCHEMA_VERSION:
             raise StoreError(
@@ -156,8 +155,10 @@ class Store:
         log.info("store.backed_up path=%s schema=%d target=%s", self.path, version, target)
 
     async def _check_identity(self, identity: dict[str, str]) -> None:
-        async with self._db.execute("SELECT key, value FROM meta") as cur:
-            existing = {str(k): str(v) for k, v in await cur.fetchall()}
+        existing = {
+            str(k): str(v)
+            for k, v in await self._db.execute_fetchall("SELECT key, value FROM meta")
+        }
         for key, value in identity.items():
             if key in existing and existing[key] != value:
                 raise StoreMismatch(

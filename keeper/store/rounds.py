@@ -13,7 +13,7 @@ from typing import Any
 
 from keeper.core.report import MAX_CHECK_AGE, Report
 from keeper.store.chain_state import SnapshotAdvance
-from keeper.store.connection import Connection
+from keeper.store.connection import Connection, first_row
 from keeper.store.records import SignedReport, report_from_dict, report_to_json
 
 # A stored signature for the same (job, round, check block, hash) with a different result.
@@ -48,12 +48,11 @@ class RoundBook:
         self, job_id: int, round_: int, check_block: int, check_block_hash: bytes
     ) -> list[SignedReport]:
         """Reports already signed for this equivocation key."""
-        async with self._db.execute(
+        rows = await self._db.execute_fetchall(
             "SELECT report, signature FROM signatures WHERE job_id = ? AND round = ? "
             "AND check_block = ? AND check_block_hash = ?",
             (job_id, round_, check_block, check_block_hash),
-        ) as cur:
-            rows = await cur.fetchall()
+        )
         return [SignedReport(report_from_dict(json.loads(r)), bytes(s)) for r, s in rows]
 
     async def record_signature(self, report: Report, digest: bytes, signature: bytes) -> bool:
@@ -81,8 +80,7 @@ class RoundBook:
         if cur.rowcount == 1:
             return True
         # Nothing inserted: this very signature is stored already (a retry), or a conflicting one.
-        async with self._db.execute(_CONFLICTING_SIGNATURE, (*key, *result)) as check:
-            return await check.fetchone() is None
+        return not await self._db.execute_fetchall(_CONFLICTING_SIGNATURE, (*key, *result))
 
     async def record_signatures(self, rows: Sequence[tuple[Report, bytes, bytes]]) -> list[bool]:
         """`record_signature` for each (report, digest, signature), in order, in a few trips to
@@ -114,33 +112,34 @@ class RoundBook:
             for start in range(0, len(keys), 150):
                 chunk = keys[start : start + 150]
                 values = ", ".join("(?, ?, ?, ?, ?)" for _ in chunk)
-                async with self._db.execute(
+                for r in await self._db.execute_fetchall(
                     "SELECT job_id, round, check_block, check_block_hash, digest FROM signatures "
                     "WHERE (job_id, round, check_block, check_block_hash, digest) "
                     f"IN (VALUES {values})",
                     [x for key in chunk for x in key],
-                ) as cur:
-                    for r in await cur.fetchall():
-                        stored.add((int(r[0]), int(r[1]), int(r[2]), bytes(r[3]), bytes(r[4])))
+                ):
+                    stored.add((int(r[0]), int(r[1]), int(r[2]), bytes(r[3]), bytes(r[4])))
         return [key in stored for key in keys]
 
     async def signature_count(self) -> int:
         """Signatures this node ever recorded: those stored and those pruned."""
-        async with self._db.execute(
-            "SELECT (SELECT COUNT(*) FROM signatures) + "
-            "COALESCE((SELECT count FROM pruned WHERE what = 'signatures'), 0)"
-        ) as cur:
-            row = await cur.fetchone()
+        row = first_row(
+            await self._db.execute_fetchall(
+                "SELECT (SELECT COUNT(*) FROM signatures) + "
+                "COALESCE((SELECT count FROM pruned WHERE what = 'signatures'), 0)"
+            )
+        )
         return int(row[0]) if row else 0
 
     # ------------------------------------------------------------------ rounds
 
     async def round_state(self, job_id: int, round_: int) -> tuple[str, int, dict[str, Any]] | None:
-        async with self._db.execute(
-            "SELECT status, due_block, data FROM rounds WHERE job_id = ? AND round = ?",
-            (job_id, round_),
-        ) as cur:
-            row = await cur.fetchone()
+        row = first_row(
+            await self._db.execute_fetchall(
+                "SELECT status, due_block, data FROM rounds WHERE job_id = ? AND round = ?",
+                (job_id, round_),
+            )
+        )
         return (str(row[0]), int(row[1]), json.loads(row[2])) if row else None
 
     async def round_states(
@@ -152,12 +151,11 @@ class RoundBook:
         for start in range(0, len(wanted), 400):
             chunk = wanted[start : start + 400]
             values = ", ".join("(?, ?)" for _ in chunk)
-            async with self._db.execute(
+            rows = await self._db.execute_fetchall(
                 "SELECT job_id, round, status, due_block, data FROM rounds "
                 f"WHERE (job_id, round) IN (VALUES {values})",
                 [x for key in chunk for x in key],
-            ) as cur:
-                rows = await cur.fetchall()
+            )
             for job_id, round_, status, due_block, data in rows:
                 out[(int(job_id), int(round_))] = (str(status), int(due_block), json.loads(data))
         return out
@@ -192,11 +190,10 @@ class RoundBook:
 
     async def round_counts(self) -> dict[str, int]:
         """Rounds this node worked on, by last status: those stored and those pruned."""
-        async with self._db.execute(
+        rows = await self._db.execute_fetchall(
             "SELECT status, COUNT(*) FROM rounds GROUP BY status UNION ALL "
             "SELECT substr(what, 8), count FROM pruned WHERE what LIKE 'rounds:%'"
-        ) as cur:
-            rows = await cur.fetchall()
+        )
         out: Counter[str] = Counter()
         for status, count in rows:
             out[str(status)] += int(count)
@@ -231,13 +228,15 @@ class RoundBook:
     async def _prune_closed_locked(self, rounds: dict[int, int]) -> None:
         """Deletes the rounds of each job below its round in `rounds`, and their signatures."""
         closed = json.dumps([[job_id, round_] for job_id, round_ in rounds.items()])
-        async with self._db.execute(
-            "DELETE FROM rounds WHERE (job_id, round) IN (SELECT r.job_id, r.round FROM "
-            "json_each(?) q JOIN rounds r ON r.job_id = json_extract(q.value, '$[0]') "
-            "AND r.round < json_extract(q.value, '$[1]')) RETURNING status",
-            (closed,),
-        ) as cur:
-            statuses = Counter(str(row[0]) for row in await cur.fetchall())
+        statuses = Counter(
+            str(row[0])
+            for row in await self._db.execute_fetchall(
+                "DELETE FROM rounds WHERE (job_id, round) IN (SELECT r.job_id, r.round FROM "
+                "json_each(?) q JOIN rounds r ON r.job_id = json_extract(q.value, '$[0]') "
+                "AND r.round < json_extract(q.value, '$[1]')) RETURNING status",
+                (closed,),
+            )
+        )
         cur = await self._db.executemany(
             "DELETE FROM signatures WHERE job_id = ? AND round < ?", rounds.items()
         )

@@ -37,12 +37,11 @@ class TransactionBook:
         )
 
     async def pending_txs(self, status: str = "pending") -> list[PendingTx]:
-        async with self._db.execute(
+        rows = await self._db.execute_fetchall(
             "SELECT tx_hash, nonce, raw, purpose, max_fee, priority_fee, sent_block, status "
             "FROM pending_txs WHERE status = ? ORDER BY nonce, max_fee",
             (status,),
-        ) as cur:
-            rows = await cur.fetchall()
+        )
         return [
             PendingTx(bytes(h), int(n), bytes(r), str(p), int(m), int(pf), int(sb), str(s))
             for h, n, r, p, m, pf, sb, s in rows
