@@ -192,10 +192,11 @@ class KeeperCalls:
 
     async def account_funds(self, address: str) -> tuple[int, int]:
         """(ETH balance, unwithdrawn TaskManager earnings) of `address`, in wei."""
+        data = self.task_manager.encode_abi("earnings", args=[address])
         async with rpc_guard("account funds"):
-            balance = int(await self._w3.eth.get_balance(address))  # type: ignore[arg-type]
-            earned = int(await self.task_manager.functions.earnings(address).call())
-        return balance, earned
+            balance = await jsonrpc.balance(self._w3, address)
+            earned = await jsonrpc.call(self._w3, str(self.task_manager.address), data)
+        return balance, int.from_bytes(earned, "big")
 
     async def turn_blocks(self) -> int:
         """KeeperRegistry.turnBlocks: every member of a quorum ranks leaders by it alike."""

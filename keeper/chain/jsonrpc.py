@@ -3,7 +3,8 @@ method machinery.
 
 web3's request and result formatters (parameter normalisers, checksummed addresses, attribute
 dicts) cost more CPU than the calls themselves: at ten executions a second the logs of each
-head, its base fee and `canRotate()` were a fifth of a keeper's CPU, most of it formatting.
+head, its base fee and `canRotate()` were a fifth of a keeper's CPU, most of it formatting;
+idle, the account's balance and earnings read for the metrics cost as much as a block's sync.
 Over HTTP (`AsyncHTTPProvider`, `keeper.chain.pool.RpcPool` included) these reads go to the
 provider as plain JSON-RPC and only the fields the node uses are read from the answer; an
 error answer raises what web3 raises for it. Any other provider (eth-tester in process) goes
@@ -93,3 +94,11 @@ async def call(w3: AsyncWeb3[Any], to: str, data: str) -> bytes:
         return bytes(await w3.eth.call({"to": to, "data": data}))  # type: ignore[typeddict-item]
     result = await request(provider, "eth_call", [{"to": to, "data": data}, "latest"])
     return bytes(HexBytes(result or "0x"))
+
+
+async def balance(w3: AsyncWeb3[Any], address: str) -> int:
+    """eth_getBalance at the latest block, in wei."""
+    provider = json_provider(w3)
+    if provider is None:
+        return int(await w3.eth.get_balance(address))  # type: ignore[arg-type]
+    return int(await request(provider, "eth_getBalance", [address, "latest"]), 16)

@@ -11,7 +11,7 @@ touched.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -110,10 +110,20 @@ class Report:
     quorum: int = 0
 
     def as_message(self) -> dict[str, Any]:
-        """The fields as a dict, executor checksummed (the wire and store form)."""
-        message = asdict(self)
-        message["executor"] = checksum_address(self.executor)
-        return message
+        """The fields as a dict, executor checksummed (the wire and store form). Written out:
+        `dataclasses.asdict` deep-copies, and a member stores every item it signs."""
+        return {
+            "jobId": self.jobId,
+            "round": self.round,
+            "epoch": self.epoch,
+            "cursor": self.cursor,
+            "checkBlock": self.checkBlock,
+            "checkBlockHash": self.checkBlockHash,
+            "payloadHash": self.payloadHash,
+            "executor": checksum_address(self.executor),
+            "deadline": self.deadline,
+            "quorum": self.quorum,
+        }
 
     @property
     def header(self) -> BatchHeader:

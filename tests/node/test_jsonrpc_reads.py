@@ -128,3 +128,8 @@ async def test_a_refused_range_raises_the_providers_message(anvil_net: Net) -> N
     finally:
         await disconnect(w3)
         await rpc.stop()
+
+
+async def test_a_balance_is_the_one_web3_gives(anvil_net: Net, w3: Any) -> None:
+    for account in (anvil_net.owner.address, anvil_net.keepers[0].address):
+        assert await jsonrpc.balance(w3, account) == int(await w3.eth.get_balance(account))

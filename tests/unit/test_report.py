@@ -3,7 +3,7 @@ counts as equivocation."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import Any
 
 import pytest
@@ -32,6 +32,7 @@ from keeper.core.report import (
     sign_batch,
     sign_report,
 )
+from keeper.store.records import report_from_dict
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 KEYS = [bytes([i]) * 32 for i in range(1, 6)]
@@ -158,6 +159,15 @@ def test_digest_matches_the_eip712_definition(batch: Batch) -> None:
 @given(report=reports)
 def test_a_report_alone_is_its_batch_of_one(report: Report) -> None:
     assert compute_report_digest(report, DOMAIN) == manual_digest(Batch.of([report]), DOMAIN)
+
+
+@settings(max_examples=50, deadline=None)
+@given(report=reports)
+def test_the_message_form_carries_every_field_and_reads_back_the_same(report: Report) -> None:
+    message = report.as_message()
+    assert set(message) == {f.name for f in fields(Report)}
+    assert message["executor"] == to_checksum_address(report.executor)
+    assert report_from_dict(message) == replace(report, executor=message["executor"])
 
 
 @settings(max_examples=30, deadline=None)
