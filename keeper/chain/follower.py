@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +18,7 @@ from web3.contract import AsyncContract
 from web3.exceptions import BlockNotFound, Web3RPCError
 from web3.types import RPCEndpoint
 
-from keeper.chain.jsonrpc import json_provider, request
+from keeper.chain.jsonrpc import json_provider, parse_fees, request
 from keeper.chain.logs import BlockNotYetServed, LogFetcher, LogQuery, sorted_logs
 from keeper.chain.rpc import rpc_guard
 from keeper.core.addresses import checksum_address
@@ -210,8 +210,10 @@ class ChainFollower:
         max_range: int = 200,
         header_batch: int = HEADER_BATCH,
         member: str | None = None,
+        on_fees: Callable[[int, int | None, int | None], None] | None = None,
     ) -> None:
         self._w3 = w3
+        self._on_fees = on_fees  # the base fee and gas limit of each latest block read
         # The keeper whose quorums' Event jobs are followed; None follows every Event job.
         self._member = member
         self._activity_topics = tuple(
@@ -400,9 +402,12 @@ class ChainFollower:
         if provider is None:
             block = await self._w3.eth.get_block("latest")
             return _header(block), _bloom(block)
-        found = _raw_block(await request(provider, "eth_getBlockByNumber", ["latest", False]))
+        result = await request(provider, "eth_getBlockByNumber", ["latest", False])
+        found = _raw_block(result)
         if found is None:
             raise BlockNotFound("Block with id: 'latest' not found.")
+        if self._on_fees is not None:
+            self._on_fees(found[0][0], *parse_fees(result))
         return found
 
     async def _block_or_none(self, number: int) -> Any:

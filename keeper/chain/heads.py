@@ -16,6 +16,7 @@ from hexbytes import HexBytes
 from web3 import AsyncWeb3, WebSocketProvider
 
 from keeper.chain.follower import Header
+from keeper.chain.jsonrpc import parse_fees
 from keeper.core.redact import redact_url
 
 log = logging.getLogger(__name__)
@@ -48,11 +49,13 @@ class HeadWatcher:
         url: str,
         on_head: Callable[[Header], None],
         *,
+        on_fees: Callable[[int, int | None, int | None], None] | None = None,
         retry_first: float = RETRY_FIRST,
         retry_max: float = RETRY_MAX,
     ) -> None:
         self._url = url
         self._on_head = on_head
+        self._on_fees = on_fees  # a head's base fee and gas limit, which the push carries
         self._retry_first = retry_first
         self._retry_max = retry_max
         self.subscribed = False
@@ -72,9 +75,12 @@ class HeadWatcher:
                     delay, failing = self._retry_first, False
                     log.info("heads.subscribed url=%s", where)
                     async for message in w3.socket.process_subscriptions():
-                        header = parse_head(message.get("result"))
+                        result = message.get("result")
+                        header = parse_head(result)
                         if header is not None:
                             self.heads_seen += 1
+                            if self._on_fees is not None:
+                                self._on_fees(header[0], *parse_fees(result))
                             self._on_head(header)
                 log.info("heads.closed url=%s", where)
             except asyncio.CancelledError:

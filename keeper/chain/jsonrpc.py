@@ -102,3 +102,22 @@ async def balance(w3: AsyncWeb3[Any], address: str) -> int:
     if provider is None:
         return int(await w3.eth.get_balance(address))  # type: ignore[arg-type]
     return int(await request(provider, "eth_getBalance", [address, "latest"]), 16)
+
+
+def parse_fees(result: object) -> tuple[int | None, int | None]:
+    """(baseFeePerGas, gasLimit) of a newHeads message or a raw block; None for a field it
+    lacks (a chain without EIP-1559) or that is not a number."""
+    if not isinstance(result, Mapping):
+        return None, None
+    return _quantity(result.get("baseFeePerGas")), _quantity(result.get("gasLimit"))
+
+
+def _quantity(value: object) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.startswith("0x"):
+        try:
+            return int(value, 16)
+        except ValueError:
+            return None
+    return None

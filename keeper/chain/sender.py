@@ -57,6 +57,9 @@ from keeper.store.db import PendingTx, Store
 
 log = logging.getLogger(__name__)
 
+# How far below the newest block noted fees are kept (base_fee_at asks for the head).
+KNOWN_FEE_BLOCKS = 16
+
 DEFAULT_MAX_IN_FLIGHT = 16
 SELF_SEND_GAS = 21_000
 CANCEL_PREFIX = "cancel:"
@@ -123,6 +126,8 @@ class TxSender:
         self._market_cache: Market | None = None
         # (block, base fee, gas limit) of the last block read for its base fee
         self._base_fee_cache: tuple[int, Wei | None, int | None] | None = None
+        # Blocks' fees a pushed head or the follower's read already brought (`note_fees`).
+        self._known_fees: dict[int, tuple[int | None, int | None]] = {}
         self._history_unavailable = False  # the node refused eth_feeHistory: eth_gasPrice
         self._gas_price_warned = False
 
@@ -575,11 +580,22 @@ class TxSender:
         cached = self._base_fee_cache
         if cached is not None and cached[0] == block_number:
             return cached[1]
-        async with rpc_guard("eth_getBlockByNumber"):
-            fee, limit = await block_fees(self._w3, block_number)
+        known = self._known_fees.get(block_number)
+        if known is not None:
+            fee, limit = known
+        else:
+            async with rpc_guard("eth_getBlockByNumber"):
+                fee, limit = await block_fees(self._w3, block_number)
         base_fee = None if fee is None else Wei(fee)
         self._base_fee_cache = (block_number, base_fee, limit)
         return base_fee
+
+    def note_fees(self, block_number: int, base_fee: int | None, gas_limit: int | None) -> None:
+        """A block's base fee and gas limit as its pushed head or the follower's read of it
+        brought them: `base_fee_at` then reads no block for it (one RPC a head less)."""
+        self._known_fees[block_number] = (base_fee, gas_limit)
+        for number in [n for n in self._known_fees if n < block_number - KNOWN_FEE_BLOCKS]:
+            del self._known_fees[number]
 
     @property
     def block_gas_limit(self) -> int | None:

@@ -114,6 +114,8 @@ class KeeperNode:
             reorg_depth=options.reorg_depth,
             max_range=options.max_sync_range,
             member=account.address,
+            # The latest block's fees, read at a poll: the leader's pass needs no read of them.
+            on_fees=lambda number, fee, limit: self.sender.note_fees(number, fee, limit),
         )
         self.sender = TxSender(
             w3,
@@ -145,7 +147,11 @@ class KeeperNode:
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()  # set by a pushed head (or stop): tick now, not at the poll
-        self.heads = HeadWatcher(options.ws_url, self._on_pushed_head) if options.ws_url else None
+        self.heads = (
+            HeadWatcher(options.ws_url, self._on_pushed_head, on_fees=self.sender.note_fees)
+            if options.ws_url
+            else None
+        )
         self._heads_task: asyncio.Task[None] | None = None
         self._last_ok = clock()
         self._last_error = ""

@@ -13,6 +13,7 @@ import pytest
 
 from keeper.chain.follower import Header
 from keeper.chain.heads import HeadWatcher, parse_head
+from keeper.chain.jsonrpc import parse_fees
 from keeper.chain.rpc import disconnect
 from keeper.config import Settings, load_settings
 from keeper.core.redact import redact_url
@@ -27,6 +28,13 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 15.0) -> No
     while not predicate():
         assert time.monotonic() < deadline, "timed out"
         await asyncio.sleep(0.02)
+
+
+def test_a_pushs_fees_are_read_from_numbers_or_hex_quantities() -> None:
+    assert parse_fees({"baseFeePerGas": 7, "gasLimit": "0x1c9c380"}) == (7, 30_000_000)
+    assert parse_fees({"gasLimit": 30_000_000}) == (None, 30_000_000)  # before EIP-1559
+    assert parse_fees({"baseFeePerGas": "7", "gasLimit": True}) == (None, None)
+    assert parse_fees(None) == (None, None)
 
 
 def test_a_push_without_a_whole_header_is_ignored() -> None:
@@ -55,15 +63,20 @@ async def test_pushed_headers_are_the_chains_and_a_cut_is_retried() -> None:
     proxy = TcpProxy(anvil.port)
     await proxy.start()
     heads: list[Header] = []
+    fees: dict[int, tuple[int | None, int | None]] = {}
     watcher = HeadWatcher(
-        proxy.url.replace("http://", "ws://"), heads.append, retry_first=0.1, retry_max=0.2
+        proxy.url.replace("http://", "ws://"),
+        heads.append,
+        on_fees=lambda number, fee, limit: fees.update({number: (fee, limit)}),
+        retry_first=0.1,
+        retry_max=0.2,
     )
     task = asyncio.create_task(watcher.run())
     w3 = AnvilChain(anvil).web3()
     try:
         # given a subscription
         await wait_until(lambda: watcher.subscribed)
-        # when blocks are mined, then each push carries the block's own header
+        # when blocks are mined, then each push carries the block's own header and fees
         anvil.rpc("evm_mine")
         anvil.rpc("evm_mine")
         await wait_until(lambda: len(heads) >= 2)
@@ -74,6 +87,8 @@ async def test_pushed_headers_are_the_chains_and_a_cut_is_retried() -> None:
                 bytes(block["parentHash"]),
                 int(block["timestamp"]),
             )
+            # and its fees, so the leader's pass reads no block for them
+            assert fees[number] == (int(block["baseFeePerGas"]), int(block["gasLimit"]))
         # when the connection is cut, the watcher says so and keeps trying (it never raises)
         proxy.cut()
         await wait_until(lambda: not watcher.subscribed)
@@ -123,6 +138,15 @@ async def test_a_pushed_head_wakes_the_node_before_its_poll(tmp_path: Path) -> N
             await asyncio.sleep(0.05)
         assert heads.heads_seen >= 1
         assert (await node.status())["heads"] == "pushed"
+        # and the push brought the head's base fee and gas limit: asking for them reads nothing
+        head = (await node.store.head() or (0, b""))[0]
+        block = await node.w3.eth.get_block(head)
+        assert await node.sender.base_fee_at(head) == int(block["baseFeePerGas"])
+        assert node.sender.block_gas_limit == int(block["gasLimit"])
+        # a noted block is not read (block head + 1000 does not exist: a read would raise)
+        node.sender.note_fees(head + 1000, 7, 8)
+        assert await node.sender.base_fee_at(head + 1000) == 7
+        assert node.sender.block_gas_limit == 8
     finally:
         if network is not None:
             await network.stop()

@@ -1,19 +1,22 @@
 """The hot reads a node makes at every head (keeper.chain.jsonrpc) give over plain JSON-RPC what
 web3's formatted calls give, on anvil and behind a hosted provider's emulator: the same logs,
-base fee, gas limit and call results, and the same errors (a reverted call, a refused range, a
+base fee, gas limit, balances and call results, and the same errors (a reverted call, a refused range, a
 block the provider lacks)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from web3.exceptions import BlockNotFound, ContractLogicError, Web3RPCError
 
 from keeper.chain import jsonrpc
+from keeper.chain.follower import ChainFollower
 from keeper.chain.logs import is_too_much
 from keeper.chain.rpc import connect, disconnect
+from keeper.store.db import Store
 from tests.anvil import AnvilChain, AnvilProcess
 from tests.harness import Net, make_net
 from tests.integration.test_follower import create_event_job, create_time_job, emit_demo
@@ -133,3 +136,31 @@ async def test_a_refused_range_raises_the_providers_message(anvil_net: Net) -> N
 async def test_a_balance_is_the_one_web3_gives(anvil_net: Net, w3: Any) -> None:
     for account in (anvil_net.owner.address, anvil_net.keepers[0].address):
         assert await jsonrpc.balance(w3, account) == int(await w3.eth.get_balance(account))
+
+
+async def test_a_polled_latest_block_brings_its_fees(
+    anvil_net: Net, w3: Any, tmp_path: Path
+) -> None:
+    net = anvil_net
+    store = await Store.open(
+        tmp_path / "keeper.db",
+        chain_id=net.deployment.chain_id,
+        registry=net.deployment.registry,
+        task_manager=net.deployment.task_manager,
+        operator=net.keepers[0].address,
+    )
+    fees: dict[int, tuple[int | None, int | None]] = {}
+    follower = ChainFollower(
+        w3,
+        net.registry,
+        net.tm,
+        store,
+        start_block=net.deployment.block,
+        on_fees=lambda number, fee, limit: fees.update({number: (fee, limit)}),
+    )
+    try:
+        result = await follower.sync()
+        block = await w3.eth.get_block(result.chain_head)
+        assert fees[result.chain_head] == (int(block["baseFeePerGas"]), int(block["gasLimit"]))
+    finally:
+        await store.close()
