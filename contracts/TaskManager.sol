@@ -120,7 +120,7 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
         JobState state;
         JobConfig config;
         JobLimits limits;
-        bytes32 callDataHash; // read by every kind but Condition
+        bytes32 callDataHash; // getJob's view only: the call lives in the forwarder's code
         address owner;
         address target; // read by views only: executions reach it through the forwarder
     }
@@ -254,8 +254,11 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
     EpochHeader private _epochNow;
     EpochHeader private _epochBefore; // for reports of the previous epoch, within the grace period
     mapping(uint64 epoch => mapping(uint16 quorum => bytes32)) private _quorumHash;
-    /// @dev The target of the forwarder being deployed, for its constructor; empty otherwise.
-    address private transient _deployingTarget;
+    /// @dev Transient slots of the call of the forwarder being deployed, for its constructor
+    ///      (`forwarderCall`): the target, the callData's length, then its words; all zero
+    ///      outside `_deployForwarder`. Solidity has `transient` for value types only.
+    ///      keccak256("keeper.TaskManager.forwarderCall"), clear of the compiler's slots.
+    uint256 private constant FORWARDER_CALL_SLOT = 0x3021bcaa007eeaee8145518e9fc4c37a9f725bf53a09b64a81a66c0dd5ac2fc0;
 
     event JobCreated(
         uint256 indexed jobId, address indexed owner, TriggerKind kind, JobSpec spec, uint256 deposit, address forwarder
@@ -385,7 +388,10 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
 
     /// @notice Registers a job; `msg.value` funds it and must cover one worst-case execution.
     ///         The job calls its target through a forwarder of its own, deployed here at the
-    ///         address `nextForwarder(msg.sender)` showed before this call.
+    ///         address `nextForwarder(msg.sender)` showed before this call. A Time, Cron or
+    ///         Event job's callData is kept in its forwarder's code (its executions carry an
+    ///         empty payload and read no storage for it), so the forwarder's code deposit
+    ///         costs 200 gas more per byte of callData, paid once here.
     /// @return jobId the new job's id
     function createJob(JobSpec calldata spec) external payable returns (uint256 jobId) {
         if (spec.target.code.length == 0) revert TargetNotContract(spec.target);
@@ -406,7 +412,8 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
         if (msg.value > type(uint88).max) revert BalanceOverflow();
 
         jobId = nextJobId++;
-        address forwarder = _deployForwarder(jobId, spec.target);
+        address forwarder =
+            _deployForwarder(jobId, spec.target, spec.kind == TriggerKind.Condition ? spec.callData[0:0] : spec.callData);
         Job storage job = _jobs[jobId];
         uint64 lastCursor = 0;
         // Logs of the creation block or older never fire.
@@ -549,9 +556,19 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
         return _quorumHash[epoch][quorum];
     }
 
-    /// @notice Read by a forwarder's constructor: the target it will call.
-    function forwarderTarget() external view returns (address) {
-        return _deployingTarget;
+    /// @inheritdoc IForwarderDeployer
+    function forwarderCall() external view returns (address target, bytes memory callData) {
+        assembly ("memory-safe") {
+            target := tload(FORWARDER_CALL_SLOT)
+            let n := tload(add(FORWARDER_CALL_SLOT, 1))
+            callData := mload(0x40)
+            mstore(callData, n)
+            let words := shr(5, add(n, 31))
+            for { let i := 0 } lt(i, words) { i := add(i, 1) } {
+                mstore(add(callData, shl(5, add(i, 1))), tload(add(FORWARDER_CALL_SLOT, add(i, 2))))
+            }
+            mstore(0x40, add(callData, shl(5, add(words, 1))))
+        }
     }
 
     // ------------------------------------------------------------------ keepers
@@ -599,13 +616,10 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
         for (uint256 i = 0; i < n;) {
             uint256 itemStart = gasleft();
             uint256 p; // the item's place in calldata: canonical, checked above
-            bytes32 payloadHash;
             assembly ("memory-safe") {
                 p := add(ITEMS_OFFSET, calldataload(add(ITEMS_OFFSET, shl(5, i))))
-                payloadHash := mload(add(hashes, shl(5, i)))
             }
-            (bytes4 reason, uint256 outcome) =
-                _runItem(header.checkBlock, p, payloadHash, signedStake10k, totalStake, bound);
+            (bytes4 reason, uint256 outcome) = _runItem(header.checkBlock, p, signedStake10k, totalStake, bound);
             unchecked {
                 if (reason != 0) {
                     (uint256 jobId, uint256 round) = _jobAndRound(p);
@@ -616,7 +630,7 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
                     // Its own gas: measured so far, its settlement after the loop, and its
                     // calldata (offset word, four head words, payload length and payload).
                     uint256 ownGas = itemStart - gasleft() + ITEM_SETTLE_GAS + 16 * (0xc0 + _paddedPayload(p));
-                    // The payload hash is spent: the item's outcome takes its word.
+                    // The item's outcome, in its word of the region _hashItems allocated.
                     assembly ("memory-safe") {
                         mstore(add(hashes, shl(5, i)), or(outcome, ownGas))
                     }
@@ -660,7 +674,6 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
     function _runItem(
         uint64 checkBlock,
         uint256 p,
-        bytes32 payloadHash,
         uint256 signedStake10k,
         uint256 totalStake,
         uint256 bound
@@ -684,7 +697,8 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
         uint256 required;
         (reason, maxGasPrice, required) = _jobSkipReason(checkBlock, p, round, cursor, s, job, bound);
         if (reason != 0) return (reason, 0);
-        if ((s >> STATE_KIND) & 0xff != uint256(TriggerKind.Condition) && payloadHash != job.callDataHash) {
+        // A Time, Cron or Event job's call lives in its forwarder's code: its item carries none.
+        if ((s >> STATE_KIND) & 0xff != uint256(TriggerKind.Condition) && _paddedPayload(p) != 0) {
             return (PayloadMismatch.selector, 0);
         }
         uint256 cfg;
@@ -716,7 +730,10 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
     }
 
     /// @dev The call into the job's forwarder: the gas word, then the payload (Condition mode 1:
-    ///      `performUpkeep(payload)`), built past the free memory pointer. Copies no return data.
+    ///      `performUpkeep(payload)`), built past the free memory pointer. A Time, Cron or Event
+    ///      item's payload is empty (PayloadMismatch otherwise), so the forwarder gets the gas
+    ///      word alone and calls the target with the callData in its own code. Copies no
+    ///      return data.
     function _callTarget(uint256 s, uint256 cfg, uint256 p) private returns (bool success, uint256 gasUsed) {
         uint256 gasLimit = (s >> STATE_GAS_LIMIT) & 0xffffff;
         uint256 forwarderGas = (gasLimit * 64) / 63 + FORWARDER_GAS;
@@ -1006,12 +1023,25 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
         return address(uint160(uint256(keccak256(abi.encodePacked(bytes1(0xff), address(this), salt, forwarderCodeHash)))));
     }
 
-    /// @dev CREATE2 from constant init code; the constructor reads its target back from here.
-    function _deployForwarder(uint256 jobId, address target) private returns (address forwarder) {
+    /// @dev CREATE2 from constant init code; the constructor reads its target and callData
+    ///      back from here (`forwarderCall`), from transient slots cleared afterwards.
+    function _deployForwarder(uint256 jobId, address target, bytes calldata callData)
+        private
+        returns (address forwarder)
+    {
         bytes32 salt = _forwarderSalt(msg.sender, forwarderNonce[msg.sender]++);
-        _deployingTarget = target;
+        uint256 words = (callData.length + 31) >> 5;
+        assembly ("memory-safe") {
+            tstore(FORWARDER_CALL_SLOT, target)
+            tstore(add(FORWARDER_CALL_SLOT, 1), callData.length)
+            for { let i := 0 } lt(i, words) { i := add(i, 1) } {
+                tstore(add(FORWARDER_CALL_SLOT, add(i, 2)), calldataload(add(callData.offset, shl(5, i))))
+            }
+        }
         forwarder = address(new JobForwarder{salt: salt}());
-        _deployingTarget = address(0);
+        assembly ("memory-safe") {
+            for { let i := 0 } lt(i, add(words, 2)) { i := add(i, 1) } { tstore(add(FORWARDER_CALL_SLOT, i), 0) }
+        }
         jobOfForwarder[forwarder] = jobId;
     }
 
@@ -1053,8 +1083,8 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
 
     /// @dev Every item's job must be served by `header.quorum` in `header.epoch`. Reads the items
     ///      straight from calldata (the compiler's decoder bounds-checks every member access of a
-    ///      nested array of dynamic structs) and returns: a memory region of 2n words (the items'
-    ///      payload hashes, then their EIP-712 struct hashes), the items' canonical calldata
+    ///      nested array of dynamic structs) and returns: a memory region of 2n words (n left for
+    ///      the items' outcomes, then their EIP-712 struct hashes), the items' canonical calldata
     ///      bytes, the hash of their struct hashes (the `items` member of `Batch`), and nonzero
     ///      `offsetsOff` when an item's offset or its payload's is not the canonical one or its
     ///      round is not a uint64. Reading follows the offsets as the decoder would (a payload
@@ -1104,7 +1134,6 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
                 mstore(add(m, 0x60), calldataload(add(p, 0x40)))
                 mstore(add(m, 0x80), payloadHash)
                 mstore(add(hashes, shl(5, add(n, i))), keccak256(m, 0xa0))
-                mstore(add(hashes, shl(5, i)), payloadHash)
                 mstore(m, seed)
                 quorumWord := keccak256(m, 0x40)
                 let padded := and(add(len, 31), not(31))

@@ -34,6 +34,9 @@ from keeper.core.report import Batch, Domain, Report, sign_batch, sign_report
 from keeper.errors import ContractRevert
 
 TIME, CRON, EVENT, CONDITION = 0, 1, 2, 3
+# A Time, Cron or Event item's payload: empty, since the job's call lives in its forwarder's
+# code (any other payload is skipped with PayloadMismatch).
+NO_PAYLOAD = b""
 ETHER = 10**18
 ZERO32 = b"\x00" * 32
 

@@ -125,7 +125,7 @@ def _known_errors() -> dict[bytes, tuple[str, list[str]]]:
         for name in (
             "KeeperRegistry",
             "TaskManager",
-            "JobForwarder",
+            "JobForwarderRuntime",
             "DemoTarget",
             "MaliciousTarget",
         ):

@@ -98,6 +98,12 @@ def is_log_match(trigger: Trigger, address: str, topics: list[bytes]) -> bool:
     return True
 
 
+# The payload of a Time, Cron or Event item: empty. The job's callData lives in its forwarder's
+# code and the TaskManager skips any other payload with PayloadMismatch; only a Condition item
+# carries one (the resolver's result).
+NO_PAYLOAD = b""
+
+
 @dataclass(frozen=True)
 class Job:
     """One job: immutable spec and the state the chain holds for it."""

@@ -14,7 +14,13 @@ from dataclasses import dataclass
 from eth_abi.abi import decode as abi_decode
 
 from keeper.chain.reader import MAX_RPC_BATCH, ChainReader
-from keeper.core.jobs import Job, JobStatus, compute_min_balance, compute_next_base_fee_bound
+from keeper.core.jobs import (
+    NO_PAYLOAD,
+    Job,
+    JobStatus,
+    compute_min_balance,
+    compute_next_base_fee_bound,
+)
 from keeper.core.triggers import (
     MAX_EVENT_ITEMS,
     NextFireTime,
@@ -37,7 +43,9 @@ MAX_REMEMBERED_FIRES = 1 << 16  # (expression, start, cursor) -> next fire entri
 
 @dataclass(frozen=True)
 class Proposal:
-    """What a round would execute: the job, its next round, the cursor and the payload.
+    """What a round would execute: the job, its next round, the cursor and the payload (the
+    resolver's result for a Condition job, NO_PAYLOAD for the others: their call is in their
+    forwarder's code).
 
     An Event job's proposal also carries the cursors of its next confirmed logs after `cursor`
     (rounds round+1, round+2, ... in cursor order, same payload): one batch may work them off
@@ -167,7 +175,7 @@ class Evaluator:
                 continue
             cursor = self._scheduled_cursor(job, check_ts)
             if cursor is not None:
-                out[job.job_id] = Proposal(job.job_id, job.round, cursor, job.call_data)
+                out[job.job_id] = Proposal(job.job_id, job.round, cursor, NO_PAYLOAD)
         if events:
             # Event: the oldest matched logs above the cursor that have their confirmations,
             # one per round, as many as the job has rounds left (MAX_EVENT_ITEMS at most).
@@ -184,7 +192,7 @@ class Evaluator:
                 cursors = runs.get(job.job_id)
                 if cursors:
                     out[job.job_id] = Proposal(
-                        job.job_id, job.round, cursors[0], job.call_data, tuple(cursors[1:])
+                        job.job_id, job.round, cursors[0], NO_PAYLOAD, tuple(cursors[1:])
                     )
         if conditions:
             results = await self._call_resolvers(conditions, check_block)

@@ -18,6 +18,7 @@ from eth_utils.crypto import keccak
 from web3 import Web3
 
 from keeper.chain.contracts import JOB_VIEW_FIELDS
+from keeper.core.jobs import NO_PAYLOAD
 from keeper.core.triggers import compute_time_cursor
 from tests.anvil import AnvilProcess
 
@@ -192,8 +193,9 @@ def create_unchecked(chain: CliChain, calldata: bytes) -> int:
     return int(event["args"]["jobId"])
 
 
-async def run_round(net: Any, job_id: int, payload: bytes) -> Any:
-    """The job's next slot, executed by its quorum once chain time has reached it."""
+async def run_round(net: Any, job_id: int) -> Any:
+    """The Time job's next slot, executed by its quorum once chain time has reached it (its
+    item's payload empty: the job's call is in its forwarder's code)."""
     job = await net.job(job_id)
     due_at = job["startTime"] if job["round"] == 0 else job["lastCursor"] + INTERVAL
     net.time_travel(max(due_at, await net.timestamp()) + 1)
@@ -202,5 +204,5 @@ async def run_round(net: Any, job_id: int, payload: bytes) -> Any:
     cursor = compute_time_cursor(job["startTime"], INTERVAL, now, job["lastCursor"])
     assert cursor is not None
     return await net.execute_round(
-        job_id, cursor, payload, check_block=await net.block_number() - 1
+        job_id, cursor, NO_PAYLOAD, check_block=await net.block_number() - 1
     )

@@ -75,7 +75,7 @@ async def test_money_counts_every_top_up_and_every_execution(
         assert_ok(cli_chain.keeper("job", "fund", str(job_id), "0.25ether"))
         payments = []
         for _ in range(3):
-            receipt = await run_round(net, job_id, ON_TIME)
+            receipt = await run_round(net, job_id)
             (event,) = await net.events(net.tm, "JobExecuted", receipt)
             payments.append(int(event["args"]["payment"]))
         out = assert_ok(cli_chain.keeper("job", "show", str(job_id)))
@@ -114,14 +114,14 @@ async def test_a_failed_execution_shows_its_decoded_reason_and_the_auto_pause(
 ) -> None:
     async with harness_net(cli_chain) as net:
         job_id = jobs["failing"]
-        await run_round(net, job_id, NO_WORK)
+        await run_round(net, job_id)
         out = assert_ok(cli_chain.keeper("job", "show", str(job_id)))
         (line,) = [ln for ln in out.splitlines() if ln.startswith("  round 0  cursor ")]
         assert "  FAILED  " in line and line.endswith("  reason NoWork()")
         assert field(out, "failures") == "1 in a row (pauses itself at 3)"
         # when it fails twice more, the contract pauses it and the CLI says so everywhere
         for _ in range(2):
-            await run_round(net, job_id, NO_WORK)
+            await run_round(net, job_id)
         out = assert_ok(cli_chain.keeper("job", "show", str(job_id)))
         assert field(out, "auto-paused").startswith("1 time(s), last at block ")
         assert field(out, "auto-paused").endswith("after 3 failed execution(s) in a row")
@@ -135,7 +135,7 @@ async def test_a_job_below_its_minimum_balance_is_underfunded(
 ) -> None:
     async with harness_net(cli_chain) as net:
         job_id = jobs["thin"]
-        await run_round(net, job_id, ON_TIME)
+        await run_round(net, job_id)
         view = cli_chain.job(job_id)
         min_balance = cli_chain.tm.functions.minBalance(job_id).call()
         assert view["balance"] < min_balance

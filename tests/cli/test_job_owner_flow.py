@@ -9,6 +9,7 @@ import re
 import pytest
 from eth_utils.crypto import keccak
 
+from keeper.core.jobs import NO_PAYLOAD
 from keeper.core.units import parse_amount
 from tests.cli.support import (
     ETHER,
@@ -181,8 +182,7 @@ async def test_show_lists_an_executed_round(cli_chain: CliChain, jobs: dict[str,
         start = (await net.job(job_id))["startTime"]
         # anvil estimates in the latest block's context, where the latest block is not yet past.
         check_block = await net.block_number() - 1
-        payload = keccak(text="onTime()")[:4]
-        receipt = await net.execute_round(job_id, start, payload, check_block=check_block)
+        receipt = await net.execute_round(job_id, start, NO_PAYLOAD, check_block=check_block)
         (event,) = await net.events(net.tm, "JobExecuted", receipt)
         out = show(cli_chain, job_id)
         assert "executions (1)" in out

@@ -95,10 +95,10 @@ def history(cli_chain: CliChain) -> dict[str, int]:
             await net.rotate()
             first = await net.block_number() + 1
             for _ in range(2):
-                await run_round(net, ids["paying"], ON_TIME)
+                await run_round(net, ids["paying"])
             for _ in range(3):
-                await run_round(net, ids["failing"], NO_WORK)
-            await run_round(net, ids["thin"], ON_TIME)
+                await run_round(net, ids["failing"])
+            await run_round(net, ids["thin"])
             return first, await net.block_number()
 
     first, last = asyncio.run(run())

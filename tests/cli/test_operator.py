@@ -9,9 +9,9 @@ import re
 import socket
 
 import pytest
-from eth_utils.crypto import keccak
 
 from keeper.chain.artifacts import load_artifact
+from keeper.core.jobs import NO_PAYLOAD
 from keeper.core.units import format_ether
 from tests.cli.support import (
     ETHER,
@@ -160,9 +160,7 @@ async def test_earnings_are_shown_then_withdrawn(cli_chain: CliChain, closed_url
         start = (await net.job(job_id))["startTime"]
         check_block = await net.block_number() - 1
         quorum, members = await net.quorum_for_job(job_id)
-        receipt = await net.execute_round(
-            job_id, start, keccak(text="onTime()")[:4], check_block=check_block
-        )
+        receipt = await net.execute_round(job_id, start, NO_PAYLOAD, check_block=check_block)
         (event,) = await net.events(net.tm, "JobExecuted", receipt)
         payment = int(event["args"]["payment"])
         executor = net.account_of(members[0].address)

@@ -24,6 +24,7 @@ from keeper.errors import ContractRevert
 from tests.harness import (
     CONDITION,
     EVENT,
+    NO_PAYLOAD,
     TIME,
     Net,
     condition_trigger,
@@ -187,7 +188,7 @@ async def time_round(net: Net, deposit: int | None = None, **spec: Any) -> Round
     newest slot, start + 60, as a keeper proposes it."""
     job_id, start = await create_time_job(net, deposit, **spec)
     net.time_travel(start + INTERVAL + INTERVAL // 2)
-    return await prepare_round(net, job_id, start + INTERVAL, ON_TIME)
+    return await prepare_round(net, job_id, start + INTERVAL, NO_PAYLOAD)
 
 
 async def create_condition_job(net: Net, min_interval: int = 1, **spec: Any) -> int:

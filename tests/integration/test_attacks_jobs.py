@@ -28,6 +28,7 @@ from tests.harness import (
     CONDITION,
     CRON,
     ETHER,
+    NO_PAYLOAD,
     TIME,
     Net,
     condition_trigger,
@@ -100,12 +101,12 @@ async def executed(net: Net, receipt: TxReceipt) -> Any:
     return event
 
 
-async def run_first_slot(net: Net, job_id: int, payload: bytes = ON_TIME) -> Any:
+async def run_first_slot(net: Net, job_id: int) -> Any:
     """The quorum executes the Time job's first slot (its start); returns JobExecuted."""
     start = (await net.job(job_id))["startTime"]
     if await net.timestamp() < start + 5:
         net.time_travel(start + 5)
-    return await executed(net, await net.execute_round(job_id, start, payload))
+    return await executed(net, await net.execute_round(job_id, start, NO_PAYLOAD))
 
 
 def execute_calldata(net: Net, rnd: Round) -> bytes:
@@ -196,7 +197,7 @@ async def test_a_relay_target_cannot_slash_for_its_job(net4: Net) -> None:
     held = await net4.balance(net4.registry.address)
     stranger_balance = await net4.balance(stranger.address)
     # when the quorum executes the job
-    event = await run_first_slot(net4, job_id, relay_call)
+    event = await run_first_slot(net4, job_id)
     # then the round is recorded and paid, but the target's call failed: nobody was slashed
     assert event["args"]["success"] is False
     assert event["args"]["payment"] > 0
@@ -227,7 +228,7 @@ async def test_no_job_can_drain_a_vault_that_trusts_the_task_manager(net4: Net) 
     ]
     # when the quorum executes both
     for job_id in jobs:
-        event = await run_first_slot(net4, job_id, PAYOUT)
+        event = await run_first_slot(net4, job_id)
         # then each round is recorded and paid, but the vault refused its caller
         assert event["args"]["success"] is False
         assert event["args"]["payment"] > 0
@@ -251,8 +252,8 @@ async def test_a_vault_trusting_its_jobs_forwarder_pays_that_job_only(net4: Net)
     own = await net4.create_job(spec)
     copy = await net4.create_job(spec, owner=net4.keepers[7])
     # when the quorum executes both, then the owner's job is paid out, the copy is refused
-    assert (await run_first_slot(net4, own, PAYOUT))["args"]["success"] is True
-    assert (await run_first_slot(net4, copy, PAYOUT))["args"]["success"] is False
+    assert (await run_first_slot(net4, own))["args"]["success"] is True
+    assert (await run_first_slot(net4, copy))["args"]["success"] is False
     assert await net4.balance(vault.address) == 2 * ETHER
     assert await net4.balance(BENEFICIARY) == ETHER
     assert await vault.functions.payouts().call() == 1
@@ -267,7 +268,7 @@ async def test_a_target_sees_its_jobs_forwarder_not_the_task_manager(net4: Net) 
     )
     forwarder = await net4.tm.functions.forwarderOf(job_id).call()
     # when the quorum executes it
-    event = await run_first_slot(net4, job_id, POKE)
+    event = await run_first_slot(net4, job_id)
     # then the target ran, called by the job's own forwarder and not by the TaskManager
     assert event["args"]["success"] is True
     assert await probe.functions.calls().call() == 1
@@ -340,8 +341,8 @@ async def test_a_forwarder_locked_target_refuses_another_owners_identical_job(ne
     copy = await net4.create_job(spec, owner=net4.keepers[7])
     assert await net4.tm.functions.forwarderOf(own).call() == predicted
     # when the quorum executes both
-    own_event = await run_first_slot(net4, own, WORK)
-    copy_event = await run_first_slot(net4, copy, WORK)
+    own_event = await run_first_slot(net4, own)
+    copy_event = await run_first_slot(net4, copy)
     # then the owner's job does the work and the stranger's identical job is refused by the target
     assert own_event["args"]["success"] is True
     assert copy_event["args"]["success"] is False
@@ -349,7 +350,19 @@ async def test_a_forwarder_locked_target_refuses_another_owners_identical_job(ne
 
 
 def _forwarder_abi() -> list[dict[str, Any]]:
-    return list(load_artifact("JobForwarder").abi)
+    """The forwarder's runtime (its error and fallback) and its two views (IJobForwarder, which
+    the fallback answers: the runtime has no Solidity functions)."""
+    views = [
+        {
+            "type": "function",
+            "name": name,
+            "inputs": [],
+            "outputs": [{"name": "", "type": "address"}],
+            "stateMutability": "view",
+        }
+        for name in ("taskManager", "target")
+    ]
+    return list(load_artifact("JobForwarderRuntime").abi) + views
 
 
 # ----------------------------------------------------------------------- 3. padded calldata
@@ -529,7 +542,7 @@ async def test_a_top_up_made_by_the_target_during_its_execution_is_kept(net4: Ne
     net4.time_travel(start + 5)
     before = (await net4.job(job_id))["balance"]
     # when the quorum executes the job
-    receipt = await net4.execute_round(job_id, start, call_data)
+    receipt = await net4.execute_round(job_id, start, NO_PAYLOAD)
     # then the target funded its job during the call
     event = await executed(net4, receipt)
     assert event["args"]["success"] is True
@@ -567,7 +580,7 @@ async def test_cancel_cannot_front_run_an_execute_already_signed(net4: Net) -> N
     net4.time_travel(start + 2 * INTERVAL + 5)
     for check_block in (halt, await net4.block_number()):
         late = await prepare_round(
-            net4, rnd.job_id, start + 2 * INTERVAL, ON_TIME, check_block=check_block
+            net4, rnd.job_id, start + 2 * INTERVAL, NO_PAYLOAD, check_block=check_block
         )
         await late.rejected("JobIsCancelled")
     # and the balance stays locked until every report signed before the cancel has expired
@@ -612,7 +625,7 @@ async def test_pause_cannot_front_run_an_execute_already_signed(net4: Net) -> No
     await rnd.executes()
     # but a report checked at or after the pause block is refused
     net4.time_travel(start + 2 * INTERVAL + 5)
-    late = await prepare_round(net4, rnd.job_id, start + 2 * INTERVAL, ON_TIME, check_block=halt)
+    late = await prepare_round(net4, rnd.job_id, start + 2 * INTERVAL, NO_PAYLOAD, check_block=halt)
     await late.rejected("JobIsPaused")
     # and a paused job's balance cannot be withdrawn
     err = await reverts(
@@ -621,7 +634,7 @@ async def test_pause_cannot_front_run_an_execute_already_signed(net4: Net) -> No
     assert err.args == (rnd.job_id,)
     # when the owner resumes it, then the next report executes
     await net4.tx(net4.tm.functions.resume(rnd.job_id), net4.owner)
-    again = await prepare_round(net4, rnd.job_id, start + 2 * INTERVAL, ON_TIME)
+    again = await prepare_round(net4, rnd.job_id, start + 2 * INTERVAL, NO_PAYLOAD)
     await again.executes()
 
 
@@ -643,14 +656,14 @@ async def test_a_byzantine_quorum_cannot_fire_a_cron_job_twice_a_minute(net4: Ne
     job_id, minute = await _cron_job(net4)
     net4.time_travel(minute + 45)
     # when the quorum fires it at T, then at T + 30
-    first = await prepare_round(net4, job_id, minute, ON_CRON)
+    first = await prepare_round(net4, job_id, minute, NO_PAYLOAD)
     assert (await executed(net4, await first.submit()))["args"]["success"] is True
-    second = await prepare_round(net4, job_id, minute + 30, ON_CRON)
+    second = await prepare_round(net4, job_id, minute + 30, NO_PAYLOAD)
     # then the second is refused: cron cursors are whole minutes
     await second.rejected("CursorOffGrid")
     # and the next firing is possible at T + 60 at the earliest
     net4.time_travel(minute + CRON_GRID)
-    third = await prepare_round(net4, job_id, minute + CRON_GRID, ON_CRON)
+    third = await prepare_round(net4, job_id, minute + CRON_GRID, NO_PAYLOAD)
     assert (await executed(net4, await third.submit()))["args"]["success"] is True
     assert (await net4.job(job_id))["round"] == 2
 
@@ -661,7 +674,7 @@ async def test_a_cron_cursor_off_the_minute_is_refused(net4: Net, offset: int) -
     job_id, minute = await _cron_job(net4)
     net4.time_travel(minute + 2 * CRON_GRID)
     # when the quorum fires it at a second that is not a whole minute, then CursorOffGrid
-    rnd = await prepare_round(net4, job_id, minute + offset, ON_CRON)
+    rnd = await prepare_round(net4, job_id, minute + offset, NO_PAYLOAD)
     await rnd.rejected("CursorOffGrid")
 
 

@@ -23,18 +23,14 @@ from keeper.core.equivocation import SignedBy
 from keeper.core.quorum import Member, pack_signatures
 from keeper.core.report import MAX_BATCH_ITEMS, Batch, Report, compute_item_hash, sign_batch
 from keeper.errors import ContractRevert
-from tests.harness import ETHER, TIME, Net, reverts, selector, time_trigger
+from tests.harness import ETHER, NO_PAYLOAD, TIME, Net, reverts, selector, time_trigger
 from tests.integration.execute_support import (
     INTERVAL,
-    ON_EVENT,
     ON_TIME,
     create_event_job,
     emit_demo_event,
     observe,
 )
-
-ON_CRON = selector("onCron()")
-
 
 SELECTORS = {
     name: sel for sel, (name, _) in error_selectors(load_artifact("TaskManager").abi).items()
@@ -65,7 +61,7 @@ async def first_slots(net: Net, job_ids: list[int], executor: str | None = None)
         net.time_travel(start + 1)
     _, members = await net.quorum_for_job(job_ids[0])
     who = executor or members[0].address
-    head = await net.make_report(job_ids[0], start, ON_TIME, who)
+    head = await net.make_report(job_ids[0], start, NO_PAYLOAD, who)
     reports = [head]
     for job_id in job_ids[1:]:
         job = await net.job(job_id)
@@ -81,14 +77,14 @@ async def submit(
     net: Net, reports: list[Report], payloads: list[bytes] | None = None, **kw: Any
 ) -> TxReceipt:
     members = kw.pop("members", None) or await members_of(net, reports[0])
-    return await net.execute_batch(reports, payloads or [ON_TIME] * len(reports), members, **kw)
+    return await net.execute_batch(reports, payloads or [NO_PAYLOAD] * len(reports), members, **kw)
 
 
 async def simulate(net: Net, reports: list[Report], payloads: list[bytes] | None = None) -> int:
     """The executed bitmap `execute` returns for the batch: an eth_call in the pending block,
     as a leader asks (eth-tester runs a call at `latest` in the latest block's own context)."""
     members = await members_of(net, reports[0])
-    fn = net.execute_fn(reports, payloads or [ON_TIME] * len(reports), members)
+    fn = net.execute_fn(reports, payloads or [NO_PAYLOAD] * len(reports), members)
     params = {"from": reports[0].executor, "gas": 10_000_000}
     return int(await call(fn, params, block="pending"))  # type: ignore[arg-type]
 
@@ -175,16 +171,15 @@ async def test_the_shared_part_is_split_evenly_not_by_gas(net4: Net) -> None:
         )
     )
     reports = await first_slots(net4, [cheap, heavy])
-    reports[1] = replace(reports[1], payloadHash=keccak(heavy_call))
-    # when both run in one batch
-    receipt = await submit(net4, reports, [ON_TIME, heavy_call])
+    # when both run in one batch (each item's payload empty: the call is in its forwarder)
+    receipt = await submit(net4, reports)
     executed, _ = await outcome(net4, receipt)
     assert executed[heavy]["success"] is True
     price = int(receipt["effectiveGasPrice"])
-    # then their payments differ by their own gas (the target calls, and 32 bytes more of
-    # calldata at 16 a byte), not by a share of the shared gas proportional to it
+    # then their payments differ by their own gas (the target calls; their items' calldata is
+    # the same), not by a share of the shared gas proportional to it
     paid_gap = (executed[heavy]["payment"] - executed[cheap]["payment"]) // price
-    own_gap = executed[heavy]["gasUsed"] - executed[cheap]["gasUsed"] + 16 * 32
+    own_gap = executed[heavy]["gasUsed"] - executed[cheap]["gasUsed"]
     assert own_gap > 40_000
     assert abs(paid_gap - own_gap) < 3_000
 
@@ -289,10 +284,10 @@ async def test_two_logs_of_one_event_job_run_as_two_rounds_in_one_batch(net4: Ne
     second_cursor, _ = await emit_demo_event(net4)
     net4.mine(1)
     _, members = await net4.quorum_for_job(job_id)
-    first = await net4.make_report(job_id, first_cursor, ON_EVENT, members[0].address)
+    first = await net4.make_report(job_id, first_cursor, NO_PAYLOAD, members[0].address)
     second = replace(first, round=1, cursor=second_cursor)
     # when both logs go in one batch as rounds 0 and 1, ordered by cursor
-    receipt = await submit(net4, [first, second], [ON_EVENT, ON_EVENT])
+    receipt = await submit(net4, [first, second])
     # then both execute in order, and the job's cursor is the second log's
     executed = [e["args"] for e in await net4.events(net4.tm, "JobExecuted", receipt)]
     assert [(e["round"], e["cursor"]) for e in executed] == [(0, first_cursor), (1, second_cursor)]
@@ -306,7 +301,8 @@ PER_ITEM_GUARDS = {
     "CursorInFuture": {"cursor_shift": 10 * INTERVAL},
     "CursorNotRaised": {"cursor": 0},
     "CursorOutOfRange": {"cursor": 2**64},
-    "PayloadMismatch": {"payload": ON_CRON},
+    # any payload at all, even the job's own callData: the call lives in its forwarder
+    "PayloadMismatch": {"payload": ON_TIME},
     "PayloadTooLong": {"payload": ON_TIME + bytes(4093)},
     "UnknownJob": {"jobId": 10_000},
     "InsufficientStake": {},
@@ -325,7 +321,7 @@ async def test_every_item_guard_skips_only_its_item(net4: Net, guard: str) -> No
     net4.time_travel(start + INTERVAL + 1)  # two slots due: start and start + 60
     tampered, good = await first_slots(net4, [tampered_id, good_id])
     change = dict(PER_ITEM_GUARDS[guard])
-    payload = change.pop("payload", ON_TIME)
+    payload = change.pop("payload", NO_PAYLOAD)
     change.setdefault("cursor", start + INTERVAL + change.pop("cursor_shift", 0))
     tampered = replace(tampered, **change)
     tampered = replace(tampered, payloadHash=keccak(payload))
@@ -336,7 +332,7 @@ async def test_every_item_guard_skips_only_its_item(net4: Net, guard: str) -> No
     sigs = net4.sign_batch(Batch.of([tampered, good]), signers)
     before = await observe(net4, tampered_id)
     # when the quorum's batch of the tampered item and a good one is submitted
-    receipt = await submit(net4, [tampered, good], [payload, ON_TIME], signatures=sigs)
+    receipt = await submit(net4, [tampered, good], [payload, NO_PAYLOAD], signatures=sigs)
     executed, skipped = await outcome(net4, receipt)
     # then only the tampered item is skipped, named, and its job is as it was
     assert skipped == {tampered.jobId: reason(guard)}
@@ -364,7 +360,7 @@ async def test_more_than_max_batch_items_are_refused(net4: Net) -> None:
     (job_id,) = await time_jobs(net4, 1)
     (report,) = await first_slots(net4, [job_id])
     members = await members_of(net4, report)
-    items = [(report.jobId, report.round, report.cursor, ON_TIME)] * (MAX_BATCH_ITEMS + 1)
+    items = [(report.jobId, report.round, report.cursor, NO_PAYLOAD)] * (MAX_BATCH_ITEMS + 1)
     fn = net4.tm.functions.execute(
         report.header.as_tuple(), items, [m.word for m in members], 0, b""
     )
@@ -421,7 +417,7 @@ async def test_the_nodes_calls_encode_simulate_and_size_a_batch(net4: Net) -> No
     sigs = net4.sign_batch(batch, [net4.account_of(m.address) for m in members])
     bitmap, packed = pack_signatures(members, sigs)
     calls = KeeperCalls(net4.w3, net4.registry, net4.tm)
-    data = calls.execute_data(batch, [ON_TIME] * 3, members, bitmap, packed)
+    data = calls.execute_data(batch, [NO_PAYLOAD] * 3, members, bitmap, packed)
     gas = compute_execute_gas([200_000] * 3, len(members))
     executor = reports[0].executor
     # when it simulates, then it reads the executed bitmap
@@ -455,13 +451,13 @@ async def test_compute_execute_gas_covers_items_that_burn_their_whole_limit(net4
         )
         for _ in range(4)
     ]
-    reports = [replace(r, payloadHash=keccak(burn)) for r in await first_slots(net4, job_ids)]
+    reports = await first_slots(net4, job_ids)
     members = await members_of(net4, reports[0])
     batch = Batch.of(reports)
     sigs = net4.sign_batch(batch, [net4.account_of(m.address) for m in members])
     bitmap, packed = pack_signatures(members, sigs)
     calls = KeeperCalls(net4.w3, net4.registry, net4.tm)
-    data = calls.execute_data(batch, [burn] * 4, members, bitmap, packed)
+    data = calls.execute_data(batch, [NO_PAYLOAD] * 4, members, bitmap, packed)
     # when the batch is sent with the gas compute_execute_gas gives for those limits
     gas = compute_execute_gas([1_000_000] * 4, len(members))
     tx = {"from": reports[0].executor, "to": net4.tm.address, "data": data, "gas": gas}

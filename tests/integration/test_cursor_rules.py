@@ -20,7 +20,16 @@ from keeper.core.triggers import (
     compute_time_cursor,
     is_condition_due,
 )
-from tests.harness import CONDITION, EVENT, TIME, Net, condition_trigger, event_trigger, selector
+from tests.harness import (
+    CONDITION,
+    EVENT,
+    NO_PAYLOAD,
+    TIME,
+    Net,
+    condition_trigger,
+    event_trigger,
+    selector,
+)
 from tests.harness import time_trigger as time_trigger_bytes
 from tests.integration.execute_support import create_companion, fate
 
@@ -110,18 +119,18 @@ async def test_time_cursor_verdicts_match_the_contract(net4: Net) -> None:
     # when cursors are tried before the start, between slots, after a round and after the end
     for at in (start - 30, start + 130):
         net4.time_travel(at)
-        await assert_all_agree(net4, job_id, candidates(), payload, seen)
+        await assert_all_agree(net4, job_id, candidates(), NO_PAYLOAD, seen)
         proposed = compute_time_cursor(start, 60, at, (await net4.job(job_id))["lastCursor"], end)
         if proposed is not None:
             # then the proposed cursor is accepted, and executing it raises the cursor
-            assert await verdicts(net4, job_id, proposed, payload) == (None, None)
-            await net4.execute_round(job_id, proposed, payload)
+            assert await verdicts(net4, job_id, proposed, NO_PAYLOAD) == (None, None)
+            await net4.execute_round(job_id, proposed, NO_PAYLOAD)
             assert (await net4.job(job_id))["lastCursor"] == proposed
-            await net4.execute_round(once_id, proposed, payload)
-    await assert_all_agree(net4, job_id, candidates(), payload, seen)
-    await assert_all_agree(net4, once_id, candidates(), payload, seen)
+            await net4.execute_round(once_id, proposed, NO_PAYLOAD)
+    await assert_all_agree(net4, job_id, candidates(), NO_PAYLOAD, seen)
+    await assert_all_agree(net4, once_id, candidates(), NO_PAYLOAD, seen)
     net4.time_travel(end + 500)
-    await assert_all_agree(net4, job_id, candidates(), payload, seen)
+    await assert_all_agree(net4, job_id, candidates(), NO_PAYLOAD, seen)
     # and the comparison covered every Time rule
     assert seen >= {
         None,
@@ -153,8 +162,8 @@ async def test_event_cursor_verdicts_match_the_contract(net4: Net) -> None:
         for i in (0, 7)
     ]
     # when logs of various ages are reported at one check block
-    await assert_all_agree(net4, job_id, candidates, payload, seen, check_block)
-    await assert_all_agree(net4, late_id, candidates, payload, seen, check_block)
+    await assert_all_agree(net4, job_id, candidates, NO_PAYLOAD, seen, check_block)
+    await assert_all_agree(net4, late_id, candidates, NO_PAYLOAD, seen, check_block)
     # then every verdict matched, covering the Event rules
     assert seen >= {None, "CursorNotRaised", "LogNotConfirmed", "JobNotStarted"}
 

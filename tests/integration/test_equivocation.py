@@ -20,7 +20,7 @@ from keeper.chain.calls import compute_equivocation_proof
 from keeper.core.equivocation import SignedBy
 from keeper.core.quorum import compute_quorums
 from keeper.core.report import Report, sign_report
-from tests.harness import ETHER, TIME, Net, gas_cost, reverts, selector, time_trigger
+from tests.harness import ETHER, NO_PAYLOAD, TIME, Net, gas_cost, reverts, selector, time_trigger
 
 ACTIVE, EXITING, SLASHED = 1, 2, 3
 SLASH_REWARD_BPS = 1000
@@ -30,11 +30,10 @@ SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 async def honest_report(net: Net) -> tuple[int, Report]:
     """A Time job and the report its quorum would sign for round 0 at the latest block."""
-    payload = selector("onTime()")
-    job_id = await net.create_job(net.spec(TIME, time_trigger(60), payload))
+    job_id = await net.create_job(net.spec(TIME, time_trigger(60), selector("onTime()")))
     start = (await net.job(job_id))["startTime"]
     _, members = await net.quorum_for_job(job_id)
-    report = await net.make_report(job_id, start, payload, members[0].address)
+    report = await net.make_report(job_id, start, NO_PAYLOAD, members[0].address)
     return job_id, report
 
 

@@ -13,10 +13,9 @@ import pytest
 from eth_utils import keccak
 
 from keeper.core.report import Report
-from tests.harness import CRON, ETHER, ZERO32, Net, cron_trigger, selector
+from tests.harness import CRON, ETHER, NO_PAYLOAD, ZERO32, Net, cron_trigger, selector
 from tests.integration.execute_support import (
     INTERVAL,
-    ON_EVENT,
     ON_TIME,
     Round,
     condition_round,
@@ -87,7 +86,7 @@ async def test_cursor_must_be_raised(round_: Round, back: int) -> None:
     await round_.executes()
     # when round 1 is proposed for the same slot (or the older one)
     cursor = round_.report.cursor - back
-    nxt = await prepare_round(round_.net, round_.job_id, cursor, ON_TIME)
+    nxt = await prepare_round(round_.net, round_.job_id, cursor, NO_PAYLOAD)
     assert nxt.report.round == 1
     # then CursorNotRaised(cursor, lastCursor)
     await nxt.rejected("CursorNotRaised")
@@ -119,7 +118,7 @@ async def test_time_cursor_before_start_time_is_rejected(net4: Net) -> None:
     job_id, _ = await create_time_job(net4, start_time=start)
     net4.time_travel(start + 10)
     # when a slot one interval before startTime is proposed (it is on the grid's line and due)
-    early = await prepare_round(net4, job_id, start - INTERVAL, ON_TIME)
+    early = await prepare_round(net4, job_id, start - INTERVAL, NO_PAYLOAD)
     # then CursorBeforeStart, checked before the grid (which would underflow)
     await early.rejected("CursorBeforeStart")
     # and the first slot, startTime itself, executes
@@ -139,7 +138,7 @@ async def test_cron_cursor_before_start_time_is_rejected(net4: Net) -> None:
     job_id = await create_cron_job(net4, start_time=start)
     net4.time_travel(start + 10)
     # when a fire time one minute before startTime is proposed (a whole minute, and due)
-    early = await prepare_round(net4, job_id, start - CRON_GRID, ON_CRON)
+    early = await prepare_round(net4, job_id, start - CRON_GRID, NO_PAYLOAD)
     # then CursorBeforeStart
     await early.rejected("CursorBeforeStart")
     # and a fire time at startTime executes
@@ -153,7 +152,7 @@ async def test_cron_cursor_off_the_minute_grid_is_rejected(net4: Net, second: in
     start = (await net4.job(job_id))["startTime"]
     minute = -(-start // CRON_GRID) * CRON_GRID  # its first whole minute
     net4.time_travel(minute + CRON_GRID)
-    rnd = await prepare_round(net4, job_id, minute + second, ON_CRON)
+    rnd = await prepare_round(net4, job_id, minute + second, NO_PAYLOAD)
     # when it is submitted, then CursorOffGrid: no quorum fires a Cron job twice a minute
     await rnd.rejected("CursorOffGrid")
     # and the whole minute itself executes
@@ -200,13 +199,13 @@ async def test_event_log_must_have_its_confirmations(net4: Net) -> None:
     cursor, log_block = await emit_demo_event(net4)
     # when a round attests the log at check block L + 2
     net4.mine(2)
-    early = await prepare_round(net4, job_id, cursor, ON_EVENT)
+    early = await prepare_round(net4, job_id, cursor, NO_PAYLOAD)
     assert early.report.checkBlock == log_block + 2
     # then LogNotConfirmed(logBlock, checkBlock, confirmations)
     await early.rejected("LogNotConfirmed")
     # and at check block L + 3 it executes
     net4.mine(1)
-    confirmed = await prepare_round(net4, job_id, cursor, ON_EVENT)
+    confirmed = await prepare_round(net4, job_id, cursor, NO_PAYLOAD)
     assert confirmed.report.checkBlock == log_block + 3
     await confirmed.executes()
 
@@ -294,12 +293,12 @@ async def test_previous_epoch_is_accepted_only_within_the_grace_period(net4: Net
     assert old_members != new_members
     # when epoch 1's quorum signs a report naming epoch 1 that lands in the last grace block
     net4.mine(rotation_block + EPOCH_GRACE_BLOCKS - 1 - await net4.block_number())
-    in_grace = await prepare_round(net4, job_id, start, ON_TIME, epoch=1)
+    in_grace = await prepare_round(net4, job_id, start, NO_PAYLOAD, epoch=1)
     # then it executes
     await in_grace.executes()
     assert await net4.block_number() == rotation_block + EPOCH_GRACE_BLOCKS
     # and the next round of epoch 1, one block later, is rejected: EpochNotActive(1, 2)
-    late = await prepare_round(net4, job_id, start + INTERVAL, ON_TIME, epoch=1)
+    late = await prepare_round(net4, job_id, start + INTERVAL, NO_PAYLOAD, epoch=1)
     assert late.members == old_members
     assert await late.rejected("EpochNotActive") == (1, 2)
 
@@ -315,12 +314,13 @@ async def test_payload_must_hash_to_the_signed_payload_hash(round_: Round) -> No
     await round_.rejected("SignerNotMember", report=report)
 
 
-async def test_time_job_payload_must_be_its_call_data(round_: Round) -> None:
-    # given a report consistent with its payload, but the payload is not the job's callData
-    other = selector("onCron()")
-    report = round_.altered(payloadHash=keccak(other))
+@pytest.mark.parametrize("payload", [ON_TIME, selector("onCron()")], ids=["own", "other"])
+async def test_a_time_items_payload_must_be_empty(round_: Round, payload: bytes) -> None:
+    # Before the call moved into the forwarder's code, the job's own callData was the payload.
+    # given a report consistent with a non-empty payload (the job's own callData, or another)
+    report = round_.altered(payloadHash=keccak(payload))
     # when it is submitted, then PayloadMismatch (the quorum cannot change what a Time job calls)
-    await round_.rejected("PayloadMismatch", report=report, payload=other)
+    await round_.rejected("PayloadMismatch", report=report, payload=payload)
 
 
 # ------------------------------------------------------------------ job state
@@ -380,7 +380,7 @@ async def test_a_round_checked_before_the_pause_or_cancel_still_executes(
     # and the job's next round, checked after the halt, is refused
     cursor = round_.report.cursor + INTERVAL
     net.time_travel(cursor + 5)
-    nxt = await prepare_round(net, round_.job_id, cursor, ON_TIME)
+    nxt = await prepare_round(net, round_.job_id, cursor, NO_PAYLOAD)
     assert nxt.report.round == 1
     await nxt.rejected(error)
 
@@ -399,7 +399,7 @@ async def test_job_stops_after_max_executions(net4: Net) -> None:
     # when the next slot is due and its round is proposed
     cursor = first.report.cursor + INTERVAL
     net4.time_travel(cursor + 5)
-    second = await prepare_round(net4, first.job_id, cursor, ON_TIME)
+    second = await prepare_round(net4, first.job_id, cursor, NO_PAYLOAD)
     # then MaxExecutionsReached(maxExecutions)
     await second.rejected("MaxExecutionsReached")
 
@@ -411,7 +411,7 @@ async def test_time_slot_after_end_time_is_rejected(net4: Net) -> None:
     job_id, _ = await create_time_job(net4, start_time=start, end_time=end)
     net4.time_travel(start + 2 * INTERVAL + 10)
     # when the newest slot S + 120 (after endTime) is proposed
-    late = await prepare_round(net4, job_id, start + 2 * INTERVAL, ON_TIME)
+    late = await prepare_round(net4, job_id, start + 2 * INTERVAL, NO_PAYLOAD)
     # then JobExpired(endTime)
     await late.rejected("JobExpired")
     # and the last slot within the window, S + 60, executes
@@ -453,7 +453,7 @@ async def test_job_below_min_balance_is_rejected_until_funded(net4: Net) -> None
     # when the next slot's round is proposed
     cursor = first.report.cursor + INTERVAL
     net4.time_travel(cursor + 5)
-    second = await prepare_round(net4, first.job_id, cursor, ON_TIME)
+    second = await prepare_round(net4, first.job_id, cursor, NO_PAYLOAD)
     # then InsufficientBalance: below one worst-case execution at that block's price
     await second.rejected("InsufficientBalance")
     # and once topped up the same round executes

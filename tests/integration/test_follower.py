@@ -25,6 +25,7 @@ from keeper.store.db import Store
 from tests.harness import (
     ETHER,
     EVENT,
+    NO_PAYLOAD,
     TIME,
     Net,
     event_trigger,
@@ -190,7 +191,7 @@ async def make_history(net: Net) -> tuple[int, int, int]:
     event_job = await create_event_job(net)
     cursor = await emit_demo(net, 1)
     start = (await net.job(time_job))["startTime"]
-    await net.execute_round(time_job, start, selector("onTime()"))
+    await net.execute_round(time_job, start, NO_PAYLOAD)
     await net.tx(net.tm.functions.fund(time_job), net.owner, value=ETHER)
     await net.tx(net.tm.functions.pause(event_job), net.owner)
     await net.tx(net.tm.functions.resume(event_job), net.owner)

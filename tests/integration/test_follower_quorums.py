@@ -16,7 +16,7 @@ from keeper.chain.follower import ChainFollower
 from keeper.core.serving import EPOCH_GRACE_BLOCKS
 from keeper.store.chain_state import KEEP_BLOCKS
 from keeper.store.db import Store
-from tests.harness import ETHER, Net, selector
+from tests.harness import ETHER, NO_PAYLOAD, Net
 from tests.integration.store_support import read_table
 from tests.integration.test_follower import create_event_job, emit_demo
 
@@ -66,7 +66,7 @@ async def test_a_job_served_from_a_rotation_gets_the_logs_its_old_quorum_did_not
         # and an Event job whose first log executed, then a log, a pause, a log, a resume, a log
         job_id = await create_event_job(net)
         first = await emit_demo(net, 0)
-        await net.execute_round(job_id, first, selector("onEvent()"))
+        await net.execute_round(job_id, first, NO_PAYLOAD)
         kept = [await emit_demo(net, 1)]
         await net.tx(net.tm.functions.pause(job_id), net.owner)
         await emit_demo(net, 2)

@@ -11,7 +11,7 @@ from eth_abi.abi import encode as abi_encode
 from web3.contract import AsyncContract
 
 from keeper.chain.contracts import DeployParams, deploy_contracts
-from tests.harness import TIME, Net, deploy_contract, reverts, selector, time_trigger
+from tests.harness import NO_PAYLOAD, TIME, Net, deploy_contract, reverts, selector, time_trigger
 from tests.integration.execute_support import (
     INTERVAL,
     Round,
@@ -56,10 +56,10 @@ async def run_failing_rounds(net: Net, count: int) -> tuple[int, AsyncContract, 
     target = await flaky_target(net)
     job_id, start = await create_job_calling(net, target.address, FLAKY)
     net.time_travel(start + INTERVAL + INTERVAL // 2)
-    current = await prepare_round(net, job_id, start + INTERVAL, FLAKY)
+    current = await prepare_round(net, job_id, start + INTERVAL, NO_PAYLOAD)
     receipts = [await current.submit()]
     for _ in range(count - 1):
-        current = await next_round(net, job_id, current, FLAKY)
+        current = await next_round(net, job_id, current, NO_PAYLOAD)
         receipts.append(await current.submit())
     return job_id, target, receipts
 
@@ -83,7 +83,7 @@ async def test_a_revert_bomb_is_cut_to_256_bytes(net4: Net) -> None:
     payload = selector("revertBomb(uint256)") + abi_encode(["uint256"], [100_000])
     job_id, start = await create_job_calling(net4, target.address, payload)
     net4.time_travel(start + INTERVAL + INTERVAL // 2)
-    receipt = await (await prepare_round(net4, job_id, start + INTERVAL, payload)).submit()
+    receipt = await (await prepare_round(net4, job_id, start + INTERVAL, NO_PAYLOAD)).submit()
     # then the reason kept is its first MAX_REASON_BYTES bytes
     (failed,) = await events(net4, "JobFailed", receipt)
     assert len(bytes(failed["args"]["reason"])) == 256
@@ -105,7 +105,7 @@ async def test_a_job_pauses_itself_after_three_failures_in_a_row(net4: Net) -> N
     # and a round checked after the pause is refused: no fourth failure is paid for
     cursor = (await net4.job(job_id))["lastCursor"] + INTERVAL
     net4.time_travel(cursor + 5)
-    fourth = await prepare_round(net4, job_id, cursor, FLAKY)
+    fourth = await prepare_round(net4, job_id, cursor, NO_PAYLOAD)
     await fourth.rejected("JobIsPaused")
     # and the owner's resume starts the count again
     await net4.tx(net4.tm.functions.resume(job_id), net4.owner)
@@ -118,21 +118,21 @@ async def test_a_success_ends_a_run_of_failures(net4: Net) -> None:
     target = await flaky_target(net4)
     job_id, start = await create_job_calling(net4, target.address, FLAKY)
     net4.time_travel(start + INTERVAL + INTERVAL // 2)
-    current = await prepare_round(net4, job_id, start + INTERVAL, FLAKY)
+    current = await prepare_round(net4, job_id, start + INTERVAL, NO_PAYLOAD)
     await current.submit()
-    current = await next_round(net4, job_id, current, FLAKY)
+    current = await next_round(net4, job_id, current, NO_PAYLOAD)
     await current.submit()
     assert (await net4.job(job_id))["failures"] == 2
     # when its target works again and it executes
     await net4.tx(target.functions.setFailing(False), net4.deployer)
-    current = await next_round(net4, job_id, current, FLAKY)
+    current = await next_round(net4, job_id, current, NO_PAYLOAD)
     receipt = await current.submit()
     # then the count is back at zero, so two more failures do not pause it
     assert (await events(net4, "JobExecuted", receipt))[0]["args"]["success"] is True
     assert (await net4.job(job_id))["failures"] == 0
     await net4.tx(target.functions.setFailing(True), net4.deployer)
     for _ in range(2):
-        current = await next_round(net4, job_id, current, FLAKY)
+        current = await next_round(net4, job_id, current, NO_PAYLOAD)
         await current.submit()
     assert (await net4.job(job_id))["status"] == ACTIVE
 
@@ -150,16 +150,16 @@ async def test_the_owner_sets_how_many_failures_pause_the_job(net4: Net) -> None
     assert event["args"]["maxFailures"] == 0
     assert (await net4.job(job_id))["maxFailures"] == 0
     net4.time_travel(start + INTERVAL + INTERVAL // 2)
-    current = await prepare_round(net4, job_id, start + INTERVAL, FLAKY)
+    current = await prepare_round(net4, job_id, start + INTERVAL, NO_PAYLOAD)
     await current.submit()
     for _ in range(3):
-        current = await next_round(net4, job_id, current, FLAKY)
+        current = await next_round(net4, job_id, current, NO_PAYLOAD)
         await current.submit()
     job = await net4.job(job_id)
     assert (job["status"], job["failures"]) == (ACTIVE, 4)
     # and 1 pauses it at the next failure
     await net4.tx(set_max(job_id, 1), net4.owner)
-    current = await next_round(net4, job_id, current, FLAKY)
+    current = await next_round(net4, job_id, current, NO_PAYLOAD)
     receipt = await current.submit()
     assert len(await events(net4, "JobAutoPaused", receipt)) == 1
 

@@ -13,7 +13,7 @@ from web3.types import TxReceipt
 
 from keeper.chain.contracts import get_logs_paged
 from keeper.errors import ContractRevert
-from tests.harness import ETHER, TIME, Net, selector, time_trigger
+from tests.harness import ETHER, NO_PAYLOAD, TIME, Net, selector, time_trigger
 
 ACTIVE, PAUSED, CANCELLED = 1, 2, 3
 MAX_CHECK_AGE = 128  # TaskManager.MAX_CHECK_AGE: blocks between cancel and withdrawFunds
@@ -40,7 +40,7 @@ async def run_first_slot(net: Net, job_id: int) -> Any:
     """The quorum executes the job's first slot; returns the JobExecuted event."""
     start = (await net.job(job_id))["startTime"]
     net.time_travel(start + 5)
-    receipt = await net.execute_round(job_id, start, ON_TIME)
+    receipt = await net.execute_round(job_id, start, NO_PAYLOAD)
     (event,) = await net.events(net.tm, "JobExecuted", receipt)
     return event
 
@@ -257,7 +257,7 @@ async def execute_slots(net: Net, job_id: int, slots: int) -> list[tuple[TxRecei
     done = []
     for k in range(slots):
         net.time_travel(start + 60 * k + 5)
-        receipt = await net.execute_round(job_id, start + 60 * k, ON_TIME)
+        receipt = await net.execute_round(job_id, start + 60 * k, NO_PAYLOAD)
         (event,) = await net.events(net.tm, "JobExecuted", receipt)
         done.append((receipt, event))
     return done

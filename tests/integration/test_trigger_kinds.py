@@ -27,6 +27,7 @@ from tests.harness import (
     CONDITION,
     CRON,
     EVENT,
+    NO_PAYLOAD,
     TIME,
     Net,
     condition_trigger,
@@ -81,7 +82,7 @@ async def test_time_job_executes_on_the_slot_grid(net4: Net) -> None:
     _, members = await net4.quorum_for_job(job_id)
     # when the first slot (the start) is due and executed
     net4.time_travel(start + 5)
-    first = await executed(net4, await net4.execute_round(job_id, start, payload))
+    first = await executed(net4, await net4.execute_round(job_id, start, NO_PAYLOAD))
     # then the event tells the round, the slot, the executor, success and a paid, metered call
     assert (first["jobId"], first["round"], first["cursor"]) == (job_id, 0, start)
     assert (first["executor"], first["success"]) == (members[0].address, True)
@@ -89,13 +90,13 @@ async def test_time_job_executes_on_the_slot_grid(net4: Net) -> None:
     assert await counter(net4.target, "timeCount") == 1
     # when the next slot, start + interval, comes due
     net4.time_travel(start + 65)
-    second = await executed(net4, await net4.execute_round(job_id, start + 60, payload))
+    second = await executed(net4, await net4.execute_round(job_id, start + 60, NO_PAYLOAD))
     # then it is round 1 with that slot as cursor
     assert (second["round"], second["cursor"], second["success"]) == (1, start + 60, True)
     assert await counter(net4.target, "timeCount") == 2
     # when three slots pass unexecuted, then the newest due one runs and the missed are skipped
     net4.time_travel(start + 245)
-    third = await executed(net4, await net4.execute_round(job_id, start + 240, payload))
+    third = await executed(net4, await net4.execute_round(job_id, start + 240, NO_PAYLOAD))
     assert (third["round"], third["cursor"]) == (2, start + 240)
     job = await net4.job(job_id)
     assert (job["round"], job["lastCursor"]) == (3, start + 240)
@@ -122,7 +123,7 @@ async def test_cron_job_executes_at_its_fire_times(net4: Net) -> None:
     fire = next_fire_time("*/5 * * * *", start)
     assert start < fire <= start + 300 and fire % 300 == 0
     net4.time_travel(fire + 7)
-    first = await executed(net4, await net4.execute_round(job_id, fire, payload))
+    first = await executed(net4, await net4.execute_round(job_id, fire, NO_PAYLOAD))
     # then that fire time is the cursor of round 0
     assert (first["round"], first["cursor"], first["success"]) == (0, fire, True)
     assert fire <= await net4.timestamp()
@@ -131,7 +132,7 @@ async def test_cron_job_executes_at_its_fire_times(net4: Net) -> None:
     later = next_fire_time("*/5 * * * *", fire)
     assert later == fire + 300
     net4.time_travel(later + 3)
-    second = await executed(net4, await net4.execute_round(job_id, later, payload))
+    second = await executed(net4, await net4.execute_round(job_id, later, NO_PAYLOAD))
     # then it is round 1 at the later fire time
     assert (second["round"], second["cursor"]) == (1, later)
     assert (await net4.job(job_id))["lastCursor"] == later
@@ -155,13 +156,13 @@ async def test_event_job_executes_after_the_confirmations(net4: Net) -> None:
     # and only one block has confirmed it, then the report is rejected
     net4.mine(1)
     with pytest.raises(ContractRevert) as e:
-        await net4.execute_round(job_id, cursor, payload, check_block=log_block + 1)
+        await net4.execute_round(job_id, cursor, NO_PAYLOAD, check_block=log_block + 1)
     # (its only item skipped for LogNotConfirmed: nothing executed)
     assert e.value.error_name == execute_error("LogNotConfirmed")
     # when a second block confirms it and the quorum checks there
     net4.mine(1)
     assert await net4.block_number() == log_block + 2
-    done = await executed(net4, await net4.execute_round(job_id, cursor, payload))
+    done = await executed(net4, await net4.execute_round(job_id, cursor, NO_PAYLOAD))
     # then the log's position is the cursor of round 0
     assert (done["round"], done["cursor"], done["success"]) == (0, cursor, True)
     assert (await net4.job(job_id))["lastCursor"] == cursor
@@ -243,7 +244,7 @@ async def test_target_burning_all_gas_is_a_paid_failed_round(net4: Net) -> None:
     balance = (await net4.job(job_id))["balance"]
     # when the slot is executed
     net4.time_travel(start + 5)
-    done = await executed(net4, await net4.execute_round(job_id, start, payload))
+    done = await executed(net4, await net4.execute_round(job_id, start, NO_PAYLOAD))
     # then the round is recorded as failed, having used all the gas it was given
     assert (done["round"], done["cursor"], done["success"]) == (0, start, False)
     assert done["gasUsed"] >= 200_000
@@ -266,8 +267,8 @@ async def test_huge_return_data_is_not_copied(net4: Net) -> None:
     net4.time_travel(max(start for _, _, start in jobs) + 5)
     # when both execute
     overheads = []
-    for payload, job_id, start in jobs:
-        receipt = await net4.execute_round(job_id, start, payload)
+    for _, job_id, start in jobs:
+        receipt = await net4.execute_round(job_id, start, NO_PAYLOAD)
         done = await executed(net4, receipt)
         assert done["success"] is True
         # then the whole transaction stays well within the target's gas plus execute's own
@@ -284,8 +285,8 @@ async def test_reentering_execute_gets_nothing(net4: Net) -> None:
     job_id, start = await time_job(net4, payload, target=target.address, gas_limit=500_000)
     _, members = await net4.quorum_for_job(job_id)
     net4.time_travel(start + 5)
-    report = await net4.make_report(job_id, start, payload, members[0].address)
-    fn = execute_fn(net4, report, payload, members)
+    report = await net4.make_report(job_id, start, NO_PAYLOAD, members[0].address)
+    fn = execute_fn(net4, report, NO_PAYLOAD, members)
     await net4.tx(target.functions.arm(fn._encode_transaction_data()), net4.deployer)
     # when the executor submits it
     receipt = await net4.tx(fn, members[0].address)
@@ -303,8 +304,8 @@ async def test_executor_must_forward_the_jobs_gas(net4: Net) -> None:
     job_id, start = await time_job(net4, payload, gas_limit=1_000_000)
     _, members = await net4.quorum_for_job(job_id)
     net4.time_travel(start + 5)
-    report = await net4.make_report(job_id, start, payload, members[0].address)
-    fn = execute_fn(net4, report, payload, members)
+    report = await net4.make_report(job_id, start, NO_PAYLOAD, members[0].address)
+    fn = execute_fn(net4, report, NO_PAYLOAD, members)
     before = await net4.job(job_id)
     # when the executor simulates it with only 700 000 gas, then it is told the target would starve
     with pytest.raises(ContractRevert) as e:

@@ -33,7 +33,7 @@ from keeper.core.quorum import rank_batch_members
 from keeper.core.report import Batch, Report, compute_report_digest, sign_batch, sign_report
 from keeper.node.context import NodeOptions
 from keeper.node.node import KeeperNode
-from tests.harness import ETHER, TIME, selector, time_trigger
+from tests.harness import ETHER, NO_PAYLOAD, TIME, selector, time_trigger
 from tests.nodes import Network, start_network
 
 INTERVAL = 60
@@ -192,7 +192,7 @@ async def honest_report(world: World, executor: int, check_block: int | None = N
         cursor=start + (ts - start) // INTERVAL * INTERVAL,
         checkBlock=int(block["number"]),
         checkBlockHash=bytes(block["hash"]),
-        payloadHash=keccak(CALL_DATA),
+        payloadHash=keccak(NO_PAYLOAD),
         executor=world.key(executor).address,
         deadline=head + DEADLINE_BLOCKS,
         quorum=world.quorum,
@@ -204,7 +204,7 @@ def request_for(
     sender: LocalAccount,
     report: Report,
     *,
-    payload: bytes = CALL_DATA,
+    payload: bytes = NO_PAYLOAD,
     leader: LocalAccount | None = None,
     sent_block: int | None = None,
 ) -> BatchRequest:
@@ -225,14 +225,14 @@ def batch_for(
     sent_block: int | None = None,
 ) -> BatchRequest:
     """The batch of `reports` (one header) sent by `sender`, signed by `leader` (default: the
-    sender); every payload is the job's callData unless given."""
+    sender); every payload is empty (a Time item's: the call is in the forwarder) unless given."""
     batch = Batch.of(reports)
     signature = sign_batch((leader or sender).key, batch, world.network.net.domain)
     return BatchRequest.of(
         sender.address,
         reports[0].checkBlock if sent_block is None else sent_block,
         batch,
-        payloads if payloads is not None else [CALL_DATA] * len(reports),
+        payloads if payloads is not None else [NO_PAYLOAD] * len(reports),
         signature,
     )
 

@@ -24,7 +24,7 @@ from keeper.core.equivocation import SignedBy
 from keeper.core.report import sign_report
 from keeper.node.node import SLASH_GAS, KeeperNode
 from keeper.store.db import PendingTx
-from tests.harness import TIME, selector, time_trigger
+from tests.harness import NO_PAYLOAD, TIME, selector, time_trigger
 from tests.nodes import Network, start_network
 
 EPOCH_SECONDS = 3600 * 24  # the networks' epochLength
@@ -110,11 +110,10 @@ async def test_a_slash_of_a_keeper_already_slashed_is_cancelled_not_resent(
     node = network.nodes[3]
     cheater = net.keepers[0]
     # given two conflicting reports signed by keeper 0
-    payload = selector("onTime()")
-    job_id = await net.create_job(net.spec(TIME, time_trigger(60), payload))
+    job_id = await net.create_job(net.spec(TIME, time_trigger(60), selector("onTime()")))
     start = (await net.job(job_id))["startTime"]
     _, members = await net.quorum_for_job(job_id)
-    a = await net.make_report(job_id, start, payload, members[0].address)
+    a = await net.make_report(job_id, start, NO_PAYLOAD, members[0].address)
     b = replace(a, cursor=a.cursor + 60)
     proof_a, proof_b = (SignedBy(r, sign_report(cheater.key, r, net.domain)) for r in (a, b))
     data = node.calls.slash_data(proof_a, proof_b)

@@ -26,6 +26,7 @@ from keeper.core.messages import BatchRequest, encode_batch
 from keeper.core.report import Report
 from keeper.peers.server import DEFAULT_MAX_BODY
 from tests.node.peer_api_support import (
+    CALL_DATA,
     INTERVAL,
     JSON_TYPE,
     STALE_BLOCKS,
@@ -238,7 +239,7 @@ async def at_the_block_of_the_last_execution(g: Given) -> Posted:
 
 
 async def another_payload(g: Given) -> Posted:
-    payload = b"\xde\xad\xbe\xef"
+    payload = CALL_DATA  # the job's own callData: a Time item carries none
     report = replace(g.report, payloadHash=keccak(payload))
     return g.signed(request_for(g.world, g.leader, report, payload=payload))
 
@@ -301,7 +302,7 @@ CASES: list[tuple[str, Builder, int, str]] = [
     ("a cursor one slot ahead", next_slot, 422, "CursorMismatch"),
     ("a cursor off the slot grid", off_grid, 422, "CursorMismatch"),
     ("a check block where nothing is due", at_the_block_of_the_last_execution, 422, "NotDue"),
-    ("a payload that is not the job's callData", another_payload, 422, "PayloadMismatch"),
+    ("a payload where none belongs", another_payload, 422, "PayloadMismatch"),
     ("an unknown job", unknown_job, 404, "UnknownJob"),
 ]
 

@@ -151,7 +151,7 @@ def mutated(draw: st.DrawFn, world: World, honest: BatchRequest) -> bytes:
         target[leaf] = draw(_hex(65) | zero_signature)
     elif leaf == "checkBlockHash":
         target[leaf] = draw(_hex(32))
-    else:  # type, payload (no longer the job's callData), the whole header or item list
+    else:  # type, payload (no longer empty), the whole header or item list
         target[leaf] = draw(st.text(max_size=12) | _hex(4))
     body = _encode(obj)
     resign = path.startswith(("header.", "items.")) and leaf != "deadline" and draw(st.booleans())
