@@ -40,6 +40,7 @@ from tests.harness import (
     CRON,
     ETHER,
     EVENT,
+    NO_PAYLOAD,
     SEED_DELAY_BLOCKS,
     TIME,
     Net,
@@ -52,6 +53,7 @@ from tests.harness import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
+ON_TIME = selector("onTime()")  # the Time jobs' callData, in their forwarders' code
 THRESHOLD_BPS = 6667
 QUORUM_SIZES = (1, 4, 7, 10, 16)
 ROTATE_SIZES = (8, 32, 128)
@@ -69,6 +71,11 @@ CREATE_GAS = 32_000
 CODE_DEPOSIT_GAS = 200  # a byte of runtime code
 INITCODE_WORD_GAS = 2  # EIP-3860, paid by CREATE2 and by a creation transaction alike
 CREATE2_HASH_WORD_GAS = 6  # CREATE2 only
+FORWARDER_TAIL_BYTES = 96  # after the callData in a forwarder's code: TaskManager, target, length
+MAX_CALLDATA = 4096  # TaskManager.MAX_CALLDATA
+# A Time job's callData of the maximum length, few zero bytes (as in tests/integration)
+LONGEST_CALL = bytes((i * 7 + 1) % 256 for i in range(MAX_CALLDATA))
+LONGEST_ROW = f"Time, {MAX_CALLDATA:,}-byte callData"
 
 # Figures of commit 8587483, the contracts before v2 (target called directly), for comparison.
 PREVIOUS = "8587483"
@@ -81,6 +88,17 @@ PREVIOUS_EVM_7 = 52_360
 PREVIOUS_MEASURE_EXCESS = 26
 OVERHEAD_RISE_LIMIT = 3_000
 PREVIOUS_CREATE = {"Time": 131_469, "Cron": 135_182, "Event": 134_324, "Condition": 111_424}
+# Figures of commit af515cc (the contracts up to a0dffef): every Time, Cron or Event item
+# carried the job's callData as its payload, checked against the job's callDataHash slot.
+EMBED_BEFORE = "af515cc"
+EMBED_BEFORE_CREATE = {"Time": 319_077, "Cron": 322_799, "Event": 321_944, "Condition": 299_382}
+EMBED_BEFORE_RUNTIME = 500  # bytes of the forwarder's code then
+# Overhead of a batch by quorum size and items, and the forwarder hop, then.
+EMBED_BEFORE_BATCH = {
+    4: {1: 75_070, 2: 95_317, 10: 257_380, 64: 1_351_256},
+    7: {1: 86_348, 2: 106_595, 10: 268_634, 64: 1_362_522},
+}
+EMBED_BEFORE_HOP = 2_852
 PREVIOUS_ROTATE = {8: 206_772, 32: 618_525, 128: 2_454_146}  # one call then
 # The single execution before batches (one report, one job per `execute`), measured with this
 # script's definition at commit 88394fc (its tree extracted by `git archive`, its
@@ -114,9 +132,9 @@ def estimate_gas(net: Net, tx: dict[str, Any], block: int | str = "latest") -> i
     return int(net.chain.tester.estimate_gas({**tx, "gas_price": 0}, block_number=block))
 
 
-async def target_gas(net: Net, job_id: int, payload: bytes, block: int) -> int:
+async def target_gas(net: Net, job_id: int, call_data: bytes, block: int) -> int:
     """The target's own gas as the contracts before the forwarder measured it around their
-    direct call: a call of `payload` from the job's forwarder at `block`'s state, less the
+    direct call: a call of `call_data` from the job's forwarder at `block`'s state, less the
     transaction's intrinsic gas, plus the cold account access the call pays inside execute.
 
     Same caller, calldata and storage as the forwarder's call, so the target runs the same code
@@ -125,22 +143,22 @@ async def target_gas(net: Net, job_id: int, payload: bytes, block: int) -> int:
     round) and leaves more than the 2,300 SSTORE stipend after each store."""
     forwarder = await net.tm.functions.forwarderOf(job_id).call()
     target = (await net.job(job_id))["target"]
-    tx = {"from": forwarder, "to": target, "data": "0x" + payload.hex()}
+    tx = {"from": forwarder, "to": target, "data": "0x" + call_data.hex()}
     estimate = estimate_gas(net, tx, block)
-    return estimate - TX_BASE_GAS - calldata_gas(payload) + COLD_ACCOUNT_ACCESS_GAS
+    return estimate - TX_BASE_GAS - calldata_gas(call_data) + COLD_ACCOUNT_ACCESS_GAS
 
 
 async def run_time_round(net: Net, job_id: int, slot: int, signers: int) -> dict[str, int]:
-    """Executes one Time round signed by the first `signers` members."""
-    payload = selector("onTime()")
+    """Executes one Time round signed by the first `signers` members (its item's payload empty:
+    the job's call is in its forwarder's code)."""
     _, members = await net.quorum_for_job(job_id)
     executor = members[0].address
-    report = await net.make_report(job_id, slot, payload, executor)
+    report = await net.make_report(job_id, slot, NO_PAYLOAD, executor)
     sigs = net.sign(report, [net.account_of(m.address) for m in members[:signers]])
-    receipt = await net.execute(report, payload, members, sigs)
+    receipt = await net.execute(report, NO_PAYLOAD, members, sigs)
     (event,) = await net.events(net.tm, "JobExecuted", receipt)
     tx = await net.w3.eth.get_transaction(receipt["transactionHash"])
-    target = await target_gas(net, job_id, payload, int(receipt["blockNumber"]) - 1)
+    target = await target_gas(net, job_id, ON_TIME, int(receipt["blockNumber"]) - 1)
     return {
         "total": int(receipt["gasUsed"]),
         "executed": int(event["args"]["gasUsed"]),
@@ -152,13 +170,12 @@ async def run_time_round(net: Net, job_id: int, slot: int, signers: int) -> dict
 async def short_of_quorum(net: Net, job_id: int, slot: int, signers: int) -> str:
     """The error `execute` gives with only `signers` signatures (eth_call). eth-tester runs a
     call in the latest block's context, so the report is checked one block earlier."""
-    payload = selector("onTime()")
     _, members = await net.quorum_for_job(job_id)
     executor = members[0].address
     check_block = await net.block_number() - 1
-    report = await net.make_report(job_id, slot, payload, executor, check_block=check_block)
+    report = await net.make_report(job_id, slot, NO_PAYLOAD, executor, check_block=check_block)
     sigs = net.sign(report, [net.account_of(m.address) for m in members[:signers]])
-    fn = net.execute_fn([report], [payload], members, sigs)
+    fn = net.execute_fn([report], [NO_PAYLOAD], members, sigs)
     try:
         await call(fn, {"from": executor})
     except ContractRevert as exc:
@@ -234,20 +251,19 @@ async def measure_batches(n: int) -> dict[str, Any]:
         spec = net.spec(TIME, time_trigger(60), selector("onTime()"), target=target.address,
                         start_time=start)  # fmt: skip
         job_ids.append(await net.create_job(spec))
-    payload = selector("onTime()")
 
     async def run(jobs: list[int], slot: int) -> dict[str, int]:
-        head = await net.make_report(jobs[0], slot, payload, executor)
+        head = await net.make_report(jobs[0], slot, NO_PAYLOAD, executor)
         reports = [head] + [
             replace(head, jobId=j, round=(await net.job(j))["round"]) for j in jobs[1:]
         ]
         sigs = net.sign_batch(Batch.of(reports), signers)
-        receipt = await net.execute_batch(reports, [payload] * len(jobs), members, sigs)
+        receipt = await net.execute_batch(reports, [NO_PAYLOAD] * len(jobs), members, sigs)
         events = await net.events(net.tm, "JobExecuted", receipt)
         if len(events) != len(jobs):
             raise RuntimeError(f"{len(events)} of {len(jobs)} items executed")
         block = int(receipt["blockNumber"]) - 1
-        targets = [await target_gas(net, j, payload, block) for j in jobs]
+        targets = [await target_gas(net, j, ON_TIME, block) for j in jobs]
         tx = await net.w3.eth.get_transaction(receipt["transactionHash"])
         return {
             "total": int(receipt["gasUsed"]),
@@ -270,10 +286,12 @@ async def measure_batches(n: int) -> dict[str, Any]:
 
 
 def forwarder_code() -> tuple[bytes, int]:
-    """JobForwarder's init code and the length of its runtime code."""
-    data = json.loads((ARTIFACTS_DIR / "JobForwarder.json").read_text())
-    runtime = bytes.fromhex(data["deployedBytecode"].removeprefix("0x"))
-    return bytes.fromhex(data["bytecode"].removeprefix("0x")), len(runtime)
+    """JobForwarder's init code and the length of JobForwarderRuntime's code, which a
+    forwarder's code starts with (the job's callData and three words follow it)."""
+    init = json.loads((ARTIFACTS_DIR / "JobForwarder.json").read_text())["bytecode"]
+    runtime = json.loads((ARTIFACTS_DIR / "JobForwarderRuntime.json").read_text())
+    code = bytes.fromhex(runtime["deployedBytecode"].removeprefix("0x"))
+    return bytes.fromhex(init.removeprefix("0x")), len(code)
 
 
 async def measure_create_job() -> dict[str, Any]:
@@ -284,6 +302,7 @@ async def measure_create_job() -> dict[str, Any]:
         "Cron": net.spec(CRON, cron_trigger("*/5 * * * *"), selector("onCron()")),
         "Event": net.spec(EVENT, event_trigger(tgt, [b"\x11" * 32], 2), selector("onEvent()")),
         "Condition": net.spec(CONDITION, condition_trigger(tgt, selector("checker()")), b""),
+        LONGEST_ROW: net.spec(TIME, time_trigger(60), LONGEST_CALL),
     }
     kinds: dict[str, int] = {}
     for name, spec in specs.items():
@@ -293,10 +312,12 @@ async def measure_create_job() -> dict[str, Any]:
         receipt = await net.tx(net.tm.functions.createJob(spec), net.owner, value=deposit)
         kinds[name] = int(receipt["gasUsed"])
     # The forwarder's CREATE2, measured as a creation transaction of the same init code sent
-    # from the TaskManager's address (its constructor calls its deployer back for the target,
-    # warm either way): less the transaction's intrinsic gas, plus the hashing CREATE2 pays
-    # and a creation transaction does not.
+    # from the TaskManager's address (its constructor calls its deployer back for the target
+    # and callData, warm either way, and outside a createJob gets none: a forwarder with empty
+    # callData): less the transaction's intrinsic gas, plus the hashing CREATE2 pays and a
+    # creation transaction does not.
     init, runtime_len = forwarder_code()
+    runtime_len += FORWARDER_TAIL_BYTES
     words = (len(init) + 31) // 32
     created = estimate_gas(net, {"from": net.tm.address, "data": "0x" + init.hex()})
     create2 = created - TX_BASE_GAS - calldata_gas(init) + CREATE2_HASH_WORD_GAS * words
@@ -371,8 +392,9 @@ ECDSA signature per signer and a forwarder per job:
   threshold, gas limit), forwarder and schedule in a second, limits read only when set or when
   the job is paused or cancelled; the registry's current epoch (number, start block, count,
   128-bit seed) in one slot; `ecrecover` straight from calldata; members checked by one hash
-  instead of read from storage; the forwarder keeps its target as an immutable (no storage
-  read per call) and copies no return data.
+  instead of read from storage; the forwarder keeps its target and its job's callData in its
+  own code (no storage read and no callData in the report per call) and copies no return
+  data.
 - What would reach it: (1) a threshold Schnorr signature (FROST, one DKG per epoch) checked with
   the `ecrecover` trick costs one recovery and no member list for the whole quorum, about
   19,000 less for 5-of-7; (2) batching several jobs' rounds into one `execute` (built since:
@@ -389,17 +411,17 @@ ECDSA signature per signer and a forwarder per job:
 """
 
 
-# Gas of what every executed item must touch with today's storage layout (EIP-2929 prices).
+# Gas of what every executed item must touch with today's storage layout (EIP-2929 prices);
+# the forwarder hop is measured (the single execution's).
 ITEM_FLOOR = (
     ("job state slot: cold read, write (round, cursor, balance)", 2_100 + 2_900),
     ("job config slot (forwarder, schedule): cold read", 2_100),
-    ("job callDataHash slot: cold read", 2_100),
-    ("the forwarder hop: cold account, call, forwarder code", 2_858),
     ("`JobExecuted` log: 3 topics, 5 data words", 375 + 3 * 375 + 8 * 160),
 )
+HOP_ROW = "the forwarder hop: cold account, call, forwarder code (measured above)"
 
 
-def batch_lines(batches: list[dict[str, Any]]) -> list[str]:
+def batch_lines(batches: list[dict[str, Any]], hop: int) -> list[str]:
     """The batch section: overhead per job by batch size, against the single execution."""
     lines = [
         "",
@@ -438,7 +460,8 @@ def batch_lines(batches: list[dict[str, Any]]) -> list[str]:
     span = max(rows) - 10
     marginal = (most["overhead"] - ten["overhead"]) / span
     marginal_calldata = (most["calldata"] - ten["calldata"]) / span
-    floor = sum(g for _, g in ITEM_FLOOR)
+    floor_rows = [*ITEM_FLOOR[:2], (HOP_ROW, hop), *ITEM_FLOOR[2:]]
+    floor = sum(g for _, g in floor_rows)
     single = SINGLE_OVERHEAD[7]
 
     def verdict(value: float, aim: float) -> str:
@@ -457,12 +480,13 @@ def batch_lines(batches: list[dict[str, Any]]) -> list[str]:
         f"to {max(rows)} (aim {AIM_PER_ADDITIONAL:,}): {verdict(extra_ten, AIM_PER_ADDITIONAL)}.",
         "",
         f"Where an additional job's {marginal:,.0f} goes (from 10 to {max(rows)} items): "
-        f"{marginal_calldata:,.0f} of calldata (its 224 canonical bytes: the item's offset, "
-        "four head words, the payload's length and padded payload, most of them zero bytes), "
-        "and what every executed item must touch with today's storage layout:",
+        f"{marginal_calldata:,.0f} of calldata (its 192 canonical bytes: the item's offset, "
+        "four head words and the payload's length, zero: a Time item carries no payload, its "
+        "job's call is in the forwarder's code; most of them zero bytes), and what every "
+        "executed item must touch with today's storage layout:",
         "",
     ]
-    lines += [f"- {name}: {gas:,}" for name, gas in ITEM_FLOOR]
+    lines += [f"- {name}: {gas:,}" for name, gas in floor_rows]
     rest = marginal - marginal_calldata - floor
     shared = one["overhead"] - marginal
     per_most = most["overhead"] / max(rows)
@@ -480,9 +504,8 @@ def batch_lines(batches: list[dict[str, Any]]) -> list[str]:
         "item's checks, the call's gas bounds and memory, the outcome word and the two loops' "
         f"own code. So the {AIM_PER_ADDITIONAL:,} aim per additional job is missed: its floor "
         f"alone is {floor + marginal_calldata:,.0f}; reaching it would take the job's config "
-        "and callDataHash in one slot with its state (two cold reads fewer: -4,200), no log "
-        "per item, and the whole item path in assembly (at most the ~3,000 of plain opcodes "
-        "above).",
+        "in one slot with its state (one cold read fewer: -2,100), no log per item, and the "
+        "whole item path in assembly (at most the ~3,000 of plain opcodes above).",
         "",
         f"The shared part (21,000 base, header and member words, the signatures and their "
         f"calldata, the epoch slot, the executor's credit) is {shared:,.0f} (the batch of one's "
@@ -511,6 +534,46 @@ def batch_lines(batches: list[dict[str, Any]]) -> list[str]:
         "- Together: batch of one 93,101 -> 86,241 (below the single execution), per "
         "additional job 26,511 -> 20,136 (1 to 10 items), runtime 24,359 -> 23,376 bytes.",
     ]
+    lines += embed_lines(batches, hop)
+    return lines
+
+
+def embed_lines(batches: list[dict[str, Any]], hop: int) -> list[str]:
+    """Against EMBED_BEFORE: the job's call moved from every item into its forwarder's code."""
+    lines = [
+        "",
+        f"What moving a Time, Cron or Event job's call into its forwarder's code changed "
+        f"(against commit {EMBED_BEFORE}, whose items carried the job's callData as their "
+        "payload, hashed and compared with the job's `callDataHash` slot): per item, the cold "
+        "read of that slot (2,100), the payload's word of calldata and its hashing are gone; "
+        "the forwarder now reads its TaskManager, target and the callData from its own code "
+        f"(`codecopy`) instead of two immutables (hop {EMBED_BEFORE_HOP:,} -> {hop:,}).",
+        "",
+        "| quorum | items | overhead | "
+        f"commit {EMBED_BEFORE} | difference | per job | commit {EMBED_BEFORE}, per job |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for b in batches:
+        old = EMBED_BEFORE_BATCH[b["n"]]
+        for size, r in b["rows"].items():
+            lines.append(
+                f"| {b['n']} | {size} | {r['overhead']:,} | {old[size]:,} "
+                f"| {r['overhead'] - old[size]:+,} | {r['overhead'] / size:,.0f} "
+                f"| {old[size] / size:,.0f} |"
+            )
+    seven = next((b for b in batches if b["n"] == 7), None)
+    if seven is not None:
+        rows, old = seven["rows"], EMBED_BEFORE_BATCH[7]
+        most = max(rows)
+        now = (rows[most]["overhead"] - rows[10]["overhead"]) / (most - 10)
+        then = (old[most] - old[10]) / (most - 10)
+        lines += [
+            "",
+            f"5-of-7: per additional job (10 to {most} items) {then:,.0f} -> {now:,.0f} "
+            f"({now - then:+,.0f}); the batch of one {old[1]:,} -> {rows[1]['overhead']:,} "
+            f"({rows[1]['overhead'] - old[1]:+,}). The cost moved to `createJob`, once per job: "
+            f"{CODE_DEPOSIT_GAS} gas of code deposit per byte of callData (next section).",
+        ]
     return lines
 
 
@@ -571,42 +634,73 @@ def limit_lines(seven: dict[str, Any]) -> list[str]:
 
 def create_lines(creates: dict[str, Any]) -> list[str]:
     kinds: dict[str, int] = creates["kinds"]
+
+    def before(k: str, table: dict[str, int]) -> str:
+        if k not in table:
+            return "- | -"
+        return f"{table[k]:,} | {kinds[k] - table[k]:+,}"
+
     lines = [
         "",
         "### `createJob` per trigger kind",
         "",
-        f"| kind | gas | commit {PREVIOUS} | difference |",
-        "|---|---:|---:|---:|",
+        f"| kind | gas | commit {EMBED_BEFORE} | difference | commit {PREVIOUS} | difference |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     lines += [
-        f"| {k} | {v:,} | {PREVIOUS_CREATE[k]:,} | {v - PREVIOUS_CREATE[k]:+,} |"
+        f"| {k} | {v:,} | {before(k, EMBED_BEFORE_CREATE)} | {before(k, PREVIOUS_CREATE)} |"
         for k, v in kinds.items()
     ]
     create2 = creates["create2"]
     storage = FRESH_SLOT_GAS + WARM_UPDATE_GAS
     moved = FRESH_SLOT_GAS + COLD_SLOAD_GAS
+    time_call = len(ON_TIME)
+    time_create2 = create2 + CODE_DEPOSIT_GAS * time_call
     delta = kinds["Time"] - PREVIOUS_CREATE["Time"]
+    longest = kinds[LONGEST_ROW] - kinds["Time"]
+    per_byte = longest / (MAX_CALLDATA - time_call)
+    runtime = creates["runtime_len"] - FORWARDER_TAIL_BYTES
     lines += [
         "",
-        "Each `createJob` now deploys the job's forwarder. Its CREATE2 costs "
+        "Each `createJob` deploys the job's forwarder, whose code is JobForwarderRuntime's "
+        f"{runtime} bytes followed by the job's callData (Time, Cron and Event jobs; none for a "
+        f"Condition job) and {FORWARDER_TAIL_BYTES} bytes (the TaskManager, the target, the "
+        "callData's length). With no callData its CREATE2 costs "
         f"{create2:,}: {CREATE_GAS:,} for the CREATE2, {creates['deposit_gas']:,} for its "
-        f"{creates['runtime_len']} bytes of runtime code at {CODE_DEPOSIT_GAS} a byte, "
+        f"{creates['runtime_len']} bytes of code at {CODE_DEPOSIT_GAS} a byte, "
         f"{creates['init_gas']} for its {creates['init_words']} words of init code "
         f"({INITCODE_WORD_GAS} + {CREATE2_HASH_WORD_GAS} a word) and {creates['constructor']:,} "
-        "for its constructor, which reads the target back from the TaskManager (measured as a "
-        "creation transaction of the same init code from the TaskManager's address: "
-        "eth_estimateGas less 21,000 and its calldata, plus CREATE2's hashing). Its storage: "
+        "for its constructor, which reads the target and callData back from the TaskManager "
+        "and appends them to the runtime code (measured as a creation transaction of the same "
+        "init code from the TaskManager's address: eth_estimateGas less 21,000 and its "
+        "calldata, plus CREATE2's hashing). **Each byte of callData adds "
+        f"{CODE_DEPOSIT_GAS} gas of code deposit**, paid once at creation: a Time job's "
+        f"{time_call}-byte `onTime()` makes it about {time_create2:,}. Its storage: "
         f"`jobOfForwarder[forwarder]` {FRESH_SLOT_GAS:,} (a fresh slot) and "
         f"`forwarderNonce[owner]` {WARM_UPDATE_GAS:,} ({FRESH_SLOT_GAS:,} for an owner's first "
-        f"job), {storage:,} in all, so {create2 + storage:,} with the CREATE2. Besides, the "
-        "target moved out of the config slot (which now holds the forwarder) into a slot of its "
-        f"own, {FRESH_SLOT_GAS:,}, and the `ForbiddenTarget` check reads "
-        f"`jobOfForwarder[target]`, {COLD_SLOAD_GAS:,}. Of a Time job's {delta:+,} that is "
-        f"{create2 + storage + moved:,}; the other {delta - create2 - storage - moved:,} are "
-        "copying the init code to memory, the salt and address hashes, the transient target, "
-        "and the new `maxGasPrice` and forwarder words in the calldata and in `JobCreated`. "
-        "(Since commit f9e2f5e the forwarder passes on up to 256 bytes of a failed target's "
-        "revert data, for `JobFailed`: 29 more bytes of runtime code, 5,800 of the CREATE2.)",
+        f"job), {storage:,} in all, so about {time_create2 + storage:,} with the CREATE2. "
+        f"Since commit {PREVIOUS} the target also moved out of the config slot (which now holds "
+        f"the forwarder) into a slot of its own, {FRESH_SLOT_GAS:,}, and the `ForbiddenTarget` "
+        f"check reads `jobOfForwarder[target]`, {COLD_SLOAD_GAS:,}. Of a Time job's "
+        f"{delta:+,} against {PREVIOUS} that is {time_create2 + storage + moved:,}; the other "
+        f"{delta - time_create2 - storage - moved:,} are copying the init code to memory, the "
+        "salt and address hashes, the callData's round trip through transient storage, and "
+        "the `maxGasPrice` and forwarder words in the calldata and in `JobCreated`.",
+        "",
+        f"The {MAX_CALLDATA:,}-byte row is a Time job with the longest callData (few zero bytes): "
+        f"{longest:+,} against the 4-byte one, {per_byte:,.0f} a byte: {CODE_DEPOSIT_GAS} of "
+        "code deposit, 16 of `createJob`'s calldata and 8 of `JobCreated`'s data (both paid "
+        "before this change too), the rest the transient round trip (a store, a load and a "
+        "clear per word) and the memory copies.",
+        "",
+        f"What moving the call into the forwarder changed (against commit {EMBED_BEFORE}, whose "
+        f"forwarder kept its target as an immutable, {EMBED_BEFORE_RUNTIME} bytes of code): "
+        f"the Time job's createJob {kinds['Time'] - EMBED_BEFORE_CREATE['Time']:+,}, the "
+        f"Condition job's (no callData in its forwarder) "
+        f"{kinds['Condition'] - EMBED_BEFORE_CREATE['Condition']:+,}: the forwarder's code is "
+        f"{EMBED_BEFORE_RUNTIME - creates['runtime_len']} bytes shorter without callData (no "
+        "Solidity dispatcher, no immutables: everything is read from the code's tail), and "
+        f"{CODE_DEPOSIT_GAS} a byte longer with it.",
     ]
     return lines
 
@@ -623,8 +717,8 @@ def render(
         BEGIN,
         "## Gas (in-process chain)",
         "",
-        f"Commit {label}, {day} (contracts v2: every job calls its target through its own "
-        f"forwarder); older figures are commit {PREVIOUS}'s, named so.",
+        f"Commit {label}, {day} (a Time, Cron or Event job's call lives in its forwarder's "
+        "code: its items carry no payload); older figures are other commits', named so.",
         "",
         "Command: `.venv/bin/python benchmarks/gas.py` (eth-tester 0.14 / py-evm, EVM prague, "
         f"solc 0.8.30 via-IR, 5,000 optimizer runs). Machine: {platform.machine()}, "
@@ -645,8 +739,9 @@ def render(
         "and no stipend check binds, so the smallest sufficient gas is the gas used. Overhead "
         "= transaction gas minus target gas: the 21,000 base, all calldata and the forwarder "
         "hop are overhead. Forwarder hop = `JobExecuted.gasUsed` minus target gas: the cold "
-        "call into the forwarder (2,600), the forwarder's code and the few TaskManager opcodes "
-        "between its two `gasleft()` reads.",
+        "call into the forwarder (2,600), the forwarder's code (it reads its TaskManager, "
+        "target and the job's callData from its own code's tail) and the few TaskManager "
+        "opcodes between its two `gasleft()` reads.",
         "",
         "| quorum | signers | tx gas | target gas | overhead | of which calldata | of which EVM "
         "| first-round overhead | per extra signer | forwarder hop |",
@@ -673,7 +768,7 @@ def render(
     ]
     seven = next((r for r in execs if r["n"] == 7), None)
     four = next((r for r in execs if r["n"] == 4), None)
-    lines += batch_lines(batches)
+    lines += batch_lines(batches, seven["hop"] if seven is not None else EMBED_BEFORE_HOP)
     if seven is not None:
         lines += limit_lines(seven)
     lines += create_lines(creates)
