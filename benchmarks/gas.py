@@ -582,7 +582,7 @@ def limit_lines(seven: dict[str, Any]) -> list[str]:
     new = seven["overhead"]
     rise = new - PREVIOUS_OVERHEAD_7
     like_for_like = rise - PREVIOUS_MEASURE_EXCESS
-    v2_rest = SINGLE_OVERHEAD[7] - PREVIOUS_OVERHEAD_7 - seven["hop"]
+    v2_rest = SINGLE_OVERHEAD[7] - PREVIOUS_OVERHEAD_7 - EMBED_BEFORE_HOP
     verdict = (
         f"**Within** the limit of +{OVERHEAD_RISE_LIMIT:,}."
         if rise <= OVERHEAD_RISE_LIMIT
@@ -606,8 +606,10 @@ def limit_lines(seven: dict[str, Any]) -> list[str]:
         f"{new:,} against {PREVIOUS_OVERHEAD_7:,}: {rise:+,}. {verdict} Since issue 14 the "
         f"figure is the batch of one, {new - SINGLE_OVERHEAD[7]:+,} against the single "
         f"execution of commit {SINGLE} ({SINGLE_OVERHEAD[7]:,}, within the limit): the batch "
-        "path's cost is in the section above. Up to that commit: the forwarder hop "
-        f"alone is {seven['hop']:,}; the other {v2_rest:+,} "
+        "path's cost is in the section above (and since commit "
+        f"{EMBED_BEFORE} a Time item carries no payload: {new - EMBED_BEFORE_BATCH[7][1]:+,} for "
+        "the single job). Up to commit "
+        f"{SINGLE}: the forwarder hop alone was {EMBED_BEFORE_HOP:,}; the other {v2_rest:+,} "
         "were v2's other changes "
         "to the `execute` path: the quorum commitments now live in the TaskManager, which saves "
         "the call to the registry (a cold account and a call, about 3,700), against the "
