@@ -52,6 +52,8 @@ TURN_BLOCKS = 4  # a backup waits this long for the (absent) byzantine leader
 FIRST_JOB = 1  # TaskManager.nextJobId starts at 1
 TIME_CALLDATA = keccak(text="onTime()")[:4]
 CRON_CALLDATA = keccak(text="onCron()")[:4]
+# A Time or Cron item's payload: the job's call is in its forwarder's code
+NO_PAYLOAD = b""
 NEVER_DUE_CRON = "0 0 1 1 *"  # next fire is next New Year: never due during the test
 STATUS_SLASHED = 3  # KeeperRegistry.Status.Slashed
 
@@ -249,20 +251,20 @@ async def test_members_refuse_a_byzantine_leaders_wrong_reports(net: Net) -> Non
         cursor=slot,
         checkBlock=int(block["number"]),
         checkBlockHash=bytes(block["hash"]),
-        payloadHash=keccak(TIME_CALLDATA),
+        payloadHash=keccak(NO_PAYLOAD),
         executor=net.byz.address,
         deadline=int(block["number"]) + 40,
     )
     wrong = {
-        "off the grid": (replace(check, cursor=slot - 3), TIME_CALLDATA, "CursorMismatch"),
+        "off the grid": (replace(check, cursor=slot - 3), NO_PAYLOAD, "CursorMismatch"),
         "a future slot": (
             replace(check, cursor=slot + 100 * INTERVAL),
-            TIME_CALLDATA,
+            NO_PAYLOAD,
             "CursorMismatch",
         ),
-        "a wrong payload": (
-            replace(check, payloadHash=keccak(CRON_CALLDATA)),
-            CRON_CALLDATA,
+        "a wrong payload": (  # the job's own callData: a Time item carries none
+            replace(check, payloadHash=keccak(TIME_CALLDATA)),
+            TIME_CALLDATA,
             "PayloadMismatch",
         ),
     }
@@ -272,10 +274,10 @@ async def test_members_refuse_a_byzantine_leaders_wrong_reports(net: Net) -> Non
         jobId=cron_id,
         round=0,
         cursor=int(block["timestamp"]) - int(block["timestamp"]) % 60,  # a whole minute
-        payloadHash=keccak(CRON_CALLDATA),
+        payloadHash=keccak(NO_PAYLOAD),
     )
     assert int(cron_view["startTime"]) <= cron_report.cursor
-    wrong["an undue Cron fire"] = (cron_report, CRON_CALLDATA, "NotDue")
+    wrong["an undue Cron fire"] = (cron_report, NO_PAYLOAD, "NotDue")
     endpoints = [cluster.keepers[i].endpoint for i in net.honest]
     async with aiohttp.ClientSession() as http:
         answers = await asyncio.gather(
@@ -308,17 +310,17 @@ async def test_members_refuse_a_byzantine_leaders_wrong_reports(net: Net) -> Non
             assert revert is not None and revert.error_name == error, (name, revert)
     for fooled in honest:
         revert = await simulate_execute(
-            w3, net, cron_report, CRON_CALLDATA, members, [net.byz, fooled], at
+            w3, net, cron_report, NO_PAYLOAD, members, [net.byz, fooled], at
         )
         assert revert is not None and revert.error_name == "TooFewSigners", revert
     revert = await simulate_execute(
-        w3, net, cron_report, CRON_CALLDATA, members, [net.byz, *honest[:2]], at
+        w3, net, cron_report, NO_PAYLOAD, members, [net.byz, *honest[:2]], at
     )
     assert revert is not None and revert.error_name == "NothingExecuted", revert
     # (the report is otherwise valid: three fooled members would have carried it)
     assert (
         await simulate_execute(
-            w3, net, cron_report, CRON_CALLDATA, members, [net.byz, *honest[:3]], at
+            w3, net, cron_report, NO_PAYLOAD, members, [net.byz, *honest[:3]], at
         )
         is None
     )
@@ -384,14 +386,14 @@ async def test_equivocation_is_slashed_and_the_keeper_rotated_out(net: Net) -> N
             cursor=int(view["lastCursor"]) + INTERVAL,
             checkBlock=int(block["number"]),
             checkBlockHash=bytes(block["hash"]),
-            payloadHash=keccak(TIME_CALLDATA),
+            payloadHash=keccak(NO_PAYLOAD),
             executor=net.byz.address,
             deadline=int(block["number"]) + 40,
         )
         async with aiohttp.ClientSession() as http:
             for report in (a, replace(a, cursor=a.cursor + INTERVAL)):
                 await post_as_leader(
-                    http, net, cluster.keepers[net.honest[0]].endpoint, report, TIME_CALLDATA
+                    http, net, cluster.keepers[net.honest[0]].endpoint, report, NO_PAYLOAD
                 )
 
     # then a member that was sent both proves it on-chain by itself (slashEquivocation with

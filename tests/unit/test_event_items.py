@@ -7,12 +7,13 @@ from __future__ import annotations
 import pytest
 from eth_utils.crypto import keccak
 
+from keeper.core.jobs import NO_PAYLOAD
 from keeper.core.report import Report
 from keeper.errors import PeerRejected
 from keeper.node.evaluate import Proposal
 from keeper.node.member import MemberService
 
-PAYLOAD = b"\x12\x34"
+PAYLOAD = NO_PAYLOAD  # an Event item carries none: the job's call is in its forwarder's code
 LOGS = ((7 << 32) | 1, (7 << 32) | 2, (8 << 32) | 0)  # the logs after round 3's
 
 
