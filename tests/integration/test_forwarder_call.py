@@ -18,10 +18,12 @@ from web3.contract import AsyncContract
 from keeper.chain.contracts import deploy_contract, revert_of
 from keeper.errors import ContractRevert
 from tests.harness import (
+    CONDITION,
     EVENT,
     NO_PAYLOAD,
     TIME,
     Net,
+    condition_trigger,
     event_trigger,
     selector,
     time_trigger,
@@ -76,6 +78,8 @@ async def test_a_time_target_gets_exactly_its_call_data_from_an_empty_payload(
     assert done["success"] is True
     assert await received(target) == (1, keccak(call_data), len(call_data))
     assert await target.functions.lastCaller().call() == forwarder
+    # and the job's view still names the callData's hash
+    assert (await net4.job(job_id))["callDataHash"] == keccak(call_data)
 
 
 async def test_an_event_target_gets_exactly_its_call_data_from_an_empty_payload(
@@ -127,3 +131,15 @@ async def test_the_task_manager_holds_no_forwarder_call_outside_a_creation(net4:
     # then what a forwarder's constructor reads back is empty again (its transient slots cleared)
     target_address, call_data = await net4.tm.functions.forwarderCall().call()
     assert (int(target_address, 16), bytes(call_data)) == (0, b"")
+
+
+async def test_a_condition_jobs_forwarder_holds_no_call_data(net4: Net) -> None:
+    # given a Condition job created with a callData (its items carry the resolver's result)
+    trigger = condition_trigger(net4.target.address, selector("checker()"))
+    job_id = await net4.create_job(net4.spec(CONDITION, trigger, POKE))
+    forwarder = await net4.tm.functions.forwarderOf(job_id).call()
+    # then its forwarder's code ends with the TaskManager, the target and a zero length
+    code = bytes(await net4.w3.eth.get_code(forwarder))
+    assert int.from_bytes(code[-32:], "big") == 0
+    assert code[-96:-64] == bytes(12) + bytes.fromhex(net4.tm.address[2:])
+    assert code[-64:-32] == bytes(12) + bytes.fromhex(net4.target.address[2:])
