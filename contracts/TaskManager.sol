@@ -60,7 +60,9 @@ contract TaskManager is EIP712, ReentrancyGuardTransient, IForwarderDeployer, IQ
         uint64 deadline;
     }
 
-    /// @notice One round of one job in a batch, as `execute` carries it.
+    /// @notice One round of one job in a batch, as `execute` carries it. `payload` is empty
+    ///         for a Time, Cron or Event job (its call lives in its forwarder's code) and the
+    ///         resolver's result for a Condition job.
     struct Item {
         uint256 jobId;
         uint64 round;
