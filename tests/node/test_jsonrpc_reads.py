@@ -1,7 +1,7 @@
 """The hot reads a node makes at every head (keeper.chain.jsonrpc) give over plain JSON-RPC what
 web3's formatted calls give, on anvil and behind a hosted provider's emulator: the same logs,
-base fee, gas limit, balances and call results, and the same errors (a reverted call, a refused range, a
-block the provider lacks)."""
+base fee, gas limit, balances and call results, and the same errors (a reverted call, a refused
+range, a block the provider lacks)."""
 
 from __future__ import annotations
 
