@@ -19,6 +19,8 @@ BPS = 10_000
 STAKE_BITS = 96
 STAKE_MASK = (1 << STAKE_BITS) - 1
 MAX_MEMBERS = 256
+# Leader rankings remembered: one per (epoch, quorum, due block) a node led or checked lately.
+RANKINGS_CACHED = 4096
 
 
 @dataclass(frozen=True)
@@ -297,11 +299,20 @@ def rank_batch_members(
 ) -> list[str]:
     """Members in leader order for the rounds of `quorum` in `epoch` due at `due_block`;
     overloaded members move to the back."""
+    ranked = _rank_by_key(epoch, quorum, due_block, tuple(members))
     shed = {a.lower() for a in overloaded}
-    return sorted(
-        members,
-        key=lambda a: (a.lower() in shed, compute_batch_rank_key(epoch, quorum, due_block, a)),
-    )
+    if not shed:
+        return list(ranked)
+    return sorted(ranked, key=lambda a: a.lower() in shed)  # stable: key order within each
+
+
+@lru_cache(maxsize=RANKINGS_CACHED)
+def _rank_by_key(
+    epoch: int, quorum: int, due_block: int, members: tuple[str, ...]
+) -> tuple[str, ...]:
+    """The ranking itself, once per (epoch, quorum, due block, members): every round a quorum
+    opened at one block shares it, and a leader and each member rank every such round."""
+    return tuple(sorted(members, key=lambda a: compute_batch_rank_key(epoch, quorum, due_block, a)))
 
 
 def compute_turn_start(due_block: int, rank: int, turn_blocks: int) -> int:
