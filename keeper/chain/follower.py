@@ -21,6 +21,7 @@ from web3.types import RPCEndpoint
 from keeper.chain.jsonrpc import json_provider, parse_fees, request
 from keeper.chain.logs import BlockNotYetServed, LogFetcher, LogQuery, sorted_logs
 from keeper.chain.rpc import rpc_guard
+from keeper.core.abi_words import decode_static_words, is_static_word_type
 from keeper.core.addresses import checksum_address
 from keeper.core.jobs import ZERO_TOPIC, Job, JobStatus, Trigger, decode_trigger, is_log_match
 from keeper.core.serving import Seat, compute_seat, compute_serving_seats, is_job_served
@@ -114,6 +115,7 @@ class _EventAbi:
     indexed: list[dict[str, Any]]
     plain: list[dict[str, Any]]
     plain_types: list[str]
+    words: bool  # every plain type is one word read by hand (keeper.core.abi_words)
 
 
 def _name_value(abi_input: Mapping[str, Any], value: Any) -> Any:
@@ -157,6 +159,7 @@ class EventDecoder:
                     indexed=[i for i in inputs if i.get("indexed")],
                     plain=plain,
                     plain_types=[collapse_if_tuple(i) for i in plain],
+                    words=all(is_static_word_type(str(i["type"])) for i in plain),
                 )
         self.addresses = [str(c.address) for c in contracts]
 
@@ -172,9 +175,16 @@ class EventDecoder:
         for abi_input, topic in zip(abi.indexed, topics[1:], strict=True):
             kind = str(abi_input["type"])
             # An indexed dynamic value is only its hash in the topic.
-            value = bytes(topic) if _is_dynamic(kind) else self._codec.decode([kind], topic)[0]
+            if _is_dynamic(kind):
+                value = bytes(topic)
+            else:
+                read = decode_static_words([kind], bytes(topic))
+                value = read[0] if read is not None else self._codec.decode([kind], topic)[0]
             args[str(abi_input["name"])] = value
-        values = self._codec.decode(abi.plain_types, bytes(raw["data"]))
+        data = bytes(raw["data"])
+        values = decode_static_words(abi.plain_types, data) if abi.words else None
+        if values is None:  # a dynamic type, or a word eth-abi refuses: its answer or its error
+            values = self._codec.decode(abi.plain_types, data)
         for abi_input, value in zip(abi.plain, values, strict=True):
             args[str(abi_input["name"])] = _name_value(abi_input, value)
         return abi.name, to_jsonable(args)
