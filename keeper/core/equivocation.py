@@ -10,6 +10,7 @@ the items it has seen (a bounded number, oldest forgotten first) and hands back 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from keeper.core.report import Batch, Report, compute_item_hash
@@ -85,9 +86,16 @@ class EvidenceBook:
             return None
         return Equivocation(signer, earlier, signed)
 
-    def observe_batch(self, batch: Batch, signer: str, signature: bytes) -> list[Equivocation]:
-        """Records every item of `signer`'s signed `batch`; the proofs it completes."""
-        hashes = tuple(batch.item_hashes())
+    def observe_batch(
+        self,
+        batch: Batch,
+        signer: str,
+        signature: bytes,
+        item_hashes: Sequence[bytes] | None = None,
+    ) -> list[Equivocation]:
+        """Records every item of `signer`'s signed `batch`; the proofs it completes.
+        `item_hashes`: the items' struct hashes when the caller has them already."""
+        hashes = tuple(batch.item_hashes() if item_hashes is None else item_hashes)
         proofs = (
             self.observe(item, signer, signature, hashes, i) for i, item in enumerate(batch.items)
         )

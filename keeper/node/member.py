@@ -312,7 +312,10 @@ class MemberService:
             raise _reject(401, "BadLeaderSignature", "the batch is not signed by the sender")
         # Whatever the checks below decide, a leader's signed batch is evidence: two different
         # results for one round key are proof of equivocation, which this node then submits.
-        for proof in self._evidence.observe_batch(req.batch, leader, req.leader_signature):
+        observed = self._evidence.observe_batch(
+            req.batch, leader, req.leader_signature, item_hashes
+        )
+        for proof in observed:
             report = proof.second.report
             log.warning(
                 "equivocation.seen signer=%s job=%d round=%d check_block=%d",

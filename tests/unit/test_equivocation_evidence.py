@@ -82,3 +82,14 @@ def test_items_of_two_batches_signed_by_one_leader_prove_with_their_batches_hash
     assert proof.second.hashes[proof.second.index] == compute_item_hash(report(cursor=1))
     # and a subset of the first batch (same results) is no conflict
     assert book.observe_batch(first.subset([1]), LEADER, b"subset") == []
+
+
+def test_a_batchs_hashes_given_by_the_caller_prove_as_the_ones_computed_here() -> None:
+    first = Batch.of([report(jobId=5), report()])
+    second = Batch.of([report(cursor=1), report(jobId=9)])
+    computed, given = EvidenceBook(), EvidenceBook()
+    computed.observe_batch(first, LEADER, b"first")
+    given.observe_batch(first, LEADER, b"first", first.item_hashes())
+    assert given.observe_batch(second, LEADER, b"second", second.item_hashes()) == (
+        computed.observe_batch(second, LEADER, b"second")
+    )
