@@ -5,10 +5,11 @@ web3's request and result formatters (parameter normalisers, checksummed address
 dicts) cost more CPU than the calls themselves: at ten executions a second the logs of each
 head, its base fee and `canRotate()` were a fifth of a keeper's CPU, most of it formatting;
 idle, the account's balance and earnings read for the metrics cost as much as a block's sync.
-Over HTTP (`AsyncHTTPProvider`, `keeper.chain.pool.RpcPool` included) these reads go to the
-provider as plain JSON-RPC and only the fields the node uses are read from the answer; an
-error answer raises what web3 raises for it. Any other provider (eth-tester in process) goes
-through web3 as before, and tests/node/test_jsonrpc_reads.py checks both give the same.
+Over HTTP (`AsyncHTTPProvider`, `keeper.chain.pool.RpcPool` included) these calls (and the
+leader's sends, nonces and receipts) go to the provider as plain JSON-RPC and only the fields
+the node uses are read from the answer; an error answer raises what web3 raises for it. Any
+other provider (eth-tester in process) goes through web3 as before, and
+tests/node/test_jsonrpc_reads.py checks both give the same.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from hexbytes import HexBytes
 from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3._utils.error_formatters_utils import raise_contract_logic_error_on_revert
 from web3._utils.validation import validate_rpc_response_and_raise_if_error
-from web3.exceptions import BlockNotFound
+from web3.exceptions import BlockNotFound, TransactionNotFound
 from web3.types import RPCEndpoint
 
 
@@ -102,6 +103,44 @@ async def balance(w3: AsyncWeb3[Any], address: str) -> int:
     if provider is None:
         return int(await w3.eth.get_balance(address))  # type: ignore[arg-type]
     return int(await request(provider, "eth_getBalance", [address, "latest"]), 16)
+
+
+async def receipt(w3: AsyncWeb3[Any], tx_hash: bytes) -> dict[str, int] | None:
+    """A mined transaction's status, block number and gas used; None while it is not mined
+    (or not known)."""
+    provider = json_provider(w3)
+    if provider is None:
+        try:
+            found: Any = await w3.eth.get_transaction_receipt(HexBytes(tx_hash))
+        except TransactionNotFound:
+            return None
+    else:
+        found = await request(provider, "eth_getTransactionReceipt", ["0x" + tx_hash.hex()])
+        if not isinstance(found, Mapping):
+            return None
+    return {key: _int(found[key]) for key in ("status", "blockNumber", "gasUsed")}
+
+
+async def transaction_count(w3: AsyncWeb3[Any], address: str, block: str) -> int:
+    """eth_getTransactionCount of `address` at `block` ("latest", "pending")."""
+    provider = json_provider(w3)
+    if provider is None:
+        return int(await w3.eth.get_transaction_count(address, block))  # type: ignore[arg-type]
+    return int(await request(provider, "eth_getTransactionCount", [address, block]), 16)
+
+
+async def send_raw_transaction(w3: AsyncWeb3[Any], raw: bytes) -> None:
+    """eth_sendRawTransaction; the node's refusal raises as through web3."""
+    provider = json_provider(w3)
+    if provider is None:
+        await w3.eth.send_raw_transaction(raw)
+        return
+    await request(provider, "eth_sendRawTransaction", ["0x" + raw.hex()])
+
+
+def _int(value: Any) -> int:
+    """A quantity as web3 gives it (int) or as JSON-RPC writes it (hex text)."""
+    return int(value, 16) if isinstance(value, str) else int(value)
 
 
 def parse_fees(result: object) -> tuple[int | None, int | None]:

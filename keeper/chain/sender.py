@@ -35,9 +35,8 @@ from eth_typing import ChecksumAddress
 from hexbytes import HexBytes
 from web3 import AsyncWeb3
 from web3.exceptions import TransactionNotFound, Web3Exception
-from web3.types import TxReceipt
 
-from keeper.chain.jsonrpc import block_fees
+from keeper.chain.jsonrpc import block_fees, receipt, send_raw_transaction, transaction_count
 from keeper.chain.rpc import rpc_guard
 from keeper.core.addresses import checksum_address
 from keeper.core.fees import (
@@ -496,14 +495,12 @@ class TxSender:
     async def _broadcast(self, raw: bytes) -> None:
         """Raises RpcUnavailable for transport failures; anything else is the node's answer."""
         async with rpc_guard("eth_sendRawTransaction"):
-            await self._w3.eth.send_raw_transaction(raw)
+            await send_raw_transaction(self._w3, raw)
 
-    async def _receipt(self, tx_hash: bytes) -> TxReceipt | None:
-        try:
-            async with rpc_guard("eth_getTransactionReceipt"):
-                return await self._w3.eth.get_transaction_receipt(HexBytes(tx_hash))
-        except TransactionNotFound:
-            return None
+    async def _receipt(self, tx_hash: bytes) -> dict[str, int] | None:
+        """Status, block number and gas used of a mined transaction; None while not mined."""
+        async with rpc_guard("eth_getTransactionReceipt"):
+            return await receipt(self._w3, tx_hash)
 
     async def _is_known(self, tx_hash: bytes) -> bool:
         try:
@@ -614,7 +611,7 @@ class TxSender:
 
     async def _nonce_at(self, block: Literal["latest", "pending"]) -> int:
         async with rpc_guard("eth_getTransactionCount"):
-            return int(await self._w3.eth.get_transaction_count(self.address, block))
+            return await transaction_count(self._w3, self.address, block)
 
     async def _sync_nonce(self) -> None:
         self._next_nonce = await self._free_nonce()

@@ -1,7 +1,7 @@
-"""The hot reads a node makes at every head (keeper.chain.jsonrpc) give over plain JSON-RPC what
+"""The hot calls a node makes at every head (keeper.chain.jsonrpc) give over plain JSON-RPC what
 web3's formatted calls give, on anvil and behind a hosted provider's emulator: the same logs,
-base fee, gas limit, balances and call results, and the same errors (a reverted call, a refused
-range, a block the provider lacks)."""
+base fee, gas limit, balances, call results, nonces and receipts, and the same errors (a
+reverted call, a refused range, a block the provider lacks, a transaction sent twice)."""
 
 from __future__ import annotations
 
@@ -164,3 +164,39 @@ async def test_a_polled_latest_block_brings_its_fees(
         assert fees[result.chain_head] == (int(block["baseFeePerGas"]), int(block["gasLimit"]))
     finally:
         await store.close()
+
+
+async def test_a_sent_transaction_its_receipt_and_the_nonce_are_the_ones_web3_gives(
+    anvil_net: Net, w3: Any
+) -> None:
+    sender = anvil_net.keepers[-1]
+    nonce = await jsonrpc.transaction_count(w3, sender.address, "latest")
+    assert nonce == await w3.eth.get_transaction_count(sender.address, "latest")
+    assert await jsonrpc.receipt(w3, b"\x12" * 32) is None  # unknown: not mined
+    tx = {
+        "to": anvil_net.owner.address,
+        "value": 1,
+        "gas": 21_000,
+        "maxFeePerGas": 10**11,
+        "maxPriorityFeePerGas": 1,
+        "nonce": nonce,
+        "chainId": await w3.eth.chain_id,
+    }
+    raw = bytes(sender.sign_transaction(tx).raw_transaction)
+
+    await jsonrpc.send_raw_transaction(w3, raw)
+
+    tx_hash = bytes(sender.sign_transaction(tx).hash)
+    mined = await w3.eth.wait_for_transaction_receipt(tx_hash, timeout=30)
+    assert await jsonrpc.receipt(w3, tx_hash) == {
+        "status": 1,
+        "blockNumber": int(mined["blockNumber"]),
+        "gasUsed": int(mined["gasUsed"]),
+    }
+    assert await jsonrpc.transaction_count(w3, sender.address, "latest") == nonce + 1
+    # the same transaction again is refused, with the node's words, as through web3
+    with pytest.raises(Web3RPCError) as through_web3:
+        await w3.eth.send_raw_transaction(raw)
+    with pytest.raises(Web3RPCError) as lean:
+        await jsonrpc.send_raw_transaction(w3, raw)
+    assert str(lean.value) == str(through_web3.value)
