@@ -4,9 +4,9 @@ Run: .venv/bin/python benchmarks/timeline.py /tmp/keeper-latency-7-XXXX
      (a directory `benchmarks/latency.py --keep-logs` left behind)
 
 The leader logs `round.lead` when it starts a round and `round.threshold ... ms=` when it holds
-threshold stake; each member logs `report.signed ... ms=` when it has stored its signature, with
-the time its handler took. Log timestamps are wall-clock milliseconds of one machine, so the
-members' lines can be placed on the leader's timeline:
+threshold stake; each member logs `batch.signed ... ms= rounds=job:round,...` when it has stored
+its signature over a batch, with the time its handler took. Log timestamps are wall-clock
+milliseconds of one machine, so the members' lines can be placed on the leader's timeline:
 
 - lead spread: how long after the first `round.lead` of the same check block this one came
   (every keeper gets the head at once, so rounds of one block start in a burst);
@@ -55,16 +55,19 @@ def read_rounds(lines: Iterable[str]) -> dict[Key, Round]:
     rounds: dict[Key, Round] = defaultdict(Round)
     for line in lines:
         m = LINE.match(line)
-        if m is None or m.group(2) not in ("round.lead", "round.threshold", "report.signed"):
+        if m is None or m.group(2) not in ("round.lead", "round.threshold", "batch.signed"):
             continue
         at, event, kv = _seconds(m.group(1)), m.group(2), _fields(m.group(3))
+        if event == "batch.signed":
+            for key in kv["rounds"].split(","):
+                job, round_ = key.split(":")
+                rounds[(int(job), int(round_))].signed.append((at, float(kv["ms"])))
+            continue
         r = rounds[(int(kv["job"]), int(kv["round"]))]
         if event == "round.lead":
             r.lead_at, r.check_block = at, int(kv["check_block"])
         elif event == "round.threshold":
             r.threshold_ms, r.signers = float(kv["ms"]), int(kv["signers"])
-        else:
-            r.signed.append((at, float(kv["ms"])))
     return rounds
 
 

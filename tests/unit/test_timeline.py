@@ -15,18 +15,18 @@ LOGS = [
     "2026-11-27 10:00:00,030 INFO keeper.node.leader round.lead job=2 round=7 rank=0 cursor=9 "
     "check_block=10",
     # job 1: members signed at +12 (handler 5 ms), +20 (8 ms), +26 (4 ms)
-    "2026-11-27 10:00:00,012 INFO keeper.node.member report.signed job=1 round=4 cursor=9 "
-    "check_block=10 leader=0xA ms=5.0 sync_ms=0.0",
-    "2026-11-27 10:00:00,026 INFO keeper.node.member report.signed job=1 round=4 cursor=9 "
-    "check_block=10 leader=0xA ms=4.0 sync_ms=0.0",
-    "2026-11-27 10:00:00,020 INFO keeper.node.member report.signed job=1 round=4 cursor=9 "
-    "check_block=10 leader=0xA ms=8.0 sync_ms=0.0",
+    "2026-11-27 10:00:00,012 INFO keeper.node.member batch.signed leader=0xA items=1 "
+    "check_block=10 ms=5.0 sync_ms=0.0 rounds=1:4",
+    "2026-11-27 10:00:00,026 INFO keeper.node.member batch.signed leader=0xA items=1 "
+    "check_block=10 ms=4.0 sync_ms=0.0 rounds=1:4",
+    "2026-11-27 10:00:00,020 INFO keeper.node.member batch.signed leader=0xA items=1 "
+    "check_block=10 ms=8.0 sync_ms=0.0 rounds=1:4",
     # the leader needed 3 signatures: its own and two members'
     "2026-11-27 10:00:00,029 INFO keeper.node.leader round.threshold job=1 round=4 rank=0 "
     "signers=3 ms=29.5",
     # job 2 never reached threshold: not in the breakdown
-    "2026-11-27 10:00:00,050 INFO keeper.node.member report.signed job=2 round=7 cursor=9 "
-    "check_block=10 leader=0xB ms=3.0 sync_ms=0.0",
+    "2026-11-27 10:00:00,050 INFO keeper.node.member batch.signed leader=0xB items=1 "
+    "check_block=10 ms=3.0 sync_ms=0.0 rounds=2:7",
     "some unrelated line",
 ]
 
@@ -55,3 +55,13 @@ def test_a_directory_of_logs_prints_every_stage(
     out = capsys.readouterr().out
     assert "threshold ms: median   29.5" in out
     assert "lead spread ms: median    0.0" in out
+
+
+def test_a_signed_batch_counts_for_each_of_its_rounds() -> None:
+    line = (
+        "2026-11-27 10:00:00,040 INFO keeper.node.member batch.signed leader=0xA items=2 "
+        "check_block=10 ms=6.0 sync_ms=0.0 rounds=1:4,3:2"
+    )
+    rounds = read_rounds([line])
+    assert len(rounds[(1, 4)].signed) == len(rounds[(3, 2)].signed) == 1
+    assert rounds[(3, 2)].signed[0][1] == 6.0
