@@ -4,9 +4,9 @@ keepers, epochs, quorums, execution counters), with a snapshot that bounds all o
 Jobs, keepers and epochs are folds of the followed events (keeper.core.jobs). The live tables
 hold the fold up to the sync head; the `snap_*` tables hold it up to the snapshot height, which
 trails the head by `keep_blocks` (as deep as the headers kept, so every reorg the follower can
-see lands above it). Events at or below the snapshot are folded into it and deleted, so a
-reorg or a restart puts the snapshot back and folds only the events above it, and the store
-holds a window of blocks, not the history.
+see lands above it) and moves SNAPSHOT_STEP blocks at a time. Events at or below the snapshot
+are folded into it and deleted, so a reorg or a restart puts the snapshot back and folds only
+the events above it, and the store holds a window of blocks, not the history.
 """
 
 from __future__ import annotations
@@ -44,6 +44,10 @@ log = logging.getLogger(__name__)
 # Headers kept, and how far the snapshot trails the head: the follower finds a reorg by walking
 # back over stored headers, so none it can find goes below the snapshot.
 KEEP_BLOCKS = 256
+# Blocks the snapshot moves at a time: folding a block's events into it and pruning behind it
+# is a dozen statements, each a hop to the database thread; once per 16 blocks instead of once
+# per block (the snapshot trails the head by keep_blocks to keep_blocks + 15).
+SNAPSHOT_STEP = 16
 
 
 @dataclass(frozen=True)
@@ -112,15 +116,19 @@ class _Fold:
             )
 
     async def finish(self) -> None:
-        await self._db.executemany(
-            f"INSERT OR REPLACE INTO {self._t.jobs} (job_id, status, data) VALUES (?, ?, ?)",
-            [(job.job_id, int(job.status), job_to_json(job)) for job in self.changed.values()],
-        )
-        await self._db.executemany(
-            f"INSERT INTO {self._t.counters} (name, value) VALUES (?, ?) "
-            "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
-            [(name, n) for name, n in self._counts.items() if n],
-        )
+        # An empty executemany is still a hop to the database thread: skipped.
+        if self.changed:
+            await self._db.executemany(
+                f"INSERT OR REPLACE INTO {self._t.jobs} (job_id, status, data) VALUES (?, ?, ?)",
+                [(job.job_id, int(job.status), job_to_json(job)) for job in self.changed.values()],
+            )
+        counts = [(name, n) for name, n in self._counts.items() if n]
+        if counts:
+            await self._db.executemany(
+                f"INSERT INTO {self._t.counters} (name, value) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+                counts,
+            )
 
     def _put(self, job: Job) -> None:
         self.jobs[job.job_id] = job
@@ -327,34 +335,36 @@ class ChainState:
                     "VALUES (?, ?, ?, ?)",
                     headers,
                 )
-                await db.executemany(
-                    "INSERT OR IGNORE INTO events "
-                    "(block_number, log_index, block_hash, tx_hash, name, job_id, args) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (
-                            ev.block_number,
-                            ev.log_index,
-                            ev.block_hash,
-                            ev.tx_hash,
-                            ev.name,
-                            ev.args.get("jobId"),
-                            json.dumps({**ev.args, "_ts": ev.block_timestamp}),
-                        )
-                        for ev in events
-                    ],
-                )
+                if events:
+                    await db.executemany(
+                        "INSERT OR IGNORE INTO events "
+                        "(block_number, log_index, block_hash, tx_hash, name, job_id, args) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [
+                            (
+                                ev.block_number,
+                                ev.log_index,
+                                ev.block_hash,
+                                ev.tx_hash,
+                                ev.name,
+                                ev.args.get("jobId"),
+                                json.dumps({**ev.args, "_ts": ev.block_timestamp}),
+                            )
+                            for ev in events
+                        ],
+                    )
                 for ev in events:
                     await fold.apply(ev.name, ev.args, ev.block_number, ev.block_timestamp)
                 await fold.finish()
-                await db.executemany(
-                    "INSERT OR IGNORE INTO job_logs (job_id, cursor, block_number, block_hash) "
-                    "VALUES (?, ?, ?, ?)",
-                    list(job_logs),
-                )
-                if headers:
-                    top = max(h[0] for h in headers)
-                    cut = top - self.keep_blocks
+                logs = list(job_logs)
+                if logs:
+                    await db.executemany(
+                        "INSERT OR IGNORE INTO job_logs (job_id, cursor, block_number, "
+                        "block_hash) VALUES (?, ?, ?, ?)",
+                        logs,
+                    )
+                cut = max(h[0] for h in headers) - self.keep_blocks if headers else -1
+                if cut - await self.snapshot_block() >= SNAPSHOT_STEP:
                     # The snapshot's own header stays: the head after a rollback to it, and
                     # the bottom of the follower's walk back (a reorg below it starts over).
                     await db.execute("DELETE FROM blocks WHERE number < ?", (cut,))
