@@ -8,10 +8,12 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from keeper import __version__
 from keeper.errors import KeeperError
+
+T = TypeVar("T")
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -617,10 +619,22 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Runs a command on uvloop (libuv's event loop) where it is installed, on asyncio's own loop
+    elsewhere (uvloop has no Windows build). A node is event-loop work: socket reads and writes,
+    callbacks, and a wake-up from the database thread for every statement; on asyncio's loop
+    that machinery was about a sixth of a keeper's CPU (docs/benchmarks.md, batch section)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - platforms without uvloop
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return asyncio.run(COMMANDS[args.command](args))
+        return run_loop(COMMANDS[args.command](args))
     except KeeperError as exc:
         from keeper.core.redact import redact_urls
 
