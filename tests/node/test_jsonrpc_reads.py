@@ -17,23 +17,9 @@ from keeper.chain.follower import ChainFollower
 from keeper.chain.logs import is_too_much
 from keeper.chain.rpc import connect, disconnect
 from keeper.store.db import Store
-from tests.anvil import AnvilChain, AnvilProcess
-from tests.harness import Net, make_net
+from tests.harness import Net
 from tests.integration.test_follower import create_event_job, create_time_job, emit_demo
 from tests.provider import ProviderEmulator
-
-
-@pytest.fixture
-async def anvil_net() -> AsyncIterator[Net]:
-    anvil = AnvilProcess(accounts=6)
-    net: Net | None = None
-    try:
-        net = await make_net(keepers=4, chain=AnvilChain(anvil, accounts=6))
-        yield net
-    finally:
-        if net is not None:
-            await disconnect(net.w3)
-        anvil.stop()
 
 
 @pytest.fixture

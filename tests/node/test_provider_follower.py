@@ -15,8 +15,7 @@ import pytest
 from keeper.chain.follower import ChainFollower
 from keeper.chain.rpc import connect, disconnect
 from keeper.store.db import Store
-from tests.anvil import AnvilChain, AnvilProcess
-from tests.harness import Net, make_net
+from tests.harness import Net
 from tests.integration.store_support import read_table
 from tests.integration.test_follower import (
     Follower,
@@ -59,19 +58,6 @@ async def behind(tmp_path: Path, net: Net, rpc: ProviderEmulator, max_range: int
         w3, net.registry, net.tm, store, start_block=net.deployment.block, max_range=max_range
     )
     return Behind(net, rpc, store, follower, w3)
-
-
-@pytest.fixture
-async def anvil_net() -> AsyncIterator[Net]:
-    anvil = AnvilProcess(accounts=6)
-    net: Net | None = None
-    try:
-        net = await make_net(keepers=4, chain=AnvilChain(anvil, accounts=6))
-        yield net
-    finally:
-        if net is not None:
-            await disconnect(net.w3)
-        anvil.stop()
 
 
 @pytest.fixture
