@@ -505,7 +505,19 @@ def batch_lines(batches: list[dict[str, Any]], hop: int) -> list[str]:
         f"own code. So the {AIM_PER_ADDITIONAL:,} aim per additional job is missed: its floor "
         f"alone is {floor + marginal_calldata:,.0f}; reaching it would take the job's config "
         "in one slot with its state (one cold read fewer: -2,100), no log per item, and the "
-        "whole item path in assembly (at most the ~3,000 of plain opcodes above).",
+        "whole item path in assembly (at most the ~3,000 of plain opcodes above). The config "
+        "cannot join the state slot: its 256 bits are full, and the forwarder's address alone "
+        "is 160. So with what the issue itself requires of every item (the job's own "
+        "forwarder as its target's caller, its round, cursor and balance kept on chain), an "
+        "item costs at least 5,000 (its state slot written) + 2,100 (its config read) + 2,600 "
+        f"(its forwarder, a cold account) + {marginal_calldata:,.0f} (its calldata) = "
+        f"{9_700 + marginal_calldata:,.0f} before a single check, bill or log: above "
+        f"the {AIM_PER_ADDITIONAL:,} aim. Per job in a batch of 10 adds at least a tenth of "
+        "21,000 and of five signatures (an `ecrecover` of 3,000 and 65 bytes of calldata "
+        f"each): {(21_000 + 5 * (3_000 + 65 * 16)) / 10 + 9_700 + marginal_calldata:,.0f}, "
+        f"with 300 or so left under the {AIM_PER_JOB_AT_10:,} aim for the header, the epoch, "
+        "the earnings and every check, bill and log: neither aim can be met without giving up "
+        "a per-job forwarder or per-job state.",
         "",
         f"The shared part (21,000 base, header and member words, the signatures and their "
         f"calldata, the epoch slot, the executor's credit) is {shared:,.0f} (the batch of one's "

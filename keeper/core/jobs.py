@@ -13,7 +13,6 @@ from functools import cached_property
 from typing import Any
 
 from eth_abi.abi import decode as abi_decode
-from eth_utils.crypto import keccak
 
 from keeper.core.addresses import checksum_address
 from keeper.core.triggers import JobRules, TriggerKind
@@ -134,10 +133,6 @@ class Job:
     @property
     def kind(self) -> TriggerKind:
         return self.trigger.kind
-
-    @property
-    def call_data_hash(self) -> bytes:
-        return keccak(self.call_data)
 
     @cached_property  # read for every job at every head; a Job never changes
     def rules(self) -> JobRules:
