@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,6 +33,7 @@ from keeper.chain.embedded import EmbeddedChain
 from keeper.core.quorum import Member, compute_quorum_of, pack_signatures, unpack_member
 from keeper.core.report import Batch, Domain, Report, sign_batch, sign_report
 from keeper.errors import ContractRevert
+from keeper.store.db import Store
 
 TIME, CRON, EVENT, CONDITION = 0, 1, 2, 3
 # A Time, Cron or Event item's payload: empty, since the job's call lives in its forwarder's
@@ -171,6 +173,16 @@ class Net:
 
     async def events(self, contract: AsyncContract, name: str, receipt: TxReceipt) -> list[Any]:
         return list(getattr(contract.events, name)().process_receipt(receipt, errors=DISCARD))
+
+    async def open_store(self, path: Path, operator: str | None = None) -> Store:
+        """A keeper's store for this network (its operator: keeper 0 unless named)."""
+        return await Store.open(
+            path,
+            chain_id=self.deployment.chain_id,
+            registry=self.deployment.registry,
+            task_manager=self.deployment.task_manager,
+            operator=operator or self.keepers[0].address,
+        )
 
     # ----------------------------------------------------------------- keepers
 

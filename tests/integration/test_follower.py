@@ -55,13 +55,7 @@ class Follower:
     async def open(
         cls, net: Net, path: Path, reorg_depth: int = 4, max_range: int = 200
     ) -> Follower:
-        store = await Store.open(
-            path,
-            chain_id=net.deployment.chain_id,
-            registry=net.deployment.registry,
-            task_manager=net.deployment.task_manager,
-            operator=net.keepers[0].address,
-        )
+        store = await net.open_store(path)
         follower = ChainFollower(
             net.chain.web3(),
             net.registry,

@@ -15,20 +15,13 @@ from eth_account.signers.local import LocalAccount
 from keeper.chain.follower import ChainFollower
 from keeper.core.serving import EPOCH_GRACE_BLOCKS
 from keeper.store.chain_state import KEEP_BLOCKS
-from keeper.store.db import Store
 from tests.harness import ETHER, NO_PAYLOAD, Net
 from tests.integration.store_support import read_table
 from tests.integration.test_follower import create_event_job, emit_demo
 
 
 async def open_follower(net: Net, path: Path, member: LocalAccount | None) -> ChainFollower:
-    store = await Store.open(
-        path,
-        chain_id=net.deployment.chain_id,
-        registry=net.deployment.registry,
-        task_manager=net.deployment.task_manager,
-        operator=net.keepers[0].address,
-    )
+    store = await net.open_store(path)
     return ChainFollower(
         net.chain.web3(),
         net.registry,
@@ -48,6 +41,13 @@ async def sync_all(follower: ChainFollower) -> None:
     raise AssertionError("follower did not catch up in 100 calls")
 
 
+async def seat_keepers_1_to_4(net: Net) -> None:
+    """Keepers 1-4 registered and rotated in: epoch 1's one quorum, keeper 0 outside it."""
+    for keeper in net.keepers[1:5]:
+        await net.register(keeper, ETHER)
+    await net.rotate()
+
+
 def stored_logs(path: Path, job_id: int) -> list[int]:
     return sorted(int(row[1]) for row in read_table(path, "job_logs") if row[0] == job_id)
 
@@ -57,9 +57,7 @@ async def test_a_job_served_from_a_rotation_gets_the_logs_its_old_quorum_did_not
 ) -> None:
     # given keepers 1-4 in epoch 1's one quorum, and keeper 0 not registered yet
     me = net.keepers[0]
-    for keeper in net.keepers[1:5]:
-        await net.register(keeper, ETHER)
-    await net.rotate()
+    await seat_keepers_1_to_4(net)
     mine = await open_follower(net, tmp_path / "mine.db", me)
     everyone = await open_follower(net, tmp_path / "all.db", None)
     try:
@@ -165,9 +163,7 @@ async def test_a_backfill_over_thousands_of_quiet_blocks_reads_only_the_stored_h
 ) -> None:
     # given keepers 1-4 in epoch 1's one quorum, and an Event job with one log never executed
     me = net.keepers[0]
-    for keeper in net.keepers[1:5]:
-        await net.register(keeper, ETHER)
-    await net.rotate()
+    await seat_keepers_1_to_4(net)
     mine = await open_follower(net, tmp_path / "mine.db", me)
     calls = count_calls(mine)
     try:

@@ -16,7 +16,6 @@ from keeper.chain import jsonrpc
 from keeper.chain.follower import ChainFollower
 from keeper.chain.logs import is_too_much
 from keeper.chain.rpc import connect, disconnect
-from keeper.store.db import Store
 from tests.harness import Net
 from tests.integration.test_follower import create_event_job, create_time_job, emit_demo
 from tests.provider import ProviderEmulator
@@ -128,13 +127,7 @@ async def test_a_polled_latest_block_brings_its_fees(
     anvil_net: Net, w3: Any, tmp_path: Path
 ) -> None:
     net = anvil_net
-    store = await Store.open(
-        tmp_path / "keeper.db",
-        chain_id=net.deployment.chain_id,
-        registry=net.deployment.registry,
-        task_manager=net.deployment.task_manager,
-        operator=net.keepers[0].address,
-    )
+    store = await net.open_store(tmp_path / "keeper.db")
     fees: dict[int, tuple[int | None, int | None]] = {}
     follower = ChainFollower(
         w3,

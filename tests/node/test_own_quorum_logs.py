@@ -20,7 +20,6 @@ from keeper.chain.rpc import connect, disconnect
 from keeper.core.quorum import compute_quorum_of
 from keeper.core.triggers import compute_event_cursor
 from keeper.store.chain_state import KEEP_BLOCKS
-from keeper.store.db import Store
 from tests.anvil import AnvilChain, AnvilProcess
 from tests.harness import (
     ETHER,
@@ -90,13 +89,7 @@ async def test_an_event_job_of_another_quorum_costs_no_log_query(
     # and this keeper's follower behind a hosted provider's emulator that counts log filters
     rpc = ProviderEmulator(str(net.chain.anvil.url), KEY, per_second=1000, burst=1000)  # type: ignore[attr-defined]
     await rpc.start()
-    store = await Store.open(
-        tmp_path / "keeper.db",
-        chain_id=net.deployment.chain_id,
-        registry=net.deployment.registry,
-        task_manager=net.deployment.task_manager,
-        operator=me,
-    )
+    store = await net.open_store(tmp_path / "keeper.db", me)
     w3 = connect(rpc.url, lean=True)
     follower = ChainFollower(
         w3, net.registry, net.tm, store, start_block=net.deployment.block, member=me
@@ -207,13 +200,7 @@ async def test_a_rotation_backfill_behind_a_provider_reads_the_stored_window_not
     # stays quiet for 3,000 blocks
     rpc = ProviderEmulator(str(net.chain.anvil.url), KEY, per_second=1000, burst=1000)  # type: ignore[attr-defined]
     await rpc.start()
-    store = await Store.open(
-        tmp_path / "keeper.db",
-        chain_id=net.deployment.chain_id,
-        registry=net.deployment.registry,
-        task_manager=net.deployment.task_manager,
-        operator=me.address,
-    )
+    store = await net.open_store(tmp_path / "keeper.db", me.address)
     w3 = connect(rpc.url, lean=True)
     follower = ChainFollower(
         w3, net.registry, net.tm, store, start_block=net.deployment.block, member=me.address

@@ -46,13 +46,7 @@ class Behind:
 
 async def behind(tmp_path: Path, net: Net, rpc: ProviderEmulator, max_range: int) -> Behind:
     await rpc.start()
-    store = await Store.open(
-        tmp_path / "keeper.db",
-        chain_id=net.deployment.chain_id,
-        registry=net.deployment.registry,
-        task_manager=net.deployment.task_manager,
-        operator=net.keepers[0].address,
-    )
+    store = await net.open_store(tmp_path / "keeper.db")
     w3 = connect(rpc.url, lean=True)
     follower = ChainFollower(
         w3, net.registry, net.tm, store, start_block=net.deployment.block, max_range=max_range
