@@ -4,7 +4,8 @@ a bumped re-send that would revert at its cost (four nodes, stakes 1..4 ether, o
 Each test drops one node's transaction on its way to the chain (a lost broadcast, as after an
 RPC hiccup), lets the chain move on without it (the others rotate the epoch; another reporter
 proves the equivocation), and checks the node freed the nonce with a 0-value self-send and
-never broadcast the doomed call again."""
+never broadcast the doomed call once it had seen the chain move on. (Before it has synced the
+block that dooms it, a bump is a race no node can win: the other nodes tick concurrently.)"""
 
 from __future__ import annotations
 
@@ -19,7 +20,12 @@ from eth_account.typed_transactions.typed_transaction import TypedTransaction
 from hexbytes import HexBytes
 
 from keeper.chain.calls import compute_equivocation_proof, compute_rotate_gas
-from keeper.core.doom import compute_rotate_purpose, compute_slash_purpose
+from keeper.core.doom import (
+    compute_rotate_doom_reason,
+    compute_rotate_purpose,
+    compute_slash_doom_reason,
+    compute_slash_purpose,
+)
 from keeper.core.equivocation import SignedBy
 from keeper.core.report import sign_report
 from keeper.node.node import SLASH_GAS, KeeperNode
@@ -42,10 +48,11 @@ def drop_while(
     monkeypatch: pytest.MonkeyPatch,
     to: str,
     selector_: bytes,
-    chain_unchanged: Callable[[], Awaitable[bool]],
+    node_unaware: Callable[[], Awaitable[bool]],
 ) -> list[bytes]:
-    """The node's RPC loses its calls of `selector_` on `to` while `chain_unchanged()`; returns
-    the list of such calls broadcast after that (none should be)."""
+    """The node's RPC loses its calls of `selector_` on `to` while `node_unaware()` (the node's
+    store has not yet seen what dooms them, so they would land or revert); returns the list of
+    such calls broadcast after that (none should be)."""
     send_raw = node.w3.eth.send_raw_transaction
     resent: list[bytes] = []
 
@@ -55,7 +62,7 @@ def drop_while(
             bytes(tx.get("to") or b"").hex() == to[2:].lower()
             and bytes(tx["data"])[:4] == selector_
         ):
-            if await chain_unchanged():
+            if await node_unaware():
                 raise aiohttp.ClientConnectionError("dropped on the way")
             resent.append(raw)
         return await send_raw(raw)
@@ -86,9 +93,13 @@ async def test_a_rotate_whose_epoch_others_rotated_is_cancelled_not_resent(
     async def same_epoch() -> bool:
         return int(await net.registry.functions.currentEpoch().call()) == epoch
 
+    async def node_in_epoch() -> bool:
+        latest = await node.store.latest_epoch()
+        return compute_rotate_doom_reason(epoch, latest.epoch if latest else None) is None
+
     # given node 3 sent rotate() for the epoch, and its RPC lost it (and loses every rotate()
-    # of that epoch; the other nodes' go through)
-    resent = drop_while(node, monkeypatch, net.registry.address, rotate_data[:4], same_epoch)
+    # of that epoch until node 3 has seen the next one start; the other nodes' go through)
+    resent = drop_while(node, monkeypatch, net.registry.address, rotate_data[:4], node_in_epoch)
     net.time_travel(await net.timestamp() + EPOCH_SECONDS)
     head = await net.block_number()
     purpose = compute_rotate_purpose(epoch, head)
@@ -122,8 +133,14 @@ async def test_a_slash_of_a_keeper_already_slashed_is_cancelled_not_resent(
         info: Any = await net.registry.functions.keeperInfo(cheater.address).call()
         return int(info[0]) > 0
 
-    # and node 3 sent slashEquivocation with them, which its RPC lost
-    resent = drop_while(node, monkeypatch, net.tm.address, data[:4], not_slashed)
+    async def node_sees_stake() -> bool:
+        keepers = await node.store.keepers()
+        status = next(k for a, k in keepers.items() if a.lower() == cheater.address.lower())
+        return compute_slash_doom_reason(status.get("status")) is None
+
+    # and node 3 sent slashEquivocation with them, which its RPC lost (until node 3 has seen
+    # the keeper slashed)
+    resent = drop_while(node, monkeypatch, net.tm.address, data[:4], node_sees_stake)
     purpose = compute_slash_purpose(cheater.address)
     await node.sender.send(net.tm.address, data, SLASH_GAS, purpose)
     # when another reporter proves the same equivocation first
