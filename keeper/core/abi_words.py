@@ -19,8 +19,6 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
-from keeper.core.addresses import checksum_address
-
 _SIZED = re.compile(r"^(uint|int|bytes)([0-9]+)$")
 
 
@@ -64,7 +62,7 @@ def _word_kind(kind: str) -> tuple[str, int] | None:
 
 def decode_static_words(kinds: Sequence[str], data: bytes) -> list[Any] | None:
     """The values of `kinds` (each `is_static_word_type`) from `data`, one 32-byte word
-    each, as eth-abi decodes them (addresses checksummed); None when a kind is not one of
+    each, as eth-abi decodes them (addresses in lower case); None when a kind is not one of
     those, `data` is not exactly those words, or a word is not one eth-abi accepts."""
     if len(data) != 32 * len(kinds):
         return None
@@ -85,7 +83,7 @@ def _decode_word(base: str, size: int, word: bytes) -> Any | None:
     if base == "bool":
         return None if number > 1 else number == 1
     if base == "address":
-        return None if number >> 160 else checksum_address(word[12:])
+        return None if number >> 160 else "0x" + word[12:].hex()
     if base == "uint":
         return None if number >> size else number
     if base == "int":
