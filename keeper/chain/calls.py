@@ -3,6 +3,7 @@ and `rotate`."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -19,7 +20,10 @@ from keeper.chain.rpc import rpc_guard
 from keeper.core.equivocation import SignedBy
 from keeper.core.quorum import Member
 from keeper.core.report import Batch, Report, compute_payload_hash
-from keeper.errors import ChainError, ContractRevert
+from keeper.core.rotation import EpochTiming
+from keeper.errors import ChainError, ContractRevert, RpcUnavailable
+
+log = logging.getLogger(__name__)
 
 # Gas of execute beyond its targets' limits: the batch's shared work plus one signature check
 # per member, and per item its checks, cold job slots, failure record and settlement.
@@ -189,6 +193,29 @@ class KeeperCalls:
         if len(result) != 32:
             raise ChainError(f"canRotate returned {len(result)} bytes, not one word")
         return int.from_bytes(result, "big") != 0
+
+    async def epoch_timing(self, generation: int, block: int) -> EpochTiming | None:
+        """The registry's `epochState()` and `armedRotation()` at `block`, for the store's
+        registry `generation`; None when the provider cannot answer at that block (a lagging
+        backend without it): the caller then asks `canRotate()` as it would without."""
+        try:
+            async with rpc_guard("epochState"):
+                state = await self.registry.functions.epochState().call(block_identifier=block)
+                armed = await self.registry.functions.armedRotation().call(block_identifier=block)
+        except RpcUnavailable:
+            raise
+        except Exception as exc:  # any answer that is not the state: do without it
+            log.info("rotation.timing_unread block=%d error=%s", block, exc)
+            return None
+        epoch, _start_block, _start_time, _count, set_changed, due_at = state
+        return EpochTiming(
+            generation=generation,
+            block=block,
+            epoch=int(epoch),
+            set_changed=bool(set_changed),
+            due_at=int(due_at),
+            arm_block=int(armed[0]),
+        )
 
     async def account_funds(self, address: str) -> tuple[int, int]:
         """(ETH balance, unwithdrawn TaskManager earnings) of `address`, in wei."""

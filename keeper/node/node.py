@@ -39,6 +39,7 @@ from keeper.core.quorum import compute_turn_start, rank_members
 from keeper.core.ratelimit import RateLimit
 from keeper.core.redact import redact_urls
 from keeper.core.report import MAX_CHECK_AGE, Domain, compute_batch_doom_reason
+from keeper.core.rotation import EpochTiming, is_rotation_possible
 from keeper.core.types import Wei
 from keeper.errors import KeeperError, PeerRejected, RpcUnavailable, TooManyInFlight
 from keeper.monitor.health import HealthFacts, HealthLimits, assess_health
@@ -157,6 +158,7 @@ class KeeperNode:
         self._last_error = ""
         self._chain_head = 0
         self._rotate_due: dict[int, int] = {}
+        self._epoch_timing: EpochTiming | None = None
         self._executions_seen = (0, 0)  # (executions, successes) already counted in metrics
         self._passed: tuple[int, bytes] | None = None  # the head the last full pass handled
         self._housekeeping_head: int | None = None  # a head whose rotate check is still to do
@@ -401,7 +403,7 @@ class KeeperNode:
             return
         latest = await self.store.latest_epoch()
         epoch = latest.epoch if latest else 0
-        if not await self.calls.can_rotate():
+        if not await self._can_rotate(head):
             self._rotate_due.pop(epoch, None)
             return
         due = self._rotate_due.setdefault(epoch, head)
@@ -429,6 +431,21 @@ class KeeperNode:
             log.warning("rotate.deferred epoch=%d error=%s", epoch, exc)
             return
         log.info("rotate.sent epoch=%d tx=0x%s rank=%d", epoch, tx.hex(), rank)
+
+    async def _can_rotate(self, head: int) -> bool:
+        """`canRotate()`, asked of the chain only when the registry's state as last read (at
+        the store's registry generation) does not rule it out (keeper.core.rotation)."""
+        generation = self.store.registry_generation
+        timing = self._epoch_timing
+        if timing is None or timing.generation != generation:
+            stored = await self.store.head()
+            if stored is not None:
+                timing = await self.calls.epoch_timing(generation, stored[0])
+                self._epoch_timing = timing
+        head_ts = await self.store.block_timestamp(head)
+        if head_ts is not None and not is_rotation_possible(timing, generation, head_ts):
+            return False
+        return await self.calls.can_rotate()
 
     async def _doom_of(self, purpose: str, to: str | None, data: bytes, head: int) -> str | None:
         """The sender's doom check, from the store: why a transaction still unmined at `head`

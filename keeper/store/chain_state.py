@@ -28,6 +28,7 @@ from keeper.store.connection import Connection, first_row
 from keeper.store.records import (
     JOB_EVENTS,
     KEEPER_EVENTS,
+    REGISTRY_EVENTS,
     ChainEvent,
     Epoch,
     bytes_spec,
@@ -177,6 +178,10 @@ class ChainState:
         # per block from them).
         self._folds: dict[tuple[Any, ...], Any] = {}
         self._snapshot: int | None = None  # the snapshot height, once read (-1: none yet)
+        # Moves on whenever the registry's state may have changed in the store's view: blocks
+        # applied with any registry event, or blocks rolled back. What a node read
+        # of the registry at one generation holds until the next (keeper.core.rotation).
+        self.registry_generation = 0
 
     # ------------------------------------------------------------------ snapshot
 
@@ -294,6 +299,8 @@ class ChainState:
             # the cached epochs, quorums and endpoints (a leader reads every member's endpoint
             # on every round).
             keep = all(e.name in JOB_EVENTS for e in events)
+            if any(e.name in REGISTRY_EVENTS for e in events):
+                self.registry_generation += 1
             self._forget_chain_reads(keep_registry=keep)
             try:
                 await self._apply_blocks_locked(headers, events, job_logs, on_snapshot)
@@ -387,6 +394,7 @@ class ChainState:
         follower learns it again from its start block."""
         async with self._conn.write:
             self._folds.clear()
+            self.registry_generation += 1
             try:
                 return await self._rollback_to_locked(number, also)
             finally:

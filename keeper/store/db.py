@@ -180,6 +180,11 @@ class Store:
     async def block_timestamp(self, number: int) -> int | None:
         return await self.chain.block_timestamp(number)
 
+    @property
+    def registry_generation(self) -> int:
+        """Moves on whenever blocks with a registry event are applied or blocks are rolled back."""
+        return self.chain.registry_generation
+
     async def apply_blocks(
         self,
         headers: Iterable[tuple[int, bytes, bytes, int]],

@@ -30,6 +30,15 @@ KEEPER_EVENTS = (
     "Slashed",
     "KeeperEvicted",
 )
+# Every event the registry emits: a block with any of them may have changed what `canRotate()`
+# reads (tests/integration/test_store.py checks the list against the registry's ABI).
+REGISTRY_EVENTS = (
+    *KEEPER_EVENTS,
+    "RotationArmed",
+    "EpochStarted",
+    "QuorumFormed",
+    "TaskManagerSet",
+)
 
 
 @dataclass(frozen=True)

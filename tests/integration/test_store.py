@@ -13,11 +13,13 @@ from eth_abi.abi import encode as abi_encode
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
+from keeper.chain.artifacts import load_artifact
 from keeper.core.jobs import JobStatus
 from keeper.core.quorum import pack_member
 from keeper.core.report import Batch, Domain, Report, compute_batch_digest, compute_report_digest
 from keeper.errors import StoreError, StoreMismatch
 from keeper.store.db import ChainEvent, Store
+from keeper.store.records import REGISTRY_EVENTS
 from keeper.store.schema import SCHEMA_VERSION
 from tests.integration.store_support import read_folds, read_table
 
@@ -385,6 +387,41 @@ async def test_rollback_restores_the_folded_state_before_the_orphaned_blocks(
     assert cancelled.balance == 10**18  # kept until withdrawFunds
     assert await store.head() == (4, block_hash(4, "fork"))
     await store.close()
+
+
+async def test_the_registry_generation_moves_with_registry_events_and_rollbacks(
+    tmp_path: Path,
+) -> None:
+    store = await open_store(tmp_path / "keeper.db")
+    # given blocks 1-2 with a keeper and an epoch
+    await store.apply_blocks(
+        headers(1, 2),
+        [
+            event("KeeperRegistered", 1, 0, keeper=OPERATOR, stake=10**18, endpoint="http://a"),
+            *quorum_formed(1, 2, 0, {OPERATOR: 10**18}),
+        ],
+    )
+    generation = store.registry_generation
+    # when blocks carry only the TaskManager's events, or nothing
+    await store.apply_blocks(headers(3, 3), [created(1, 3, 0, 0, TIME_JOB)])
+    await store.apply_blocks(
+        headers(4, 4), [event("JobSkipped", 4, 0, jobId=1, round=0, reason="0x12345678")]
+    )
+    # then what was read of the registry still holds
+    assert store.registry_generation == generation
+    # when a block carries a registry event (a rotation armed), the generation moves on
+    await store.apply_blocks(headers(5, 5), [event("RotationArmed", 5, 0, epoch=2, seedBlock=7)])
+    assert store.registry_generation > generation
+    # and so it does when blocks are rolled back, whatever they held
+    generation = store.registry_generation
+    await store.rollback_to(4)
+    assert store.registry_generation > generation
+    await store.close()
+
+
+def test_every_event_the_registry_emits_moves_the_registry_generation() -> None:
+    abi = load_artifact("KeeperRegistry").abi
+    assert {str(e["name"]) for e in abi if e.get("type") == "event"} == set(REGISTRY_EVENTS)
 
 
 async def test_rollback_survives_a_restart(tmp_path: Path) -> None:
