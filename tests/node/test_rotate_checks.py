@@ -5,7 +5,7 @@ still happens on time, whether the epoch's length runs out or a keeper-set chang
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -47,6 +47,13 @@ async def current_epoch(network: Network) -> int:
     return int(await network.net.registry.functions.currentEpoch().call())
 
 
+def next_epoch_started(network: Network, epoch: int) -> Callable[[], Awaitable[bool]]:
+    async def started() -> bool:
+        return await current_epoch(network) == epoch + 1
+
+    return started
+
+
 async def test_mid_epoch_heads_cost_no_can_rotate_call_and_the_epochs_end_still_rotates(
     network: Network, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -59,12 +66,8 @@ async def test_mid_epoch_heads_cost_no_can_rotate_call_and_the_epochs_end_still_
     assert asked[0] == 0
     # when the epoch's length runs out
     net.time_travel(await net.timestamp() + EPOCH_SECONDS)
-
-    async def rotated() -> bool:
-        return await current_epoch(network) == epoch + 1
-
     # then the nodes ask again and rotate within a few blocks, as they did at every head before
-    await network.step_until(rotated, max_blocks=12)
+    await network.step_until(next_epoch_started(network, epoch), max_blocks=12)
     assert asked[0] > 0
 
 
@@ -81,12 +84,10 @@ async def test_a_keeper_joining_mid_epoch_is_taken_in_by_an_early_rotation(
     # MIN_EPOCH_BLOCKS old, long before its length runs out)
     newcomer = net.keepers[4]
     await net.register(newcomer, ETHER)
-
-    async def rotated() -> bool:
-        return await current_epoch(network) == epoch + 1
-
     # then the nodes learn it from the registration's event and rotate soon after that age
-    taken = await network.step_until(rotated, max_blocks=MIN_EPOCH_BLOCKS + 12)
+    taken = await network.step_until(
+        next_epoch_started(network, epoch), max_blocks=MIN_EPOCH_BLOCKS + 12
+    )
     assert await net.block_number() <= start + MIN_EPOCH_BLOCKS + 12
     assert taken > 0
     await network.step()
