@@ -58,6 +58,7 @@ THRESHOLD_LINE = re.compile(
     r"round\.threshold job=(\d+) round=(\d+) rank=(\d+) signers=(\d+) ms=([\d.]+)"
 )
 CREATE_GAS = 600_000
+CREATE_CHUNK = 50
 PATHS = ("steady", "member down", "failover")
 
 
@@ -111,14 +112,17 @@ async def create_jobs(
     now = int((await w3.eth.get_block("latest"))["timestamp"])
     first_slot = now + 20 + n // 10  # the keepers learn every job before its first slot
     owner = cluster.accounts[1].address
-    hashes = []
-    for i in range(n):
-        spec = time_spec(target, interval, first_slot + (0 if burst else i % interval))
-        params = {"from": owner, "value": deposit, "gas": CREATE_GAS}
-        hashes.append(await tm.functions.createJob(spec).transact(params))
-    for tx in hashes:
-        receipt = await w3.eth.wait_for_transaction_receipt(tx, timeout=300)
-        assert receipt["status"] == 1, f"createJob {tx.hex()} failed"
+    # In chunks, each mined before the next is priced: a thousand at once fill ten blocks,
+    # and the base fee rises past the max fee the later ones were sent with (stuck for good).
+    for start in range(0, n, CREATE_CHUNK):
+        hashes = []
+        for i in range(start, min(n, start + CREATE_CHUNK)):
+            spec = time_spec(target, interval, first_slot + (0 if burst else i % interval))
+            params = {"from": owner, "value": deposit, "gas": CREATE_GAS}
+            hashes.append(await tm.functions.createJob(spec).transact(params))
+        for tx in hashes:
+            receipt = await w3.eth.wait_for_transaction_receipt(tx, timeout=300)
+            assert receipt["status"] == 1, f"createJob {tx.hex()} failed"
     return first_slot
 
 
