@@ -217,16 +217,21 @@ class Sampler:
 # ---------------------------------------------------------------------- the network
 
 
-async def send_all(w3: Any, sends: list[Any]) -> list[Any]:
-    """Sends transactions one after the other (the node assigns the nonces in order), then
-    waits for all their receipts; `sends` are coroutine factories returning a tx hash."""
-    hashes = [await send() for send in sends]
-    receipts = await asyncio.gather(
-        *(w3.eth.wait_for_transaction_receipt(h, timeout=300) for h in hashes)
-    )
-    for tx, receipt in zip(hashes, receipts, strict=True):
-        assert receipt["status"] == 1, f"transaction {tx.hex()} failed"
-    return list(receipts)
+async def send_all(w3: Any, sends: list[Any], chunk: int = 50) -> list[Any]:
+    """Sends transactions one after the other (the node assigns the nonces in order), `chunk`
+    at a time, each chunk mined before the next is priced (a thousand at once fill blocks
+    until the base fee passes the max fee the later ones carry), and returns their receipts;
+    `sends` are coroutine factories returning a tx hash."""
+    receipts: list[Any] = []
+    for start in range(0, len(sends), chunk):
+        hashes = [await send() for send in sends[start : start + chunk]]
+        mined = await asyncio.gather(
+            *(w3.eth.wait_for_transaction_receipt(h, timeout=300) for h in hashes)
+        )
+        for tx, receipt in zip(hashes, mined, strict=True):
+            assert receipt["status"] == 1, f"transaction {tx.hex()} failed"
+        receipts += mined
+    return receipts
 
 
 async def deploy_targets(cluster: Cluster, w3: Any, n: int) -> list[Any]:
