@@ -64,7 +64,7 @@ from eth_abi.abi import encode as abi_encode
 from eth_utils.crypto import keccak
 
 from benchmarks.latency import CREATE_GAS, percentile, wait_chain_time
-from benchmarks.report import DOCS, machine, write_section
+from benchmarks.report import DOCS, commit_label, machine, write_section
 from keeper.chain.artifacts import load_artifact
 from keeper.chain.contracts import transact
 from keeper.core.triggers import compute_event_cursor
@@ -675,12 +675,13 @@ def render_notes(result: Result) -> list[str]:
     return lines
 
 
-def render(command: str, result: Result, args: argparse.Namespace) -> str:
+def render(command: str, result: Result, args: argparse.Namespace, commit: str) -> str:
+    today = time.strftime("%Y-%m-%d", time.gmtime())
     lines = [
         BEGIN,
         f"## Soak (anvil, 1-second blocks, a random keeper killed every {args.kill_every:.0f} s)",
         "",
-        f"Machine: {machine()}.",
+        f"Commit: {commit}. Machine: {machine()}. Date: {today}.",
         "",
         f"Command: `{command}`",
         "",
@@ -740,8 +741,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 async def main() -> int:
     args = parse_args()
     command = shlex.join([".venv/bin/python", "benchmarks/soak.py", *sys.argv[1:]])
+    commit = commit_label("keeper", "contracts")
     result = await soak(args)
-    section = render(command, result, args)
+    section = render(command, result, args, commit)
     print(section)
     if args.json:
         tallies = {k: vars(t) for k, t in result.tallies.items()}
